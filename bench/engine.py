@@ -1,0 +1,196 @@
+"""The one training loop and the one evaluation every method runs through.
+
+Loss: the sum over tasks of each task's mean cross-entropy over its own classes, so an
+ST task's gradient is exactly what it would be if trained alone.  Optimiser: SGD
+(momentum 0.9, CoOp's choice) or AdamW; cosine schedule with warm-up from timm, stepped
+per epoch (warm-up of 1 epoch at `warmup_lr` = CoOp's constant warm-up).  bf16 autocast on
+CUDA; no host-device synchronisation inside a step.  Checkpoints (trainable parameters,
+optimiser, scheduler, scaler, step, best validation state) are written atomically every
+epoch and every `checkpoint_every_steps` steps; a restarted run resumes from the latest.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from timm.scheduler import CosineLRScheduler
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    epochs_run: int = 0
+    steps_run: int = 0
+    train_images: int = 0
+    train_seconds: float = 0.0
+    unreadable_images: int = 0
+    best_epoch: int | None = None
+    best_val_average: float | None = None
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else None
+
+
+def autocast_for(device: torch.device, precision: str):
+    """bf16 autocast on CUDA by default; fp32 elsewhere (CPU bf16 only when asked)."""
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                   n_tasks: int, reduction: str = "sum") -> torch.Tensor:
+    """Sum (or mean) over the tasks in the batch of each task's mean cross-entropy."""
+    per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
+    totals = per_sample.new_zeros(n_tasks).index_add(0, task_ids, per_sample)
+    counts = per_sample.new_zeros(n_tasks).index_add(0, task_ids, torch.ones_like(per_sample))
+    per_task = totals / counts.clamp(min=1)
+    if reduction == "mean":
+        return per_task.sum() / (counts > 0).sum().clamp(min=1)
+    return per_task.sum()
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    name = cfg.optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.9),
+                               weight_decay=cfg.get("weight_decay", 5e-4))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.01),
+                                 betas=tuple(cfg.get("betas", (0.9, 0.999))))
+    raise ValueError(f"Unknown train.optimizer '{cfg.optimizer}': use sgd or adamw.")
+
+
+def build_scheduler(optimizer, cfg) -> CosineLRScheduler:
+    warmup = int(cfg.get("warmup_epochs", 0))
+    return CosineLRScheduler(optimizer, t_initial=max(1, int(cfg.epochs) - warmup),
+                             lr_min=cfg.get("lr_min", 0.0), warmup_t=warmup,
+                             warmup_lr_init=cfg.get("warmup_lr", 1e-5), warmup_prefix=True,
+                             t_in_epochs=True)
+
+
+@torch.no_grad()
+def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
+    """Top-1 accuracy (%) per task over that task's own classes, and their average."""
+    method.eval()
+    n_tasks = len(data.task_names)
+    correct = torch.zeros(n_tasks, dtype=torch.long, device=device)
+    total = torch.zeros(n_tasks, dtype=torch.long, device=device)
+    with autocast_for(device, precision):
+        for images, labels, task_ids, _ in data.eval_loader(split):
+            if not len(labels):
+                continue
+            images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
+            hits = (method(images, task_ids).argmax(dim=-1) == labels).long()
+            correct.index_add_(0, task_ids, hits)
+            total.index_add_(0, task_ids, torch.ones_like(hits))
+    correct, total = correct.tolist(), total.tolist()
+    results = {name: 100.0 * correct[t] / max(total[t], 1) for t, name in enumerate(data.task_names)}
+    results["average"] = sum(results[n] for n in data.task_names) / n_tasks
+    return results
+
+
+def _atomic_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = None,
+        progress: bool = True) -> TrainOutcome:
+    """Train `method` on `data` with the `train` config; leaves the selected weights loaded."""
+    outcome = TrainOutcome()
+    params = [p for _, p in method.trainable_parameters()]
+    epochs = int(cfg.epochs)
+    if not params or epochs == 0:
+        return outcome
+    optimizer = build_optimizer(params, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    start_epoch, start_step, best_state = 0, 0, None
+
+    if checkpoint_path is not None and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        method.load_trainable_state(state["trainable"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, start_step, best_state = state["epoch"], state["step"], state["best_state"]
+        for key, value in state["outcome"].items():
+            setattr(outcome, key, value)
+        log.info("Resumed from %s at epoch %d, step %d", checkpoint_path, start_epoch, start_step)
+
+    def save(epoch: int, step: int) -> None:
+        if checkpoint_path is None:
+            return
+        _atomic_save({"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                      "epoch": epoch, "step": step, "best_state": best_state,
+                      "outcome": vars(outcome).copy()}, checkpoint_path)
+
+    every = int(cfg.get("checkpoint_every_steps") or 0)
+    n_tasks = len(data.task_names)
+    for epoch in range(start_epoch, epochs):
+        scheduler.step(epoch)
+        method.train()
+        loss_sum = torch.zeros((), device=device)
+        unreadable = 0
+        started = time.perf_counter()
+        loader = data.train_loader(epoch, start_step)
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+        step = start_step
+        for images, labels, task_ids, n_bad in bar:
+            unreadable += n_bad
+            step += 1
+            if len(labels):
+                images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
+                with autocast_for(device, cfg.precision):
+                    logits = method(images, task_ids)
+                loss = multitask_loss(logits, labels, task_ids, n_tasks, cfg.get("task_loss", "sum"))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum = loss_sum + loss.detach()
+                outcome.train_images += len(labels)
+            outcome.steps_run += 1
+            if every and step % every == 0 and step < len(loader) + start_step:
+                outcome.train_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                save(epoch, step)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        outcome.train_seconds += time.perf_counter() - started
+        outcome.unreadable_images += unreadable
+        steps_this_epoch = max(step - start_step, 1)
+        start_step = 0
+        record = {"epoch": epoch + 1, "loss": loss_sum.item() / steps_this_epoch,
+                  "lr": optimizer.param_groups[0]["lr"], "unreadable": unreadable}
+        if cfg.selection == "val":
+            record["val"] = evaluate(method, data, "val", device, cfg.precision)
+            if outcome.best_val_average is None or record["val"]["average"] > outcome.best_val_average:
+                outcome.best_val_average, outcome.best_epoch = record["val"]["average"], epoch + 1
+                best_state = method.trainable_state()
+        outcome.history.append(record)
+        outcome.epochs_run = epoch + 1
+        log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, epochs, record["loss"], record["lr"],
+                 f" val avg {record['val']['average']:.2f}" if "val" in record else "")
+        save(epoch + 1, 0)
+
+    if cfg.selection == "val" and best_state is not None:
+        method.load_trainable_state(best_state)
+    return outcome

@@ -1,0 +1,185 @@
+"""The method contract and the machinery every CLIP method shares.
+
+Contract (all a training loop needs to know):
+
+* built from `(clip, tasks, cfg, seed)`: a frozen `PromptableCLIP`, the tasks (anything
+  with `.name` and `.classnames`), the resolved `method` config and the run's seed;
+* `forward(images, task_ids) -> logits` of shape (B, C_max): column c of row b is
+  `logit_scale * cos(image_b, class c of task task_ids[b])`, columns past the task's own
+  class count are -inf, so cross-entropy and argmax only ever see the sample's own task;
+* its trainable parameters are exactly those with `requires_grad` (CLIP stays frozen).
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from bench.clip import PromptableCLIP, TowerPrompts
+
+
+class MethodError(Exception):
+    """A method that cannot be built as configured (one paragraph: what, why, how to fix)."""
+
+
+def stable_seed(*parts: Any) -> int:
+    """A seed from names and numbers that does not depend on Python's hash salt."""
+    return zlib.crc32("/".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
+
+
+def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.Tensor:
+    """N(0, std^2) drawn from its own generator, so one parameter's init never shifts another's
+    (DomainBed's per-name seeding): a task's ST parameters start where a single-task run's do."""
+    generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
+    return torch.randn(*shape, generator=generator) * std
+
+
+def sharing_sets(mode: str, tasks: Sequence) -> tuple[list[int], list[str]]:
+    """Map each task to a parameter set: ST gives each task its own, MT one shared set.
+
+    Returns (set index of every task, a stable name per set used for seeding)."""
+    if mode == "st":
+        return list(range(len(tasks))), [t.name for t in tasks]
+    if mode == "mt":
+        return [0] * len(tasks), ["shared"]
+    raise MethodError(f"Unknown sharing mode '{mode}'. Use method.mode=st (own parameters per "
+                      "task) or method.mode=mt (one set shared by all tasks).")
+
+
+class Method(nn.Module):
+    """Base of every method: cosine logits between image and class text features.
+
+    Subclasses provide `image_features(images, task_ids)` and `compute_class_features()`,
+    or, for prompt methods, just `text_prompts` / `image_prompts` / `prompt_texts`.
+    """
+
+    modes: tuple[str, ...] = ("mt",)
+    #: False when class text features never change during training (no text prompts and a
+    #: frozen text tower): they are then computed once and reused every step.
+    text_depends_on_parameters: bool = True
+
+    def __init__(self, clip: PromptableCLIP, tasks: Sequence, cfg, seed: int = 0):
+        super().__init__()
+        self.clip = clip
+        self.tasks = list(tasks)
+        self.cfg = cfg
+        self.seed = seed
+        self.mode = cfg.get("mode", self.modes[0])
+        if self.mode not in self.modes:
+            raise MethodError(f"Method '{cfg.name}' runs in modes {', '.join(self.modes)}, not "
+                              f"'{self.mode}'. Set method.mode to one of them.")
+        counts = [len(t.classnames) for t in self.tasks]
+        self.max_classes = max(counts)
+        mask = torch.zeros(len(counts), self.max_classes, dtype=torch.bool)
+        for t, count in enumerate(counts):
+            mask[t, :count] = True
+        self.register_buffer("class_mask", mask, persistent=False)
+        self._class_cache: torch.Tensor | None = None
+
+    # ---- parameter bookkeeping ----------------------------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, _ in self.trainable_parameters()}
+        return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing = {n for n, _ in self.trainable_parameters()} - set(state)
+        if missing:
+            raise MethodError(f"Checkpoint lacks trainable parameters {sorted(missing)[:5]}; it "
+                              "was written by a different method or configuration.")
+        self.load_state_dict(state, strict=False)
+        self.invalidate_cache()
+
+    # ---- features and logits ------------------------------------------------------------
+    def train(self, mode: bool = True):
+        self.invalidate_cache()
+        return super().train(mode)
+
+    def invalidate_cache(self) -> None:
+        if self.text_depends_on_parameters:
+            self._class_cache = None
+
+    def class_features(self) -> torch.Tensor:
+        """(T, C_max, E) normalised class text features (zero rows past a task's classes)."""
+        if self._class_cache is not None:
+            return self._class_cache
+        features = self.compute_class_features()
+        # Prompted or trained text changes every step; in evaluation (and for frozen text)
+        # the features are fixed, so one pass serves every batch until the next train().
+        if not self.training or not self.text_depends_on_parameters:
+            self._class_cache = features.detach()
+        return features
+
+    def forward(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        image = self.image_features(images, task_ids)
+        classes = self.class_features().to(image.dtype)
+        n_tasks, n_classes, dim = classes.shape
+        all_logits = (image @ classes.reshape(-1, dim).T).view(-1, n_tasks, n_classes)
+        logits = all_logits[torch.arange(len(task_ids), device=image.device), task_ids]
+        logits = self.logit_scales(task_ids).to(logits.dtype) * logits
+        return logits.masked_fill(~self.class_mask[task_ids], float("-inf"))
+
+    def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(images, self.image_prompts(task_ids))
+
+    def logit_scales(self, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.logit_scale
+
+    def compute_class_features(self) -> torch.Tensor:
+        """One text pass over every distinct (text key, class list), scattered to tasks."""
+        passes: dict[tuple, list[int]] = {}
+        for t, task in enumerate(self.tasks):
+            passes.setdefault((self.text_key(t), tuple(task.classnames)), []).append(t)
+        tokens, rows_task = [], []
+        for (_, classnames), members in passes.items():
+            tokens.append(self.tokenize_task(members[0]))
+            rows_task += [members[0]] * len(classnames)
+        device = self.class_mask.device
+        tokens = torch.cat(tokens).to(device)
+        row_task = torch.tensor(rows_task, device=device)
+        features = self.clip.encode_text(tokens, self.text_prompts(row_task),
+                                         truncate=self.cfg.get("truncate_text", True))
+        out = features.new_zeros(len(self.tasks), self.max_classes, features.shape[-1])
+        start = 0
+        for (_, classnames), members in passes.items():
+            block = features[start:start + len(classnames)]
+            for t in members:
+                out = out.index_put((torch.tensor([t], device=device),
+                                     torch.arange(len(classnames), device=device)), block)
+            start += len(classnames)
+        return out
+
+    # ---- what prompt methods override ---------------------------------------------------
+    def text_key(self, task: int) -> Any:
+        """Tasks with equal keys (and equal class lists) share one text pass."""
+        return task
+
+    def prompt_texts(self, task: int) -> list[str]:
+        template = self.cfg.get("template", "a photo of a {}.")
+        return [template.format(name) for name in self.tasks[task].classnames]
+
+    def tokenize_task(self, task: int) -> torch.Tensor:
+        return self.clip.tokenize(self.prompt_texts(task))
+
+    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts | None:
+        return None
+
+    def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
+        return None
+
+    # ---- helpers for prompt methods -------------------------------------------------------
+    def word_embeddings(self, text: str, n_tokens: int | None = None) -> torch.Tensor:
+        """Token embeddings of `text` (without SOS/EOT), e.g. to initialise a context."""
+        tokens = self.clip.tokenize([text])[0]
+        n_words = int(self.clip.eot_positions(tokens[None])[0]) - 1
+        n_tokens = n_words if n_tokens is None else n_tokens
+        if n_tokens > n_words:
+            raise MethodError(f"Cannot initialise {n_tokens} context tokens from '{text}', which "
+                              f"has only {n_words} tokens. Lower the context length or change the "
+                              "init text.")
+        with torch.no_grad():
+            return self.clip.token_embedding(tokens[1:1 + n_tokens].to(self.class_mask.device)).float().cpu()

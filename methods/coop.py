@@ -1,0 +1,52 @@
+"""CoOp: Context Optimization (Zhou, Yang, Loy, Liu; "Learning to Prompt for
+Vision-Language Models", IJCV 2022).
+
+The text prompt of class c is  [SOS] v_1 ... v_M [CLASS_c] . [EOT]  where the context
+vectors v_1..v_M (M = `n_ctx`, width d_text) are the only parameters; the class token
+sits at the end.  Context is initialised N(0, 0.02^2) or, with `ctx_init`, from the word
+embeddings of that text (then M = its number of tokens).  The image tower is untouched.
+
+Modes: MT (one context shared by all tasks) and ST (one context per task).
+Trainable parameters: M x d_text per set, so MT = M d_text, ST = T M d_text
+(ViT-B/16, M=16: 8,192 for MT, 32,768 for ST over Office-Home's 4 tasks).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.clip import TowerPrompts
+from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.registry import register_method
+
+
+@register_method("coop")
+class CoOp(Method):
+    modes = ("mt", "st")
+
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        init = cfg.get("ctx_init")
+        if init:
+            context = self.word_embeddings(init)
+            self.n_ctx = context.shape[0]
+            contexts = [context.clone() for _ in set_names]
+        else:
+            self.n_ctx = int(cfg.get("n_ctx", 16))
+            if self.n_ctx < 1:
+                raise MethodError("CoOp needs method.n_ctx >= 1 context tokens (or a ctx_init text).")
+            contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", name)
+                        for name in set_names]
+        self.context = nn.Parameter(torch.stack(contexts))  # (sets, M, d_text)
+        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
+
+    def text_key(self, task: int):
+        return self.set_of_task[task]
+
+    def prompt_texts(self, task: int) -> list[str]:
+        placeholder = " ".join(["X"] * self.n_ctx)
+        return [f"{placeholder} {name}." for name in self.tasks[task].classnames]
+
+    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
+        return TowerPrompts(input=self.context[self.set_index[row_task]])

@@ -1,0 +1,35 @@
+"""Zero-shot CLIP (Radford et al., ICML 2021): nothing is trained.
+
+Class c of a task is represented by the text feature of `template.format(classname)`
+("a photo of a {}." by default); with `templates` (a list) the normalised features of all
+templates are averaged and renormalised (prompt ensembling).  Trainable parameters: 0.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Method
+from methods.registry import register_method
+
+
+@register_method("zeroshot")
+class ZeroShot(Method):
+    modes = ("mt",)
+    text_depends_on_parameters = False
+
+    def text_key(self, task: int):
+        return "template"
+
+    def compute_class_features(self) -> torch.Tensor:
+        templates = self.cfg.get("templates") or [self.cfg.get("template", "a photo of a {}.")]
+        features = None
+        for template in templates:
+            self._template = template
+            one = super().compute_class_features()
+            features = one if features is None else features + one
+        return F.normalize(features, dim=-1) if len(templates) > 1 else features
+
+    def prompt_texts(self, task: int) -> list[str]:
+        template = getattr(self, "_template", self.cfg.get("template", "a photo of a {}."))
+        return [template.format(name) for name in self.tasks[task].classnames]

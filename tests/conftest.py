@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny random-weight CLIPs, tiny tasks, and an isolated toy cache."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from types import SimpleNamespace
+
+import open_clip
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_caches(tmp_path_factory):
+    """Keep tests off the user's caches and offline; the toy dataset is generated once per session."""
+    os.environ.setdefault("CPB_CACHE", str(tmp_path_factory.mktemp("cpb-cache")))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    torch.set_num_threads(2)
+    yield
+
+
+def make_tasks(n_tasks: int = 3, classnames=("dog", "cat", "car", "house")):
+    """Task-like objects (name, classnames) as methods see them."""
+    return [SimpleNamespace(name=f"task{t}", classnames=tuple(classnames)) for t in range(n_tasks)]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip():
+    from bench.models import build_clip
+    torch.manual_seed(0)
+    return build_clip("cpb-tiny", "none")
+
+
+def register_model_config(name: str, embed_dim: int, text_width: int, vision_width: int,
+                          layers: int = 2, image_size: int = 32, patch_size: int = 16,
+                          text_heads: int = 2, vision_head_width: int = 64, tmp_dir: Path | None = None) -> str:
+    """Register an open_clip config with the given widths (e.g. ViT-L/14's 768/1024) and few layers."""
+    cfg = {"embed_dim": embed_dim,
+           "vision_cfg": {"image_size": image_size, "layers": layers, "width": vision_width,
+                          "head_width": vision_head_width, "patch_size": patch_size},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": text_width,
+                        "heads": text_heads, "layers": layers}}
+    path = Path(tmp_dir) / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
+    return name
+
+
+@pytest.fixture(scope="session")
+def vit_l14_widths_clip(tmp_path_factory):
+    """A CLIP with ViT-L/14's widths (768 text, 1024 vision) but only 2 layers."""
+    from bench.models import build_clip
+    name = register_model_config("cpb-test-l14-widths", 768, 768, 1024, layers=2, image_size=28,
+                                 patch_size=14, text_heads=12, vision_head_width=64,
+                                 tmp_dir=tmp_path_factory.mktemp("cfg"))
+    torch.manual_seed(0)
+    return build_clip(name, "none")
+
+
+@pytest.fixture(scope="session")
+def vit_b16_clip():
+    """ViT-B/16 with random weights (no download): for parameter counts only, never trained."""
+    from bench.models import build_clip
+    return build_clip("ViT-B-16", "none")
+
+
+def method_cfg(name: str, **overrides):
+    """A resolved method config from configs/method/<name>.yaml with overrides."""
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml").method
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg

@@ -1,0 +1,80 @@
+"""`python -m bench.run` as a user runs it: the toy default end to end, and every bad input's error."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_run(*args: str, cwd: Path, extra_env: dict | None = None, timeout: int = 300):
+    env = dict(os.environ, **(extra_env or {}))
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("default-run")
+    return cwd, bench_run("runtime.progress=false", cwd=cwd)
+
+
+def test_default_toy_run_end_to_end(default_run):
+    cwd, proc = default_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "average" in proc.stdout and "trainable parameters: 1,024" in proc.stdout
+    records = list((cwd / "results" / "runs").glob("*.json"))
+    assert len(records) == 1
+    record = json.loads(records[0].read_text())
+    assert record["status"] == "complete" and record["method"] == "coop" and record["dataset"] == "toy"
+    assert record["tasks"] == ["photo", "sketch", "clipart", "painting"]
+    assert set(record["accuracy"]["test"]) == {*record["tasks"], "average"}
+    assert record["params"]["trainable"] == 1024 and record["train_images_per_s"] > 0
+    assert record["config"]["model"]["arch"] == "cpb-tiny"
+    # the run's logs and checkpoint stay in outputs/, never in results/
+    assert list((cwd / "outputs").rglob("checkpoint.pt")) and list((cwd / "outputs").rglob("*.log"))
+
+
+def test_rerun_of_a_complete_run_is_skipped(default_run):
+    cwd, _ = default_run
+    proc = bench_run("runtime.progress=false", cwd=cwd)
+    assert proc.returncode == 0 and "already complete" in proc.stderr + proc.stdout
+
+
+def test_help_and_cfg_job(tmp_path):
+    proc = bench_run("--help", cwd=tmp_path)
+    assert proc.returncode == 0 and "method: coop, full" in proc.stdout
+    proc = bench_run("method=full", "dataset=officehome", "--cfg", "job", cwd=tmp_path)
+    assert proc.returncode == 0 and "optimizer: adamw" in proc.stdout and "arch: ${oc.select:dataset.model.arch" in proc.stdout
+
+
+def test_unknown_method_and_dataset_name_the_choices(tmp_path):
+    proc = bench_run("method=nope", cwd=tmp_path)
+    assert proc.returncode != 0 and "coop" in proc.stderr and "zeroshot" in proc.stderr
+    proc = bench_run("dataset=nope", cwd=tmp_path)
+    assert proc.returncode != 0 and "officehome" in proc.stderr and "minidomainnet" in proc.stderr
+
+
+def test_missing_dataset_root_is_one_clear_paragraph(tmp_path):
+    proc = bench_run("dataset=officehome", f"dataset.root={tmp_path / 'missing'}", "model=tiny", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "dataset.root" in proc.stderr
+
+
+def test_offline_pretrained_tag_is_one_clear_paragraph(tmp_path):
+    proc = bench_run("model=vit_b16", "model.cache_dir=" + str(tmp_path / "hub"), cwd=tmp_path,
+                     extra_env={"HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "model.pretrained=/path/to" in proc.stderr and "not in the local cache" in proc.stderr
+
+
+def test_impossible_config_is_a_clear_error(tmp_path):
+    proc = bench_run("method.mode=grouped", "runtime.progress=false", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "method.mode" in proc.stderr
