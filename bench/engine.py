@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
+from bench.feature_cache import SPEEDUPS
+
 log = logging.getLogger(__name__)
 
 
@@ -82,6 +84,12 @@ def build_scheduler(optimizer, cfg) -> CosineLRScheduler:
                              t_in_epochs=True)
 
 
+def fixed_images(batch, split: str) -> dict:
+    """`sample_ids` for a method's forward when the batch carries its sample indices."""
+    indices = getattr(batch, "indices", None)
+    return {} if indices is None else {"sample_ids": (split, indices)}
+
+
 @torch.no_grad()
 def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
     """Top-1 accuracy (%) per task over that task's own classes, and their average."""
@@ -90,11 +98,12 @@ def evaluate(method, data, split: str, device: torch.device, precision: str = "a
     correct = torch.zeros(n_tasks, dtype=torch.long, device=device)
     total = torch.zeros(n_tasks, dtype=torch.long, device=device)
     with autocast_for(device, precision):
-        for images, labels, task_ids, _ in data.eval_loader(split):
+        for batch in data.eval_loader(split):
+            images, labels, task_ids, _ = batch
             if not len(labels):
                 continue
             images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
-            hits = (method(images, task_ids).argmax(dim=-1) == labels).long()
+            hits = (method(images, task_ids, **fixed_images(batch, split)).argmax(dim=-1) == labels).long()
             correct.index_add_(0, task_ids, hits)
             total.index_add_(0, task_ids, torch.ones_like(hits))
     correct, total = correct.tolist(), total.tolist()
@@ -122,6 +131,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
     scheduler = build_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
     start_epoch, start_step, best_state = 0, 0, None
+    partial = {"loss_sum": 0.0, "unreadable": 0}  # progress of an epoch interrupted mid-way
 
     if checkpoint_path is not None and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -130,6 +140,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, start_step, best_state = state["epoch"], state["step"], state["best_state"]
+        partial = state.get("partial", partial)
         for key, value in state["outcome"].items():
             setattr(outcome, key, value)
         log.info("Resumed from %s at epoch %d, step %d", checkpoint_path, start_epoch, start_step)
@@ -139,7 +150,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
             return
         _atomic_save({"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                      "epoch": epoch, "step": step, "best_state": best_state,
+                      "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
                       "outcome": vars(outcome).copy()}, checkpoint_path)
 
     every = int(cfg.get("checkpoint_every_steps") or 0)
@@ -147,19 +158,23 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
     for epoch in range(start_epoch, epochs):
         scheduler.step(epoch)
         method.train()
-        loss_sum = torch.zeros((), device=device)
-        unreadable = 0
+        loss_sum = torch.full((), partial["loss_sum"], device=device)
+        unreadable = partial["unreadable"]
         started = time.perf_counter()
         loader = data.train_loader(epoch, start_step)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         step = start_step
-        for images, labels, task_ids, n_bad in bar:
+        # Train images are fixed (cacheable by a frozen image tower) only without augmentation;
+        # with it, reusing features is an approximation taken only when asked for.
+        fixed_train = not cfg.get("augment", True) or SPEEDUPS.cache_augmented_images
+        for batch in bar:
+            images, labels, task_ids, n_bad = batch
             unreadable += n_bad
             step += 1
             if len(labels):
                 images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
                 with autocast_for(device, cfg.precision):
-                    logits = method(images, task_ids)
+                    logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
                 loss = multitask_loss(logits, labels, task_ids, n_tasks, cfg.get("task_loss", "sum"))
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -171,13 +186,14 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
             if every and step % every == 0 and step < len(loader) + start_step:
                 outcome.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
+                partial = {"loss_sum": loss_sum.item(), "unreadable": unreadable}
                 save(epoch, step)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         outcome.train_seconds += time.perf_counter() - started
         outcome.unreadable_images += unreadable
-        steps_this_epoch = max(step - start_step, 1)
-        start_step = 0
+        steps_this_epoch = max(step, 1)
+        start_step, partial = 0, {"loss_sum": 0.0, "unreadable": 0}
         record = {"epoch": epoch + 1, "loss": loss_sum.item() / steps_this_epoch,
                   "lr": optimizer.param_groups[0]["lr"], "unreadable": unreadable}
         if cfg.selection == "val":

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +15,57 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "slurm_local.sh"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"SLURM test cluster unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(f"SLURM test cluster unavailable: {reason}")
+
+
+def _installed() -> bool:
+    return all(shutil.which(b) for b in ("slurmctld", "slurmd", "sbatch", "munged"))
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """Start the local SLURM cluster; yield {"SLURM_CONF": path}; stop it afterwards."""
+    if sys.platform != "linux":
+        _unavailable("needs Linux")
+    if os.geteuid() != 0:
+        _unavailable("needs root to run the SLURM daemons (scripts/slurm_local.sh start)")
+    if not _installed():
+        if not shutil.which("apt-get"):
+            _unavailable("slurm/munge not installed and apt-get is not available")
+        proc = subprocess.run([str(SCRIPT), "install"], capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            _unavailable(f"`scripts/slurm_local.sh install` failed:\n{proc.stderr[-2000:]}")
+    proc = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        _unavailable(f"`scripts/slurm_local.sh start` failed:\n{proc.stderr[-3000:]}")
+    conf = subprocess.run([str(SCRIPT), "conf"], capture_output=True, text=True, check=True).stdout.strip()
+    env = {"SLURM_CONF": conf}
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    try:
+        yield env
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+
+
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 @pytest.fixture(autouse=True, scope="session")
