@@ -113,3 +113,21 @@ def test_sampler_is_a_pure_function_of_seed_task_and_epoch():
     assert [b[4:] for b in a[:2]] == [[(i + 10, s) for i, s in b] for b in alone]
     # every task's samples are all seen within an epoch of the largest task
     assert {i for b in a for i, _ in b[:4]} == set(range(10))
+
+
+def test_local_checkpoint_path_loads_those_weights(tiny_clip, tmp_path):
+    from bench.models import build_clip
+    path = tmp_path / "tiny.pt"
+    torch.save(tiny_clip.model.state_dict(), path)
+    loaded = build_clip("cpb-tiny", str(path))
+    for (name, a), (_, b) in zip(tiny_clip.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert all(not p.requires_grad for p in loaded.model.parameters())
+
+
+def test_unknown_arch_and_tag_are_clear_errors():
+    from bench.models import build_clip
+    with pytest.raises(ModelError, match="Unknown model.arch 'ViT-Q-99'"):
+        build_clip("ViT-Q-99", "none")
+    with pytest.raises(ModelError, match="Known tags for ViT-B-16: .*openai"):
+        build_clip("ViT-B-16", "no-such-tag")
