@@ -1,0 +1,224 @@
+"""MmAP: Multi-modal Alignment Prompt (Xin, Du, Wang, Yan, Ding; "MmAP: Multi-modal
+Alignment Prompt for Cross-domain Multi-task Learning", AAAI 2024, arXiv 2312.08636).
+
+One MmAP has, for each prompted layer j = 0..D-1, a source prompt S_j (n x d_s) and two
+factors U_t,j (1 x d_text/d_s) and U_v,j (1 x d_vision/d_s); the layer's aligned prompts are
+Kronecker products of the same source:
+
+    text prompt  P_t,j = S_j (x) U_t,j   (n x d_text)
+    visual prompt P_v,j = S_j (x) U_v,j  (n x d_vision),   d_s = gcd(d_text, d_vision)
+
+inserted as MaPLe's: layer 0 text prompts replace the n placeholder tokens after SOS
+("X ... X {class}."), visual prompts are appended after the patch tokens; deeper layers
+replace them.  Multi-task framework (mode `grouped`, the default): tasks are split into
+groups (see methods/grouping.py: gradient-driven by default); a sample of task t gets its
+group's shared MmAP (n = `n_ctx` tokens) and its own task-specific MmAP (`n_task_ctx`
+tokens) concatenated, in both towers.  Modes `mt` (one MmAP for all tasks) and `st` (one
+per task) use `n_ctx` tokens.  Grouped parameters are created after grouping (`prepare`).
+
+The paper's prompt length, depth, factor shapes and init are not available to us; they are
+knobs with these defaults: n_ctx = n_task_ctx = 8, prompt depth = every layer of the
+shallower tower (12 for ViT-B/16), d_s = gcd, S ~ N(0, 0.02^2) and U = 1 (so each prompt
+entry starts N(0, 0.02^2) like MaPLe's), text template "X ... X {class}.".
+
+Trainable parameters per MmAP: D (n d_s + d_text/d_s + d_vision/d_s).  ViT-B/16
+(d_s = 256; U_t 2, U_v 3 entries): 12 x (8 x 256 + 5) = 24,636 per MmAP, so MT 24,636
+(0.0165 % of CLIP's 149,620,737), ST 98,544 (0.0659 %) and grouped with 2 groups over
+Office-Home's 4 tasks (2 + 4) x 24,636 = 147,816 (0.0988 %; the paper reports ~0.09 %).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from bench.clip import TowerPrompts
+from methods import grouping
+from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.registry import register_method
+from methods.vpt import prompted_layers, select_sets
+
+log = logging.getLogger(__name__)
+
+
+def kron_rows(source: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Batched torch.kron(S, U) for S (..., n, d_s) and U (..., 1, k): (..., n, d_s k)."""
+    return (source[..., :, :, None] * factor[..., :, None, :]).flatten(-2)
+
+
+class MmAPSets(nn.Module):
+    """A stack of MmAPs (one per name): sources (sets, D, n, d_s) and factors (sets, D, 1, k)."""
+
+    def __init__(self, names, depth: int, n_ctx: int, source_dim: int, text_factor: int,
+                 vision_factor: int, std: float, factor_init: str, seed: int):
+        super().__init__()
+        self.source = nn.Parameter(torch.stack(
+            [seeded_normal((depth, n_ctx, source_dim), std, seed, "mmap", name, "source") for name in names]))
+        factors = []
+        for k, tower in ((text_factor, "text"), (vision_factor, "vision")):
+            if factor_init == "ones":
+                factors.append(torch.ones(len(names), depth, 1, k))
+            elif factor_init == "normal":
+                factors.append(torch.stack([seeded_normal((depth, 1, k), std, seed, "mmap", name, tower)
+                                            for name in names]))
+            else:
+                raise MethodError(f"Unknown method.factor_init '{factor_init}': use ones or normal.")
+        self.text_factor, self.vision_factor = (nn.Parameter(f) for f in factors)
+
+    def text(self) -> torch.Tensor:
+        return kron_rows(self.source, self.text_factor)
+
+    def vision(self) -> torch.Tensor:
+        return kron_rows(self.source, self.vision_factor)
+
+
+@register_method("mmap")
+class MmAP(Method):
+    modes = ("grouped", "mt", "st")
+
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        d_text, d_vision = clip.text_width, clip.vision_width
+        self.source_dim = int(cfg.get("source_dim") or math.gcd(d_text, d_vision))
+        if d_text % self.source_dim or d_vision % self.source_dim:
+            raise MethodError(f"method.source_dim={self.source_dim} must divide both the text width "
+                              f"{d_text} and the vision width {d_vision} (Kronecker factors); use "
+                              f"null for their gcd, {math.gcd(d_text, d_vision)}.")
+        max_depth = min(clip.text_depth, clip.vision_depth)
+        self.prompt_depth = prompted_layers(cfg, max_depth, max_depth, "mmap")
+        self.n_ctx = int(cfg.get("n_ctx", 8))
+        self.n_task_ctx = int(cfg.get("n_task_ctx", self.n_ctx)) if self.mode == "grouped" else 0
+        if self.n_ctx < 1 or self.n_task_ctx < 0:
+            raise MethodError("MmAP needs method.n_ctx >= 1 and method.n_task_ctx >= 0 tokens.")
+        self.grouping_cfg = cfg.get("grouping") or {}
+        self.groups: list[list[int]] | None = None
+        self.grouping_record: dict = {}
+        if self.mode in ("st", "mt"):
+            self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+            self.prompts = self._sets(set_names, self.n_ctx)
+            self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
+            return
+        strategy = self.grouping_cfg.get("strategy", "gradient")
+        names = [t.name for t in self.tasks]
+        if self.grouping_cfg.get("affinity_file"):
+            self._use_record(grouping.load_grouping(self.grouping_cfg["affinity_file"], names), "affinity_file")
+        elif strategy in ("manual", "one_group", "singletons"):
+            self._use_groups(grouping.fixed_groups(strategy, names, self.grouping_cfg.get("groups")),
+                             None, {"strategy": strategy})
+        elif strategy not in ("gradient", "lookahead"):
+            raise MethodError(f"Unknown method.grouping.strategy '{strategy}': use one of "
+                              f"{', '.join(grouping.STRATEGIES)}.")
+
+    # ---- parameters ----------------------------------------------------------------------
+    def _sets(self, names, n_ctx: int) -> MmAPSets:
+        d_s = self.source_dim
+        return MmAPSets(names, self.prompt_depth, n_ctx, d_s, self.clip.text_width // d_s,
+                        self.clip.vision_width // d_s, float(self.cfg.get("init_std", 0.02)),
+                        self.cfg.get("factor_init", "ones"), self.seed).to(self.class_mask.device)
+
+    def _use_groups(self, groups, affinity, info: dict) -> None:
+        """Create the group-shared and task-specific MmAPs for `groups` (lists of task indices)."""
+        names = [t.name for t in self.tasks]
+        n_groups = self.grouping_cfg.get("n_groups")
+        if info["strategy"] in ("gradient", "lookahead") and n_groups and len(groups) != int(n_groups):
+            raise MethodError(f"Grouping gave {len(groups)} groups, expected {n_groups}.")
+        self.groups = [list(g) for g in groups]
+        group_of_task = [0] * len(self.tasks)
+        for g, members in enumerate(self.groups):
+            for t in members:
+                group_of_task[t] = g
+        self.group_of_task = group_of_task
+        self.group_prompts = self._sets(["group:" + "+".join(names[t] for t in g) for g in self.groups], self.n_ctx)
+        self.task_prompts = self._sets([f"task:{n}" for n in names], self.n_task_ctx) if self.n_task_ctx else None
+        self.register_buffer("group_index", torch.tensor(group_of_task, device=self.class_mask.device),
+                             persistent=False)
+        self.grouping_record = {"strategy": info["strategy"], "tasks": names,
+                                "groups": [[names[t] for t in g] for g in self.groups],
+                                "affinity": None if affinity is None else [list(map(float, r)) for r in affinity],
+                                **{k: v for k, v in info.items() if k != "strategy"}}
+        log.info("MmAP groups (%s): %s", info["strategy"], self.grouping_record["groups"])
+
+    def _use_record(self, record: dict, source: str) -> None:
+        names = [t.name for t in self.tasks]
+        affinity = record.get("affinity")
+        info = {"strategy": record.get("strategy", source), "reused_from": source}
+        if affinity is not None:
+            groups = grouping.best_partition(torch.tensor(affinity).numpy(), int(self.grouping_cfg.get("n_groups", 2)),
+                                             self.grouping_cfg.get("objective", "mean"))
+        else:
+            groups = grouping.fixed_groups("manual", names, record["groups"])
+        info["strategy"] = "manual" if affinity is None else info["strategy"]
+        self._use_groups(groups, affinity, info)
+
+    # ---- grouping (needs data: called by bench.run before parameters are counted) ---------
+    def prepare(self, data, train_cfg, device, output_dir=None) -> None:
+        """Grouped mode: find the groups (warm-up unless fixed or reused), build the group and
+        task MmAPs, and save groups.json / affinity.csv / affinity.png under output_dir."""
+        if self.mode != "grouped":
+            return
+        saved = Path(output_dir) / "grouping" / "groups.json" if output_dir else None
+        if self.groups is None and saved is not None and saved.is_file():  # a resumed run
+            self._use_record(grouping.load_grouping(saved, [t.name for t in self.tasks]), str(saved))
+        if self.groups is None:
+            strategy = self.grouping_cfg.get("strategy", "gradient")
+            warm_cfg = (OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
+                        if isinstance(self.cfg, DictConfig) else copy.deepcopy(dict(self.cfg)))
+            warm_cfg["mode"] = "mt"  # one MmAP shared by all tasks
+            shared = MmAP(self.clip, self.tasks, warm_cfg, seed=self.seed).to(device)
+            steps = self.grouping_cfg.get("warmup_steps")
+            affinity, steps_run = grouping.warmup_affinity(
+                shared, data, train_cfg, device, strategy, int(self.grouping_cfg.get("warmup_epochs", 1)),
+                None if steps is None else int(steps))
+            objective = self.grouping_cfg.get("objective", "mean")
+            groups = grouping.best_partition(affinity, int(self.grouping_cfg.get("n_groups", 2)), objective)
+            self._use_groups(groups, affinity, {"strategy": strategy, "objective": objective,
+                                                "warmup_steps": steps_run})
+        if output_dir is not None:
+            info = {k: v for k, v in self.grouping_record.items() if k not in ("tasks", "groups", "affinity")}
+            affinity = self.grouping_record.get("affinity")
+            grouping.save_grouping(Path(output_dir) / "grouping", [t.name for t in self.tasks], self.groups,
+                                   None if affinity is None else torch.tensor(affinity).numpy(), info)
+
+    def run_extras(self) -> dict:
+        return {"grouping": self.grouping_record} if self.mode == "grouped" else {}
+
+    # ---- prompts ---------------------------------------------------------------------------
+    def _layer_prompts(self, tower: str, rows: torch.Tensor) -> torch.Tensor:
+        """(rows or 1, D, tokens, width) prompts of the given rows' tasks."""
+        if self.mode != "grouped":
+            return select_sets(getattr(self.prompts, tower)(), self.set_index, rows)
+        if self.groups is None:
+            raise MethodError("MmAP in grouped mode has no groups yet: call method.prepare(data, "
+                              "train_cfg, device, output_dir) first (bench.run does), or use "
+                              "method.grouping.strategy=manual|one_group|singletons or an affinity_file.")
+        shared = getattr(self.group_prompts, tower)()[self.group_index[rows]]
+        if self.task_prompts is None:
+            return shared
+        return torch.cat([shared, getattr(self.task_prompts, tower)()[rows]], dim=2)
+
+    def _tower_prompts(self, tower: str, rows: torch.Tensor) -> TowerPrompts:
+        prompts = self._layer_prompts(tower, rows)
+        return TowerPrompts(input=prompts[:, 0], deep={j: prompts[:, j] for j in range(1, self.prompt_depth)})
+
+    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
+        return self._tower_prompts("text", row_task)
+
+    def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts:
+        return self._tower_prompts("vision", task_ids)
+
+    def text_key(self, task: int):
+        if self.mode != "grouped":
+            return self.set_of_task[task]
+        if self.groups is None or self.task_prompts is not None:
+            return task
+        return ("group", self.group_of_task[task])
+
+    def prompt_texts(self, task: int) -> list[str]:
+        placeholder = " ".join(["X"] * (self.n_ctx + self.n_task_ctx))
+        template = self.cfg.get("template", "{}.")
+        return [f"{placeholder} {template.format(name)}" for name in self.tasks[task].classnames]

@@ -1,0 +1,74 @@
+"""VPT: Visual Prompt Tuning (Jia, Tang, Chen, Cardie, Belongie, Hariharan, Lim; ECCV 2022),
+as the CLIP-VPT baseline of MaPLe's code base (Khattak et al., CVPR 2023).
+
+Only the image tower is prompted: M = `n_tokens` learnable tokens P_0 (M x d_vision) are
+appended after the patch tokens at the input (after the positional embedding, so they
+carry no position, and before ln_pre).  `deep: true` gives every prompted layer
+j = 1..D-1 (D = `prompt_depth`, default: every vision layer) fresh tokens P_j that replace
+the previous layer's prompt outputs; `deep: false` (shallow) prompts the input only (D = 1).
+The text side is the frozen hand template ("a photo of a {}."), so class text features are
+computed once and reused.  Init: every prompt entry N(0, 0.02^2), as MaPLe's VPT code.
+
+Modes: MT (one prompt set for all tasks) and ST (one set per task).
+Trainable parameters: D M d_vision per set.  ViT-B/16 defaults (M = 8, deep over D = 12):
+8 x 768 x 12 = 73,728 for MT (0.0493 % of CLIP's 149,620,737), 294,912 (0.1971 %) for ST over
+Office-Home's 4 tasks; shallow: 6,144 per set.  `n_tokens: 0` is zero-shot CLIP exactly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bench.clip import TowerPrompts
+from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.registry import register_method
+
+
+def select_sets(params: torch.Tensor, set_index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Rows' parameter sets: one shared set broadcasts (leading dim 1), else gather per row."""
+    return params[:1] if params.shape[0] == 1 else params[set_index[rows]]
+
+
+def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:
+    """`prompt_depth` from the config (null: `default_depth`), checked against the model."""
+    depth = cfg.get("prompt_depth")
+    depth = default_depth if depth is None else int(depth)
+    if not 1 <= depth <= max_depth:
+        raise MethodError(
+            f"{method}: method.prompt_depth={depth}, but the model has {max_depth} prompt-able "
+            f"layers, so the prompt depth must be between 1 and {max_depth}. Lower "
+            f"method.prompt_depth (e.g. method.prompt_depth={max_depth}) or use a deeper model.")
+    return depth
+
+
+@register_method("vpt")
+class VPT(Method):
+    modes = ("mt", "st")
+    text_depends_on_parameters = False
+
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        self.n_tokens = int(cfg.get("n_tokens", 8))
+        if self.n_tokens < 0:
+            raise MethodError("VPT needs method.n_tokens >= 0 visual prompt tokens.")
+        deep = bool(cfg.get("deep", True))
+        self.prompt_depth = prompted_layers(cfg, clip.vision_depth, clip.vision_depth, "vpt") if deep else 1
+        std = float(cfg.get("init_std", 0.02))
+        shape = (self.prompt_depth, self.n_tokens, clip.vision_width)
+        if self.n_tokens:  # (sets, D, M, d_v)
+            self.prompts = nn.Parameter(torch.stack(
+                [seeded_normal(shape, std, seed, "vpt", name) for name in set_names]))
+        else:  # nothing to train: zero-shot CLIP
+            self.register_parameter("prompts", None)
+        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
+
+    def text_key(self, task: int):
+        return "template"
+
+    def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
+        if self.n_tokens == 0:
+            return None
+        prompts = select_sets(self.prompts, self.set_index, task_ids)
+        return TowerPrompts(input=prompts[:, 0],
+                            deep={j: prompts[:, j] for j in range(1, self.prompt_depth)})
