@@ -1,7 +1,7 @@
 """MaPLe: Multi-modal Prompt Learning (Khattak, Rasheed, Maaz, Khan, Khan; CVPR 2023).
 
 Deep text context coupled to deep visual prompts.  For each prompted layer j = 0..D-1
-(D = `prompt_depth`, default 9) there is a text prompt T_j (n x d_text, n = `n_ctx`,
+(D = `prompt_depth`; null: MaPLe's 9, capped at the depth of a shallower model) there is a text prompt T_j (n x d_text, n = `n_ctx`,
 default 2) and a coupling Linear_j(d_text -> d_vision); the layer's visual prompt is
 V_j = T_j W_j^T + b_j (n x d_vision), so the image prompts are a function of the text ones.
 
@@ -50,7 +50,8 @@ class MaPLe(Method):
             raise MethodError("MaPLe needs method.n_ctx >= 1 context tokens.")
         self.ctx_init = cfg.get("ctx_init")
         max_depth = min(clip.text_depth, clip.vision_depth)
-        self.prompt_depth = prompted_layers(cfg, 9, max_depth, "maple")
+        # null: MaPLe's 9 layers, or every layer of a model shallower than that (tiny test models)
+        self.prompt_depth = prompted_layers(cfg, min(9, max_depth), max_depth, "maple")
         d_text, d_vision, depth = clip.text_width, clip.vision_width, self.prompt_depth
         std, bound = float(cfg.get("init_std", 0.02)), 1 / math.sqrt(d_text)
         contexts, weights, biases = [], [], []

@@ -307,3 +307,15 @@ def test_vit_l14_widths_one_step(vit_l14_widths_clip, name, overrides):
     images = F.interpolate(batch[0], size=28)
     train_steps(method, [(images, batch[1], batch[2])], 3)
     assert all(not torch.equal(p, before[n]) for n, p in method.trainable_parameters())
+
+
+@pytest.mark.parametrize("name", ["vpt", "maple", "mmap"])
+def test_prompt_deeper_than_the_model_is_a_clear_error(name, tiny_clip):
+    from methods import MethodError
+    with pytest.raises(MethodError, match=r"method.prompt_depth=7, but the model has 4"):
+        build_method(method_cfg(name, prompt_depth=7, mode="mt"), tiny_clip, make_tasks(2))
+
+
+def test_maple_default_depth_is_nine_or_the_whole_shallower_model(tiny_clip, vit_b16_clip):
+    assert build_method(method_cfg("maple"), vit_b16_clip, make_tasks(1)).prompt_depth == 9
+    assert build_method(method_cfg("maple"), tiny_clip, make_tasks(1)).prompt_depth == 4
