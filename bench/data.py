@@ -61,7 +61,21 @@ class SeededSamples(Dataset):
         if sample is None:
             return None
         image, label = sample
-        return image, label, int(self.task_of[index])
+        return image, label, int(self.task_of[index]), index
+
+
+class MultiTaskBatch(tuple):
+    """(images, labels, task ids, number of unreadable samples), plus `.indices`: the CPU
+    indices of the readable samples in the split's dataset (keys of the image-feature cache)."""
+
+    def __new__(cls, items=(), indices: torch.Tensor | None = None):
+        batch = super().__new__(cls, items)
+        batch.indices = indices
+        return batch
+
+    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop `.indices`
+        return MultiTaskBatch((x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self),
+                              self.indices)
 
 
 def collate_multitask(batch):
@@ -69,10 +83,10 @@ def collate_multitask(batch):
     readable = [b for b in batch if b is not None]
     if not readable:
         empty = torch.zeros(0, dtype=torch.long)
-        return torch.zeros(0), empty, empty, len(batch)
-    images, labels, tasks = zip(*readable)
-    return (torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
-            len(batch) - len(readable))
+        return MultiTaskBatch((torch.zeros(0), empty, empty, len(batch)), empty)
+    images, labels, tasks, indices = zip(*readable)
+    return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
+                           len(batch) - len(readable)), torch.tensor(indices))
 
 
 class MultiTaskBatchSampler(Sampler):

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from bench.clip import PromptableCLIP, TowerPrompts
+from bench.feature_cache import SPEEDUPS, ImageFeatureCache
 
 
 class MethodError(Exception):
@@ -59,6 +60,9 @@ class Method(nn.Module):
     #: False when class text features never change during training (no text prompts and a
     #: frozen text tower): they are then computed once and reused every step.
     text_depends_on_parameters: bool = True
+    #: False when image features never change (frozen, unprompted image tower): they are then
+    #: computed without autograd and cached per sample for fixed images (bench/feature_cache.py).
+    image_depends_on_parameters: bool = True
 
     def __init__(self, clip: PromptableCLIP, tasks: Sequence, cfg, seed: int = 0):
         super().__init__()
@@ -77,6 +81,7 @@ class Method(nn.Module):
             mask[t, :count] = True
         self.register_buffer("class_mask", mask, persistent=False)
         self._class_cache: torch.Tensor | None = None
+        self.image_cache = ImageFeatureCache()
 
     # ---- parameter bookkeeping ----------------------------------------------------------
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -110,18 +115,30 @@ class Method(nn.Module):
         features = self.compute_class_features()
         # Prompted or trained text changes every step; in evaluation (and for frozen text)
         # the features are fixed, so one pass serves every batch until the next train().
-        if not self.training or not self.text_depends_on_parameters:
+        if SPEEDUPS.enabled and (not self.training or not self.text_depends_on_parameters):
             self._class_cache = features.detach()
         return features
 
-    def forward(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        image = self.image_features(images, task_ids)
+    def forward(self, images: torch.Tensor, task_ids: torch.Tensor,
+                sample_ids: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """`sample_ids` (split, CPU indices of the batch's samples) marks the images as fixed
+        (same pixels every time that index is seen), which lets a frozen image tower cache them."""
+        image = self.fixed_or_computed_image_features(images, task_ids, sample_ids)
         classes = self.class_features().to(image.dtype)
         n_tasks, n_classes, dim = classes.shape
         all_logits = (image @ classes.reshape(-1, dim).T).view(-1, n_tasks, n_classes)
         logits = all_logits[torch.arange(len(task_ids), device=image.device), task_ids]
         logits = self.logit_scales(task_ids).to(logits.dtype) * logits
         return logits.masked_fill(~self.class_mask[task_ids], float("-inf"))
+
+    def fixed_or_computed_image_features(self, images, task_ids, sample_ids=None) -> torch.Tensor:
+        if not SPEEDUPS.enabled or self.image_depends_on_parameters:
+            return self.image_features(images, task_ids)
+        with torch.no_grad():  # no trainable input: nothing to differentiate through
+            if sample_ids is None:
+                return self.image_features(images, task_ids)
+            split, indices = sample_ids
+            return self.image_cache.features(split, indices, lambda: self.image_features(images, task_ids))
 
     def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         return self.clip.encode_image(images, self.image_prompts(task_ids))
@@ -133,16 +150,17 @@ class Method(nn.Module):
         """One text pass over every distinct (text key, class list), scattered to tasks."""
         passes: dict[tuple, list[int]] = {}
         for t, task in enumerate(self.tasks):
-            passes.setdefault((self.text_key(t), tuple(task.classnames)), []).append(t)
+            # Baseline: one pass per task, even where tasks' prompts are identical.
+            key = self.text_key(t) if SPEEDUPS.enabled else ("task", t)
+            passes.setdefault((key, tuple(task.classnames)), []).append(t)
         tokens, rows_task = [], []
         for (_, classnames), members in passes.items():
             tokens.append(self.tokenize_task(members[0]))
             rows_task += [members[0]] * len(classnames)
         device = self.class_mask.device
-        tokens = torch.cat(tokens).to(device)
+        tokens = self.truncated(torch.cat(tokens)).to(device)
         row_task = torch.tensor(rows_task, device=device)
-        features = self.clip.encode_text(tokens, self.text_prompts(row_task),
-                                         truncate=self.cfg.get("truncate_text", True))
+        features = self.clip.encode_text(tokens, self.text_prompts(row_task), truncate=False)
         out = features.new_zeros(len(self.tasks), self.max_classes, features.shape[-1])
         start = 0
         for (_, classnames), members in passes.items():
@@ -164,6 +182,13 @@ class Method(nn.Module):
 
     def tokenize_task(self, task: int) -> torch.Tensor:
         return self.clip.tokenize(self.prompt_texts(task))
+
+    def truncated(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CPU tokens cut after the last EOT (exact: causal tower pooled at EOT); cut on the
+        host so the step has no sync.  The baseline keeps the full context."""
+        if not (SPEEDUPS.enabled and self.cfg.get("truncate_text", True)):
+            return tokens
+        return tokens[:, : int(self.clip.eot_positions(tokens).max()) + 1]
 
     def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts | None:
         return None

@@ -23,6 +23,7 @@ from methods.registry import register_method
 @register_method("coop")
 class CoOp(Method):
     modes = ("mt", "st")
+    image_depends_on_parameters = False
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

@@ -55,8 +55,8 @@ class FullFineTuning(Method):
     def compute_class_features(self) -> torch.Tensor:
         rows = []
         for task in range(len(self.tasks)):
-            tokens = self.tokenize_task(task).to(self.class_mask.device)
-            features = self._clip_of(task).encode_text(tokens)
+            tokens = self.truncated(self.tokenize_task(task)).to(self.class_mask.device)
+            features = self._clip_of(task).encode_text(tokens, truncate=False)
             pad = features.new_zeros(self.max_classes - len(features), features.shape[-1])
             rows.append(torch.cat([features, pad]))
         return torch.stack(rows)

@@ -17,6 +17,7 @@ from methods.registry import register_method
 class ZeroShot(Method):
     modes = ("mt",)
     text_depends_on_parameters = False
+    image_depends_on_parameters = False
 
     def text_key(self, task: int):
         return "template"
