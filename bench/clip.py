@@ -140,6 +140,12 @@ class PromptableCLIP(nn.Module):
             return (tokens == self._eos_id).int().argmax(dim=-1)
         return tokens.argmax(dim=-1)
 
+    def check_prompt_room(self, tokens: torch.Tensor, n_prompt_tokens: int) -> None:
+        """Text prompts overwrite positions 1..n, which must hold placeholders, not EOT."""
+        if n_prompt_tokens and int(self.eot_positions(tokens).min()) <= n_prompt_tokens:
+            raise ModelError(f"Text prompts of {n_prompt_tokens} tokens need {n_prompt_tokens} placeholder "
+                             "tokens after SOS in every tokenized prompt, but an EOT token falls inside them.")
+
     # ---- text tower -------------------------------------------------------------------
     def encode_text(self, tokens: torch.Tensor, prompts: TowerPrompts | None = None,
                     truncate: bool = True, normalize: bool = True) -> torch.Tensor:
@@ -159,9 +165,8 @@ class PromptableCLIP(nn.Module):
         if prompts.input is not None or prompts.deep:
             prompts.check(self.text_depth, self.text_width, "text")
         n = prompts.n_tokens
-        if n and int(eot.min()) <= n:
-            raise ModelError(f"Text prompts of {n} tokens need {n} placeholder tokens after SOS "
-                             "in every tokenized prompt, but an EOT token falls inside them.")
+        if n and tokens.device.type == "cpu":  # on an accelerator the caller checks (no sync)
+            self.check_prompt_room(tokens, n)
         if prompts.input is not None:
             x = torch.cat([x[:, :1], _expand(prompts.input, x.shape[0], x.dtype), x[:, 1 + n:]], 1)
         x = x + text.positional_embedding[:length].to(dtype)

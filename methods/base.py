@@ -158,9 +158,11 @@ class Method(nn.Module):
             tokens.append(self.tokenize_task(members[0]))
             rows_task += [members[0]] * len(classnames)
         device = self.class_mask.device
-        tokens = self.truncated(torch.cat(tokens)).to(device)
-        row_task = torch.tensor(rows_task, device=device)
-        features = self.clip.encode_text(tokens, self.text_prompts(row_task), truncate=False)
+        tokens = self.truncated(torch.cat(tokens))
+        prompts = self.text_prompts(torch.tensor(rows_task, device=device))
+        if prompts is not None:  # checked on the host tokens, so the step has no sync
+            self.clip.check_prompt_room(tokens, prompts.n_tokens)
+        features = self.clip.encode_text(tokens.to(device), prompts, truncate=False)
         out = features.new_zeros(len(self.tasks), self.max_classes, features.shape[-1])
         start = 0
         for (_, classnames), members in passes.items():

@@ -131,3 +131,10 @@ def test_unknown_arch_and_tag_are_clear_errors():
         build_clip("ViT-Q-99", "none")
     with pytest.raises(ModelError, match="Known tags for ViT-B-16: .*openai"):
         build_clip("ViT-B-16", "no-such-tag")
+
+
+def test_text_prompt_longer_than_its_placeholders_is_a_clear_error(tiny_clip):
+    tokens = tiny_clip.tokenize(["X dog."])  # SOS x dog . EOT: EOT at position 4
+    with pytest.raises(ModelError, match="placeholder"):
+        tiny_clip.encode_text(tokens, TowerPrompts(input=torch.zeros(1, 4, tiny_clip.text_width)))
+    tiny_clip.encode_text(tokens, TowerPrompts(input=torch.zeros(1, 3, tiny_clip.text_width)))
