@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
+from bench.errors import ConfigError
 from datasets import ImageListDataset
 from methods.base import stable_seed
 
@@ -90,18 +91,27 @@ def collate_multitask(batch):
 
 
 class MultiTaskBatchSampler(Sampler):
-    """Each step takes `batch_size` samples from every task (shorter tasks cycle).
+    """Multi-task batches from seeded per-task streams (shorter tasks cycle).
 
+    `task_sampling="all"` (default): each step takes `batch_size` samples from every task.
+    `"round_robin"`: each step takes `batch_size` samples from one task, tasks in turn, so an
+    epoch has T times the steps and shows every task the same samples as "all" does.
     Steps per epoch: `steps_per_epoch`, or by default enough for the largest task to be
     seen once.  `start_step` skips into an epoch when resuming from a mid-epoch checkpoint.
     """
 
     def __init__(self, task_sizes: Sequence[int], task_names: Sequence[str], batch_size: int,
-                 seed: int, epoch: int, steps_per_epoch: int | None = None, start_step: int = 0):
+                 seed: int, epoch: int, steps_per_epoch: int | None = None, start_step: int = 0,
+                 task_sampling: str = "all"):
+        if task_sampling not in ("all", "round_robin"):
+            raise ConfigError(f"Unknown train.task_sampling '{task_sampling}': use all (a sub-batch of "
+                             "every task each step) or round_robin (one task per step, in turn).")
         self.offsets = np.cumsum([0] + list(task_sizes))
         self.sizes, self.names = list(task_sizes), list(task_names)
         self.batch_size, self.seed, self.epoch, self.start_step = batch_size, seed, epoch, start_step
-        self.steps = steps_per_epoch or max(1, max(math.ceil(n / batch_size) for n in self.sizes))
+        self.tasks_per_step = len(self.sizes) if task_sampling == "all" else 1
+        per_task = max(1, max(math.ceil(n / batch_size) for n in self.sizes))
+        self.steps = steps_per_epoch or per_task * (len(self.sizes) // self.tasks_per_step)
 
     def __len__(self) -> int:
         return self.steps - self.start_step
@@ -111,16 +121,21 @@ class MultiTaskBatchSampler(Sampler):
         # independent of how long the epoch is (i.e. of the other tasks' sizes).
         order_rng, seed_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(
             [stable_seed(self.names[task]), self.seed, self.epoch]).spawn(2))
-        need = self.steps * self.batch_size
+        need = math.ceil(self.steps * self.tasks_per_step / len(self.sizes)) * self.batch_size
         rounds = math.ceil(need / self.sizes[task])
         order = np.concatenate([order_rng.permutation(self.sizes[task]) for _ in range(rounds)])[:need]
         return order + self.offsets[task], seed_rng.integers(0, 2**62, size=need)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        streams = [self._task_stream(t) for t in range(len(self.sizes)) if self.sizes[t]]
+        streams = [self._task_stream(t) if self.sizes[t] else None for t in range(len(self.sizes))]
         for step in range(self.start_step, self.steps):
-            window = slice(step * self.batch_size, (step + 1) * self.batch_size)
-            yield [(int(i), int(s)) for order, seeds in streams for i, s in zip(order[window], seeds[window])]
+            if self.tasks_per_step == 1:  # round robin: the step's task and its k-th window
+                tasks, k = [step % len(self.sizes)], step // len(self.sizes)
+            else:
+                tasks, k = range(len(self.sizes)), step
+            window = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            yield [(int(i), int(s)) for t in tasks if streams[t] is not None
+                   for i, s in zip(streams[t][0][window], streams[t][1][window])]
 
 
 class MultiTaskData:
@@ -139,7 +154,8 @@ class MultiTaskData:
                                 persistent_workers=num_workers > 0, collate_fn=collate_multitask)
         self.batch_size = int(cfg.batch_size)
         self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
-                                             self.batch_size, seed, 0, cfg.get("steps_per_epoch"))
+                                             self.batch_size, seed, 0, cfg.get("steps_per_epoch"),
+                                             task_sampling=cfg.get("task_sampling", "all"))
         self.steps_per_epoch = self.sampler.steps
         self._train_loader: DataLoader | None = None
         self._eval_loaders: dict[str, DataLoader] = {}

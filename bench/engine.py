@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
+from bench.errors import ConfigError
 from bench.feature_cache import SPEEDUPS
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,11 @@ def autocast_for(device: torch.device, precision: str):
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise ConfigError(f"Unknown train.precision '{precision}': use auto (bf16 autocast on CUDA, "
+                          "fp32 elsewhere), fp32, bf16 or fp16.")
+    dtype = dtypes[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -73,7 +78,7 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
     if name == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.01),
                                  betas=tuple(cfg.get("betas", (0.9, 0.999))))
-    raise ValueError(f"Unknown train.optimizer '{cfg.optimizer}': use sgd or adamw.")
+    raise ConfigError(f"Unknown train.optimizer '{cfg.optimizer}': use sgd or adamw.")
 
 
 def build_scheduler(optimizer, cfg) -> CosineLRScheduler:

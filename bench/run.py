@@ -19,16 +19,13 @@ from omegaconf import DictConfig, OmegaConf
 from tabulate import tabulate
 
 from bench.clip import ModelError
+from bench.errors import ConfigError
 from bench.results import (SCHEMA_VERSION, git_commit, identity_config, load_record, package_versions,
                            record_path, run_id, write_json_atomic)
 from methods.base import MethodError
 
 log = logging.getLogger("bench.run")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-
-
-class ConfigError(Exception):
-    """A configuration that cannot run (one paragraph: what, why, how to fix)."""
 
 
 def _user_errors() -> tuple[type[Exception], ...]:

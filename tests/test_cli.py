@@ -78,3 +78,8 @@ def test_offline_pretrained_tag_is_one_clear_paragraph(tmp_path):
 def test_impossible_config_is_a_clear_error(tmp_path):
     proc = bench_run("method.mode=grouped", "runtime.progress=false", cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "method.mode" in proc.stderr
+
+
+def test_unknown_optimizer_is_a_clear_error(tmp_path):
+    proc = bench_run("train.optimizer=adam", "runtime.progress=false", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "use sgd or adamw" in proc.stderr

@@ -138,3 +138,14 @@ def test_text_prompt_longer_than_its_placeholders_is_a_clear_error(tiny_clip):
     with pytest.raises(ModelError, match="placeholder"):
         tiny_clip.encode_text(tokens, TowerPrompts(input=torch.zeros(1, 4, tiny_clip.text_width)))
     tiny_clip.encode_text(tokens, TowerPrompts(input=torch.zeros(1, 3, tiny_clip.text_width)))
+
+
+def test_round_robin_sampling_shows_each_task_the_same_samples_one_task_per_step():
+    sizes, names = [10, 7], ["art", "clip"]
+    together = list(MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0))
+    turns = list(MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0, task_sampling="round_robin"))
+    assert len(turns) == 2 * len(together)
+    assert turns[0::2] == [b[:4] for b in together] and turns[1::2] == [b[4:] for b in together]
+    from bench.errors import ConfigError
+    with pytest.raises(ConfigError, match="round_robin"):
+        MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0, task_sampling="random")
