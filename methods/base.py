@@ -37,16 +37,16 @@ def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.T
     return torch.randn(*shape, generator=generator) * std
 
 
-def sharing_sets(mode: str, tasks: Sequence) -> tuple[list[int], list[str]]:
-    """Map each task to a parameter set: ST gives each task its own, MT one shared set.
-
-    Returns (set index of every task, a stable name per set used for seeding)."""
-    if mode == "st":
-        return list(range(len(tasks))), [t.name for t in tasks]
-    if mode == "mt":
-        return [0] * len(tasks), ["shared"]
-    raise MethodError(f"Unknown sharing mode '{mode}'. Use method.mode=st (own parameters per "
-                      "task) or method.mode=mt (one set shared by all tasks).")
+def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:
+    """`prompt_depth` from the config (null: `default_depth`), checked against the model."""
+    depth = cfg.get("prompt_depth")
+    depth = default_depth if depth is None else int(depth)
+    if not 1 <= depth <= max_depth:
+        raise MethodError(
+            f"{method}: method.prompt_depth={depth}, but the model has {max_depth} prompt-able "
+            f"layers, so the prompt depth must be between 1 and {max_depth}. Lower "
+            f"method.prompt_depth (e.g. method.prompt_depth={max_depth}) or use a deeper model.")
+    return depth
 
 
 class Method(nn.Module):
@@ -82,6 +82,28 @@ class Method(nn.Module):
         self.register_buffer("class_mask", mask, persistent=False)
         self._class_cache: torch.Tensor | None = None
         self.image_cache = ImageFeatureCache()
+
+    # ---- parameter sets (ST / MT) ------------------------------------------------------
+    def use_sharing_sets(self) -> list[str]:
+        """Map each task to a parameter set: ST gives each task its own, MT one shared set.
+
+        Sets `set_of_task` (and the `set_index` buffer used by `select_sets`) and returns a
+        stable name per set, used to seed that set's initialisation."""
+        if self.mode == "st":
+            self.set_of_task, names = list(range(len(self.tasks))), [t.name for t in self.tasks]
+        elif self.mode == "mt":
+            self.set_of_task, names = [0] * len(self.tasks), ["shared"]
+        else:
+            raise MethodError(f"Unknown sharing mode '{self.mode}'. Use method.mode=st (own parameters "
+                              "per task) or method.mode=mt (one set shared by all tasks).")
+        self.register_buffer("set_index", torch.tensor(self.set_of_task, device=self.class_mask.device),
+                             persistent=False)
+        return names
+
+    def select_sets(self, params: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The parameter set of each row's task from `params` (sets, ...): one shared set is
+        broadcast (leading dim 1) instead of gathered per row."""
+        return params[:1] if params.shape[0] == 1 else params[self.set_index[rows]]
 
     # ---- parameter bookkeeping ----------------------------------------------------------
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:

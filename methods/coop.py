@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.base import Method, MethodError, seeded_normal
 from methods.registry import register_method
 
 
@@ -27,7 +27,7 @@ class CoOp(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        set_names = self.use_sharing_sets()
         init = cfg.get("ctx_init")
         if init:
             context = self.word_embeddings(init)
@@ -40,7 +40,6 @@ class CoOp(Method):
             contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", name)
                         for name in set_names]
         self.context = nn.Parameter(torch.stack(contexts))  # (sets, M, d_text)
-        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
 
     def text_key(self, task: int):
         return self.set_of_task[task]
@@ -50,4 +49,4 @@ class CoOp(Method):
         return [f"{placeholder} {name}." for name in self.tasks[task].classnames]
 
     def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
-        return TowerPrompts(input=self.context[self.set_index[row_task]])
+        return TowerPrompts(input=self.select_sets(self.context, row_task))

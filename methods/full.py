@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from methods.base import Method, sharing_sets
+from methods.base import Method
 from methods.registry import register_method
 
 
@@ -22,7 +22,7 @@ class FullFineTuning(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        set_names = self.use_sharing_sets()
         if self.mode == "mt":
             clip.model.requires_grad_(True)
             self.copies = None

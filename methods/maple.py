@@ -27,9 +27,8 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, seeded_normal, sharing_sets, stable_seed
+from methods.base import Method, MethodError, prompted_layers, seeded_normal, stable_seed
 from methods.registry import register_method
-from methods.vpt import prompted_layers, select_sets
 
 
 def seeded_uniform(shape, bound: float, *seed_parts) -> torch.Tensor:
@@ -44,7 +43,7 @@ class MaPLe(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        set_names = self.use_sharing_sets()
         self.n_ctx = int(cfg.get("n_ctx", 2))
         if self.n_ctx < 1:
             raise MethodError("MaPLe needs method.n_ctx >= 1 context tokens.")
@@ -70,7 +69,6 @@ class MaPLe(Method):
         self.text_context = nn.Parameter(torch.stack(contexts))        # (sets, D, n, d_text)
         self.coupling_weight = nn.Parameter(torch.stack(weights))      # (sets, D, d_vision, d_text)
         self.coupling_bias = nn.Parameter(torch.stack(biases))         # (sets, D, d_vision)
-        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
 
     def text_key(self, task: int):
         return self.set_of_task[task]
@@ -85,9 +83,9 @@ class MaPLe(Method):
                 + self.coupling_bias[:, :, None])
 
     def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
-        ctx = select_sets(self.text_context, self.set_index, row_task)
+        ctx = self.select_sets(self.text_context, row_task)
         return TowerPrompts(input=ctx[:, 0], deep={j: ctx[:, j] for j in range(1, self.prompt_depth)})
 
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts:
-        visual = select_sets(self.visual_prompts(), self.set_index, task_ids)
+        visual = self.select_sets(self.visual_prompts(), task_ids)
         return TowerPrompts(input=visual[:, 0], deep={j: visual[:, j] for j in range(1, self.prompt_depth)})

@@ -39,9 +39,8 @@ from torch import nn
 
 from bench.clip import TowerPrompts
 from methods import grouping
-from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.base import Method, MethodError, prompted_layers, seeded_normal
 from methods.registry import register_method
-from methods.vpt import prompted_layers, select_sets
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +98,7 @@ class MmAP(Method):
         self.groups: list[list[int]] | None = None
         self.grouping_record: dict = {}
         if self.mode in ("st", "mt"):
-            self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
-            self.prompts = self._sets(set_names, self.n_ctx)
-            self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
+            self.prompts = self._sets(self.use_sharing_sets(), self.n_ctx)
             return
         strategy = self.grouping_cfg.get("strategy", "gradient")
         names = [t.name for t in self.tasks]
@@ -191,7 +188,7 @@ class MmAP(Method):
     def _layer_prompts(self, tower: str, rows: torch.Tensor) -> torch.Tensor:
         """(rows or 1, D, tokens, width) prompts of the given rows' tasks."""
         if self.mode != "grouped":
-            return select_sets(getattr(self.prompts, tower)(), self.set_index, rows)
+            return self.select_sets(getattr(self.prompts, tower)(), rows)
         if self.groups is None:
             raise MethodError("MmAP in grouped mode has no groups yet: call method.prepare(data, "
                               "train_cfg, device, output_dir) first (bench.run does), or use "

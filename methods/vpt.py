@@ -20,25 +20,8 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, seeded_normal, sharing_sets
+from methods.base import Method, MethodError, prompted_layers, seeded_normal
 from methods.registry import register_method
-
-
-def select_sets(params: torch.Tensor, set_index: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Rows' parameter sets: one shared set broadcasts (leading dim 1), else gather per row."""
-    return params[:1] if params.shape[0] == 1 else params[set_index[rows]]
-
-
-def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:
-    """`prompt_depth` from the config (null: `default_depth`), checked against the model."""
-    depth = cfg.get("prompt_depth")
-    depth = default_depth if depth is None else int(depth)
-    if not 1 <= depth <= max_depth:
-        raise MethodError(
-            f"{method}: method.prompt_depth={depth}, but the model has {max_depth} prompt-able "
-            f"layers, so the prompt depth must be between 1 and {max_depth}. Lower "
-            f"method.prompt_depth (e.g. method.prompt_depth={max_depth}) or use a deeper model.")
-    return depth
 
 
 @register_method("vpt")
@@ -48,7 +31,7 @@ class VPT(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        self.set_of_task, set_names = sharing_sets(self.mode, self.tasks)
+        set_names = self.use_sharing_sets()
         self.n_tokens = int(cfg.get("n_tokens", 8))
         if self.n_tokens < 0:
             raise MethodError("VPT needs method.n_tokens >= 0 visual prompt tokens.")
@@ -61,7 +44,6 @@ class VPT(Method):
                 [seeded_normal(shape, std, seed, "vpt", name) for name in set_names]))
         else:  # nothing to train: zero-shot CLIP
             self.register_parameter("prompts", None)
-        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
 
     def text_key(self, task: int):
         return "template"
@@ -69,6 +51,6 @@ class VPT(Method):
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
         if self.n_tokens == 0:
             return None
-        prompts = select_sets(self.prompts, self.set_index, task_ids)
+        prompts = self.select_sets(self.prompts, task_ids)
         return TowerPrompts(input=prompts[:, 0],
                             deep={j: prompts[:, j] for j in range(1, self.prompt_depth)})
