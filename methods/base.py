@@ -81,6 +81,7 @@ class Method(nn.Module):
             mask[t, :count] = True
         self.register_buffer("class_mask", mask, persistent=False)
         self._class_cache: torch.Tensor | None = None
+        self._token_cache: dict[tuple[str, ...], torch.Tensor] = {}
         self.image_cache = ImageFeatureCache()
 
     # ---- parameter sets (ST / MT) ------------------------------------------------------
@@ -205,7 +206,12 @@ class Method(nn.Module):
         return [template.format(name) for name in self.tasks[task].classnames]
 
     def tokenize_task(self, task: int) -> torch.Tensor:
-        return self.clip.tokenize(self.prompt_texts(task))
+        """CPU tokens of the task's prompts, tokenized once: prompted or trained text runs
+        every step, and BPE on the host is not work to repeat per step."""
+        texts = tuple(self.prompt_texts(task))
+        if texts not in self._token_cache:
+            self._token_cache[texts] = self.clip.tokenize(texts)
+        return self._token_cache[texts]
 
     def truncated(self, tokens: torch.Tensor) -> torch.Tensor:
         """CPU tokens cut after the last EOT (exact: causal tower pooled at EOT); cut on the
