@@ -129,3 +129,21 @@ def method_cfg(name: str, **overrides):
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
+
+
+def train_cfg(**overrides):
+    """configs/train/default.yaml cut to a few CPU steps (constant lr, last-epoch selection)."""
+    from omegaconf import OmegaConf
+    cfg = OmegaConf.load(REPO / "configs" / "train" / "default.yaml")
+    cfg.merge_with(dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
+                        selection="last", lr=0.01))
+    cfg.merge_with(overrides)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def toy_dataset():
+    """The generated toy dataset (4 domains x 5 shapes), built once per session."""
+    from omegaconf import OmegaConf
+    from datasets import build_dataset
+    return build_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))

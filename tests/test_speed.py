@@ -7,12 +7,11 @@ import pickle
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from bench.data import MultiTaskBatch, MultiTaskData
 from bench.engine import evaluate, fit
 from bench.feature_cache import SPEEDUPS, speedups
-from conftest import REPO, make_tasks, method_cfg
+from conftest import make_tasks, method_cfg, train_cfg
 from methods import build_method
 
 METHOD_SETTINGS = [
@@ -100,20 +99,11 @@ def test_multitask_batch_keeps_indices_through_pinning_and_workers():
         assert copy_.indices.tolist() == [5, 7] and n_bad == 0 and labels.tolist() == [0, 1]
 
 
-def _train_cfg(**overrides):
-    cfg = OmegaConf.load(REPO / "configs" / "train" / "default.yaml")
-    cfg.merge_with(dict(epochs=2, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
-                        selection="last", lr=0.01))
-    cfg.merge_with(overrides)
-    return cfg
-
-
 @pytest.mark.parametrize("augment", [False, True])
-def test_toy_accuracies_identical_with_and_without_speedups(tiny_clip, augment):
+def test_toy_accuracies_identical_with_and_without_speedups(tiny_clip, toy_dataset, augment):
     """Same seed, CPU, augmentation cache off: the toy run's accuracies do not change."""
-    from datasets import build_dataset
-    dataset = build_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))
-    cfg = _train_cfg(augment=augment)
+    dataset = toy_dataset
+    cfg = train_cfg(epochs=2, augment=augment)
     results = {}
     for enabled in (False, True):
         with speedups(enabled):

@@ -5,27 +5,11 @@ import copy
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from bench.data import MultiTaskData
 from bench.engine import evaluate, fit
-from conftest import REPO, method_cfg
-from datasets import build_dataset
+from conftest import method_cfg, train_cfg
 from methods import build_method
-
-
-def train_cfg(**overrides):
-    cfg = OmegaConf.load(REPO / "configs" / "train" / "default.yaml")
-    cfg.merge_with(dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
-                        selection="last", lr=0.01))
-    cfg.merge_with(overrides)
-    return cfg
-
-
-@pytest.fixture(scope="session")
-def toy_dataset():
-    cfg = OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")
-    return build_dataset(cfg)
 
 
 def snapshot(module):
