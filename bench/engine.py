@@ -81,6 +81,11 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
     raise ConfigError(f"Unknown train.optimizer '{cfg.optimizer}': use sgd or adamw.")
 
 
+def build_grad_scaler(device: torch.device, cfg) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast only (bf16 and fp32 need none: then it is a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+
 def build_scheduler(optimizer, cfg) -> CosineLRScheduler:
     warmup = int(cfg.get("warmup_epochs", 0))
     return CosineLRScheduler(optimizer, t_initial=max(1, int(cfg.epochs) - warmup),
@@ -93,6 +98,38 @@ def fixed_images(batch, split: str) -> dict:
     """`sample_ids` for a method's forward when the batch carries its sample indices."""
     indices = getattr(batch, "indices", None)
     return {} if indices is None else {"sample_ids": (split, indices)}
+
+
+def train_images_fixed(augment: bool) -> bool:
+    """Train images are fixed (cacheable by a frozen image tower) only without augmentation;
+    with it, reusing features is an approximation taken only when asked for."""
+    return not augment or SPEEDUPS.cache_augmented_images
+
+
+def _untimed(part: str):
+    return contextlib.nullcontext()
+
+
+def train_step(method, batch, optimizer, scaler, device: torch.device, cfg, n_tasks: int,
+               fixed_train: bool, timed=_untimed) -> torch.Tensor | None:
+    """One optimisation step on a multi-task batch; the detached loss (None: nothing readable).
+
+    `timed(part)` is a context manager around the host-to-device copy ("data") and the
+    backward pass ("backward"), for the benchmark; it costs nothing by default."""
+    images, labels, task_ids, _ = batch
+    if not len(labels):
+        return None
+    with timed("data"):
+        images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
+    with autocast_for(device, cfg.precision):
+        logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
+    loss = multitask_loss(logits, labels, task_ids, n_tasks, cfg.get("task_loss", "sum"))
+    optimizer.zero_grad(set_to_none=True)
+    with timed("backward"):
+        scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
 
 
 @torch.no_grad()
@@ -134,7 +171,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         return outcome
     optimizer = build_optimizer(params, cfg)
     scheduler = build_scheduler(optimizer, cfg)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    scaler = build_grad_scaler(device, cfg)
     start_epoch, start_step, best_state = 0, 0, None
     partial = {"loss_sum": 0.0, "unreadable": 0}  # progress of an epoch interrupted mid-way
 
@@ -169,24 +206,14 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         loader = data.train_loader(epoch, start_step)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         step = start_step
-        # Train images are fixed (cacheable by a frozen image tower) only without augmentation;
-        # with it, reusing features is an approximation taken only when asked for.
-        fixed_train = not cfg.get("augment", True) or SPEEDUPS.cache_augmented_images
+        fixed_train = train_images_fixed(cfg.get("augment", True))
         for batch in bar:
-            images, labels, task_ids, n_bad = batch
-            unreadable += n_bad
+            unreadable += batch[3]
             step += 1
-            if len(labels):
-                images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
-                with autocast_for(device, cfg.precision):
-                    logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
-                loss = multitask_loss(logits, labels, task_ids, n_tasks, cfg.get("task_loss", "sum"))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum = loss_sum + loss.detach()
-                outcome.train_images += len(labels)
+            loss = train_step(method, batch, optimizer, scaler, device, cfg, n_tasks, fixed_train)
+            if loss is not None:
+                loss_sum = loss_sum + loss
+                outcome.train_images += len(batch[1])
             outcome.steps_run += 1
             if every and step % every == 0 and step < len(loader) + start_step:
                 outcome.train_seconds += time.perf_counter() - started

@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tabulate import tabulate
 
 from bench.clip import ModelError

@@ -39,7 +39,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from bench.data import MultiTaskBatch
-from bench.engine import autocast_for, build_optimizer, fixed_images, multitask_loss
+from bench.engine import build_grad_scaler, build_optimizer, evaluate, train_images_fixed, train_step
 from bench.feature_cache import speedups
 from bench.run import CONFIG_DIR, resolve_device, seed_everything
 
@@ -116,15 +116,25 @@ class SyntheticData:
         indices = torch.cat([t * pool + slot * self.batch + torch.arange(self.batch) for t in range(self.n_tasks)])
         return self._batch(indices, self.batch, epoch + 1 if augment else 0)
 
-    def eval_batches(self) -> list[MultiTaskBatch]:
-        return [self._batch(torch.arange(self.n_tasks * self.eval_per_task), self.eval_per_task, 0)]
+    @property
+    def task_names(self) -> list[str]:
+        return [f"task{t}" for t in range(self.n_tasks)]
+
+    @property
+    def eval_images(self) -> int:
+        return self.n_tasks * self.eval_per_task
+
+    def eval_loader(self, split: str) -> list[MultiTaskBatch]:
+        """One fixed batch of every task (what bench.engine.evaluate iterates)."""
+        return [self._batch(torch.arange(self.eval_images), self.eval_per_task, 0)]
 
 
 class RealData:
     """The dataset's own loaders (as bench.run builds them), cycled over epochs."""
 
-    def __init__(self, data, max_eval_batches: int | None = None):
-        self.data, self.max_eval = data, max_eval_batches
+    def __init__(self, data):
+        self.data, self.task_names = data, data.task_names
+        self.eval_images = sum(len(t.test) for t in data.dataset.tasks)
         self._iter, self._epoch = None, -1
 
     def train_batch(self, step: int, augment: bool):
@@ -137,8 +147,8 @@ class RealData:
             except StopIteration:
                 self._iter = None
 
-    def eval_batches(self):
-        return self.data.eval_loader("test")
+    def eval_loader(self, split: str):
+        return self.data.eval_loader(split)
 
 
 # ---- instruments ----------------------------------------------------------------------------
@@ -256,28 +266,19 @@ def measure(method_cfg, clip, tasks, data, scfg, train_cfg, device, variant: str
     return rows
 
 
-def _step(method, optimizer, batch, device, precision, fixed: bool, timers: Timers, n_tasks: int):
-    with timers("data"):
-        images, labels, task_ids, _ = batch
-        images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
-    with autocast_for(device, precision):
-        logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed else {}))
-    loss = multitask_loss(logits, labels, task_ids, n_tasks)
-    optimizer.zero_grad(set_to_none=True)
-    with timers("backward"):
-        loss.backward()
-    optimizer.step()
-    return len(labels)
+def _step(method, optimizer, scaler, batch, device, train_cfg, fixed: bool, timers: Timers, n_tasks: int):
+    """The training loop's own step (bench.engine.train_step), timed by part."""
+    train_step(method, batch, optimizer, scaler, device, train_cfg, n_tasks, fixed, timed=timers)
+    return len(batch[1])
 
 
 def _train(method, data, scfg, train_cfg, device, augment: bool, instrument_inline: bool) -> dict:
-    from bench.feature_cache import SPEEDUPS
     method.train()
     method.image_cache.clear()
     optimizer = build_optimizer([p for _, p in method.trainable_parameters()], train_cfg)
-    fixed = not augment or SPEEDUPS.cache_augmented_images
+    scaler = build_grad_scaler(device, train_cfg)
+    fixed = train_images_fixed(augment)
     n_tasks = len(method.tasks)
-    precision = train_cfg.precision
     warm = Timers(device, False)
     step = 0
 
@@ -289,14 +290,14 @@ def _train(method, data, scfg, train_cfg, device, augment: bool, instrument_inli
         return batch
 
     for _ in range(int(scfg.warmup_steps)):
-        _step(method, optimizer, fetch(warm), device, precision, fixed, warm, n_tasks)
+        _step(method, optimizer, scaler, fetch(warm), device, train_cfg, fixed, warm, n_tasks)
     timers = Timers(device, instrument_inline)
     timers.wrap_towers(method)
     images = 0
     with PeakMemory(device) as memory:
         started = time.perf_counter()
         for _ in range(int(scfg.steps)):
-            images += _step(method, optimizer, fetch(timers), device, precision, fixed, timers, n_tasks)
+            images += _step(method, optimizer, scaler, fetch(timers), device, train_cfg, fixed, timers, n_tasks)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - started
@@ -305,7 +306,7 @@ def _train(method, data, scfg, train_cfg, device, augment: bool, instrument_inli
         timers.wrap_towers(method)
         started = time.perf_counter()
         for _ in range(int(scfg.steps)):
-            _step(method, optimizer, fetch(timers), device, precision, fixed, timers, n_tasks)
+            _step(method, optimizer, scaler, fetch(timers), device, train_cfg, fixed, timers, n_tasks)
         split_seconds = time.perf_counter() - started
     else:
         split_seconds = seconds
@@ -331,20 +332,11 @@ def _evaluate(method, data, scfg, train_cfg, device) -> float | None:
         return None
     images, seconds = 0, 0.0
     for repeat in range(1 + int(scfg.eval_repeats)):
-        method.train()
-        method.eval()
+        method.train()  # as between two epochs' evaluations: drops what training invalidates
         started = time.perf_counter()
-        n = 0
-        with autocast_for(device, train_cfg.precision):
-            for batch in data.eval_batches():
-                x, labels, task_ids, _ = batch
-                x, task_ids = x.to(device, non_blocking=True), task_ids.to(device, non_blocking=True)
-                method(x, task_ids, **fixed_images(batch, "test")).argmax(dim=-1)
-                n += len(labels)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        evaluate(method, data, "test", device, train_cfg.precision)  # ends in a host sync
         if repeat:  # the first evaluation is the warm-up (fills the caches)
-            images, seconds = images + n, seconds + time.perf_counter() - started
+            images, seconds = images + data.eval_images, seconds + time.perf_counter() - started
     return images / seconds if seconds else None
 
 

@@ -10,13 +10,11 @@ instead, so CI never silently skips them. Run `scripts/slurm_local.sh install` i
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import wait_for as _wait_for  # noqa: E402
 
