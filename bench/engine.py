@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from bench.errors import ConfigError
 from bench.feature_cache import SPEEDUPS
+from bench.results import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +58,26 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
-                   n_tasks: int, reduction: str = "sum") -> torch.Tensor:
-    """Sum (or mean) over the tasks in the batch of each task's mean cross-entropy."""
+def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                    n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each task's mean cross-entropy over its samples, whether the task is in the batch)."""
     per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
     totals = per_sample.new_zeros(n_tasks).index_add(0, task_ids, per_sample)
     counts = per_sample.new_zeros(n_tasks).index_add(0, task_ids, torch.ones_like(per_sample))
-    per_task = totals / counts.clamp(min=1)
+    return totals / counts.clamp(min=1), counts > 0
+
+
+def reduce_task_losses(per_task: torch.Tensor, present: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Sum (or mean) over the tasks present of their mean cross-entropies."""
     if reduction == "mean":
-        return per_task.sum() / (counts > 0).sum().clamp(min=1)
+        return per_task.sum() / present.sum().clamp(min=1)
     return per_task.sum()
+
+
+def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                   n_tasks: int, reduction: str = "sum") -> torch.Tensor:
+    """Sum (or mean) over the tasks in the batch of each task's mean cross-entropy."""
+    return reduce_task_losses(*per_task_losses(logits, labels, task_ids, n_tasks), reduction)
 
 
 def build_optimizer(params, cfg) -> torch.optim.Optimizer:
@@ -154,13 +164,6 @@ def evaluate(method, data, split: str, device: torch.device, precision: str = "a
     return results
 
 
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = None,
         progress: bool = True) -> TrainOutcome:
     """Train `method` on `data` with the `train` config; leaves the selected weights loaded."""
@@ -190,10 +193,11 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
     def save(epoch: int, step: int) -> None:
         if checkpoint_path is None:
             return
-        _atomic_save({"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                      "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
-                      "outcome": vars(outcome).copy()}, checkpoint_path)
+        state = {"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                 "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
+                 "outcome": vars(outcome).copy()}
+        atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
 
     every = int(cfg.get("checkpoint_every_steps") or 0)
     n_tasks = len(data.task_names)

@@ -12,6 +12,7 @@ import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,15 +52,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def write_json_atomic(obj, path: Path) -> None:
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` into a temporary file beside `path`, then rename it over `path`: a reader
+    (or a run killed mid-write) never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as handle:
-        json.dump(obj, handle, indent=2, sort_keys=False, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    write(tmp)
     os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w") as handle:
+            json.dump(obj, handle, indent=2, sort_keys=False, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+    atomic_write(path, write)
 
 
 def record_path(cfg: DictConfig) -> Path:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -35,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.engine import autocast_for, build_optimizer, multitask_loss
+from bench.engine import autocast_for, build_optimizer, per_task_losses, reduce_task_losses
+from bench.results import atomic_write
 from methods.base import MethodError
 
 log = logging.getLogger(__name__)
@@ -43,14 +43,6 @@ STRATEGIES = ("gradient", "lookahead", "manual", "one_group", "singletons")
 
 
 # ---- affinities from a warm-up ---------------------------------------------------------
-def per_task_losses(logits, labels, task_ids, n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(each task's mean cross-entropy, whether the task has samples in the batch)."""
-    per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
-    totals = per_sample.new_zeros(n_tasks).index_add(0, task_ids, per_sample)
-    counts = per_sample.new_zeros(n_tasks).index_add(0, task_ids, torch.ones_like(per_sample))
-    return totals / counts.clamp(min=1), counts > 0
-
-
 def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str = "gradient",
                     epochs: int = 1, max_steps: int | None = None) -> tuple[np.ndarray, int]:
     """Train `model` (its trainable parameters shared by all tasks) on `data` (a
@@ -87,7 +79,7 @@ def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str 
             index = torch.tensor(tasks)
             total[index[:, None], index[None, :]] += step_affinity.cpu()
             seen[index[:, None], index[None, :]] += 1
-            loss = multitask_loss(logits, labels, task_ids, n_tasks, train_cfg.get("task_loss", "sum"))
+            loss = reduce_task_losses(losses, present, train_cfg.get("task_loss", "sum"))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -235,10 +227,10 @@ def save_grouping(output_dir, task_names: Sequence[str], groups, affinity: np.nd
     out.mkdir(parents=True, exist_ok=True)
     record = {"tasks": list(task_names), "groups": [[task_names[t] for t in g] for g in groups],
               "affinity": None if affinity is None else np.asarray(affinity).tolist(), **info}
-    _atomic_text(out / "groups.json", json.dumps(record, indent=2))
+    atomic_write(out / "groups.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
     if affinity is not None:
         rows = [["task", *task_names]] + [[n, *map(repr, map(float, r))] for n, r in zip(task_names, affinity)]
-        _atomic_text(out / "affinity.csv", "".join(",".join(r) + "\n" for r in rows))
+        atomic_write(out / "affinity.csv", lambda tmp: tmp.write_text("".join(",".join(r) + "\n" for r in rows)))
         _heatmap(out / "affinity.png", task_names, np.asarray(affinity), info.get("strategy", ""))
     return record
 
@@ -262,12 +254,6 @@ def load_grouping(path, task_names: Sequence[str]) -> dict:
     return record
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _heatmap(path: Path, names: Sequence[str], affinity: np.ndarray, title: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -283,6 +269,4 @@ def _heatmap(path: Path, names: Sequence[str], affinity: np.ndarray, title: str)
     ax.set_title(f"task affinity ({title})")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))
