@@ -3,17 +3,20 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from bench.config import MethodConfig
 from methods.base import Method, MethodError
 
 METHODS: dict[str, type[Method]] = {}
 
 
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+def register_method(name: str, config: type = MethodConfig) -> Callable[[type[Method]], type[Method]]:
+    """Register a method class under `name`, with `config` the dataclass of its `method` block."""
     def decorate(cls: type[Method]) -> type[Method]:
         if name in METHODS:
             raise ValueError(f"method '{name}' registered twice")
         METHODS[name] = cls
         cls.method_name = name
+        cls.config_class = config
         return cls
     return decorate
 
