@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.errors import UserError
 
-class ModelError(Exception):
+
+class ModelError(UserError):
     """A model that cannot be built or prompted (one paragraph: what, why, how to fix)."""
 
 

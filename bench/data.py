@@ -16,19 +16,18 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from bench.errors import ConfigError
 from datasets import ImageListDataset
-from methods.base import stable_seed
+from bench.seeding import stable_seed
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
 
-def build_transforms(clip, augment: bool, crop_scale: Sequence[float] = (0.08, 1.0)):
+def build_transforms(clip, augment: bool, crop_scale: Sequence[float]):
     """CLIP preprocessing; training adds CoOp's random resized crop and horizontal flip."""
-    cfg = clip.preprocess_cfg
+    preprocess = clip.preprocess_cfg  # open_clip's, from the model and its pretrained tag
     size = clip.image_size
-    interpolation = _INTERPOLATION.get(cfg.get("interpolation", "bicubic"), T.InterpolationMode.BICUBIC)
-    normalize = T.Normalize(cfg.get("mean"), cfg.get("std"))
+    interpolation = _INTERPOLATION.get(preprocess.get("interpolation", "bicubic"), T.InterpolationMode.BICUBIC)
+    normalize = T.Normalize(preprocess["mean"], preprocess["std"])
     evaluation = T.Compose([T.Resize(size, interpolation=interpolation), T.CenterCrop(size),
                             T.Lambda(_rgb), T.ToTensor(), normalize])
     if not augment:
@@ -103,9 +102,6 @@ class MultiTaskBatchSampler(Sampler):
     def __init__(self, task_sizes: Sequence[int], task_names: Sequence[str], batch_size: int,
                  seed: int, epoch: int, steps_per_epoch: int | None = None, start_step: int = 0,
                  task_sampling: str = "all"):
-        if task_sampling not in ("all", "round_robin"):
-            raise ConfigError(f"Unknown train.task_sampling '{task_sampling}': use all (a sub-batch of "
-                             "every task each step) or round_robin (one task per step, in turn).")
         self.offsets = np.cumsum([0] + list(task_sizes))
         self.sizes, self.names = list(task_sizes), list(task_names)
         self.batch_size, self.seed, self.epoch, self.start_step = batch_size, seed, epoch, start_step
@@ -148,14 +144,13 @@ class MultiTaskData:
     def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False):
         self.dataset, self.cfg, self.seed = dataset, cfg, seed
         self.task_names = [t.name for t in dataset.tasks]
-        self.train_transform, self.eval_transform = build_transforms(
-            clip, cfg.get("augment", True), cfg.get("crop_scale", (0.08, 1.0)))
+        self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale)
         self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory,
                                 persistent_workers=num_workers > 0, collate_fn=collate_multitask)
         self.batch_size = int(cfg.batch_size)
         self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
-                                             self.batch_size, seed, 0, cfg.get("steps_per_epoch"),
-                                             task_sampling=cfg.get("task_sampling", "all"))
+                                             self.batch_size, seed, 0, cfg.steps_per_epoch,
+                                             task_sampling=cfg.task_sampling)
         self.steps_per_epoch = self.sampler.steps
         self._train_loader: DataLoader | None = None
         self._eval_loaders: dict[str, DataLoader] = {}

@@ -45,16 +45,12 @@ class TrainOutcome:
 
 
 def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA by default; fp32 elsewhere (CPU bf16 only when asked)."""
+    """bf16 autocast on CUDA for `auto`; fp32 elsewhere (CPU bf16 only when asked)."""
     if precision == "auto":
         precision = "bf16" if device.type == "cuda" else "fp32"
     if precision == "fp32":
         return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in dtypes:
-        raise ConfigError(f"Unknown train.precision '{precision}': use auto (bf16 autocast on CUDA, "
-                          "fp32 elsewhere), fp32, bf16 or fp16.")
-    dtype = dtypes[precision]
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -81,14 +77,10 @@ def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.T
 
 
 def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    name = cfg.optimizer.lower()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.9),
-                               weight_decay=cfg.get("weight_decay", 5e-4))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.01),
-                                 betas=tuple(cfg.get("betas", (0.9, 0.999))))
-    raise ConfigError(f"Unknown train.optimizer '{cfg.optimizer}': use sgd or adamw.")
+    """`train.optimizer` over `params` (values validated by bench/config.py)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
 
 
 def build_grad_scaler(device: torch.device, cfg) -> torch.amp.GradScaler:
@@ -97,10 +89,10 @@ def build_grad_scaler(device: torch.device, cfg) -> torch.amp.GradScaler:
 
 
 def build_scheduler(optimizer, cfg) -> CosineLRScheduler:
-    warmup = int(cfg.get("warmup_epochs", 0))
-    return CosineLRScheduler(optimizer, t_initial=max(1, int(cfg.epochs) - warmup),
-                             lr_min=cfg.get("lr_min", 0.0), warmup_t=warmup,
-                             warmup_lr_init=cfg.get("warmup_lr", 1e-5), warmup_prefix=True,
+    warmup = cfg.warmup_epochs
+    return CosineLRScheduler(optimizer, t_initial=max(1, cfg.epochs - warmup),
+                             lr_min=cfg.lr_min, warmup_t=warmup,
+                             warmup_lr_init=cfg.warmup_lr, warmup_prefix=True,
                              t_in_epochs=True)
 
 
@@ -121,11 +113,13 @@ def _untimed(part: str):
 
 
 def train_step(method, batch, optimizer, scaler, device: torch.device, cfg, n_tasks: int,
-               fixed_train: bool, timed=_untimed) -> torch.Tensor | None:
+               fixed_train: bool, timed=_untimed, observe=None) -> torch.Tensor | None:
     """One optimisation step on a multi-task batch; the detached loss (None: nothing readable).
 
     `timed(part)` is a context manager around the host-to-device copy ("data") and the
-    backward pass ("backward"), for the benchmark; it costs nothing by default."""
+    backward pass ("backward"), for the benchmark; it costs nothing by default.
+    `observe(per_task_losses, present, images, labels, task_ids)` sees the step's graph
+    before the backward pass (MmAP's grouping warm-up takes per-task gradients there)."""
     images, labels, task_ids, _ = batch
     if not len(labels):
         return None
@@ -133,7 +127,12 @@ def train_step(method, batch, optimizer, scaler, device: torch.device, cfg, n_ta
         images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
     with autocast_for(device, cfg.precision):
         logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
-    loss = multitask_loss(logits, labels, task_ids, n_tasks, cfg.get("task_loss", "sum"))
+    per_task, present = per_task_losses(logits, labels, task_ids, n_tasks)
+    if observe is not None:
+        observe(per_task, present, images, labels, task_ids)
+    loss = reduce_task_losses(per_task, present, cfg.task_loss)
+    if (extra := method.extra_loss()) is not None:
+        loss = loss + extra
     optimizer.zero_grad(set_to_none=True)
     with timed("backward"):
         scaler.scale(loss).backward()
@@ -165,8 +164,12 @@ def evaluate(method, data, split: str, device: torch.device, precision: str = "a
 
 
 def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = None,
-        progress: bool = True) -> TrainOutcome:
-    """Train `method` on `data` with the `train` config; leaves the selected weights loaded."""
+        run_id: str | None = None, progress: bool = True, checkpoint_every_steps: int = 0) -> TrainOutcome:
+    """Train `method` on `data` with the `train` config; leaves the selected weights loaded.
+
+    Checkpoints go to `checkpoint_path` at every epoch end and every `checkpoint_every_steps`
+    steps (0: epoch ends only), stamped with `run_id`; a checkpoint of another run id is
+    never resumed."""
     outcome = TrainOutcome()
     params = [p for _, p in method.trainable_parameters()]
     epochs = int(cfg.epochs)
@@ -180,6 +183,12 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
 
     if checkpoint_path is not None and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state.get("run_id") != run_id:
+            raise ConfigError(
+                f"The checkpoint {checkpoint_path} was written for run {state.get('run_id') or '(unknown)'}, "
+                f"not for this run ({run_id}): its config, data or weights differ, so resuming it would "
+                "mix two experiments. Delete it or move it aside, or pass runtime.resume=false to start "
+                "this run over.")
         method.load_trainable_state(state["trainable"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -196,10 +205,10 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         state = {"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                  "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
-                 "outcome": vars(outcome).copy()}
+                 "outcome": vars(outcome).copy(), "run_id": run_id}
         atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
 
-    every = int(cfg.get("checkpoint_every_steps") or 0)
+    every = checkpoint_every_steps
     n_tasks = len(data.task_names)
     for epoch in range(start_epoch, epochs):
         scheduler.step(epoch)
@@ -210,7 +219,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         loader = data.train_loader(epoch, start_step)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
         step = start_step
-        fixed_train = train_images_fixed(cfg.get("augment", True))
+        fixed_train = train_images_fixed(cfg.augment)
         for batch in bar:
             unreadable += batch[3]
             step += 1

@@ -6,7 +6,14 @@
 
 Per dataset it writes results/<dataset>.md (Markdown), .csv (numbers), .tex (booktabs) and
 <dataset>_acc_vs_params.png (average accuracy vs trainable parameters, log x, as in Fig. 1
-of the MmAP paper). One row per (method, mode), and per model when a dataset has several.
+of the MmAP paper).  Records of one dataset name with different data (their data
+fingerprints differ: another root, split or few-shot subset) go to separate tables,
+<dataset>-<fingerprint>.*.
+
+One row per *experiment*: the runs whose identity (config, data, weights; bench/identity.py)
+differs only in the seed (DomainBed's grouping), so two settings are never averaged into
+one row.  When two rows share method and mode, their label names the settings in which
+they differ, e.g. "CoOp (train.lr=0.02)"; n is the number of runs averaged.
 
 Conventions:
 - accuracies are percentages, shown as "mean ± std" over seeds with two decimals; std is the
@@ -15,8 +22,9 @@ Conventions:
 - trainable parameters are taken from the records (identical over seeds), shown as
   8.2K / 3.56M / 149.6M, and as a percentage of the whole CLIP model with two significant
   digits (0.0055).
-- rows: methods zeroshot, full, coop, vpt, maple, mmap, then others alphabetically; modes
-  st, mt, grouped, then others; then model. Reruns with the same run_id: the last file wins.
+- rows: methods in registry order (methods/__init__.py), then unknown ones alphabetically;
+  modes st, mt, grouped, then others; then the label. Reruns with the same run_id: the last
+  file wins.  Every method keeps one colour and marker in every plot (registry order).
 - records that are not valid JSON, are not status "complete" or miss required keys are
   skipped and named in the printed output and in every Markdown file; never fatal.
 """
@@ -29,13 +37,50 @@ import math
 import sys
 from pathlib import Path
 
+from bench.errors import UserError, guarded
+from bench.identity import experiment_id_of
+
 import pandas as pd
 
-REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params")
-METHOD_ORDER = ("zeroshot", "full", "coop", "vpt", "maple", "mmap")
+REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params",
+                 "config")
 MODE_ORDER = ("st", "mt", "grouped")
-DISPLAY = {"zeroshot": "Zero-shot", "full": "Full FT", "coop": "CoOp", "vpt": "VPT", "maple": "MaPLe", "mmap": "MmAP"}
 NO_STD = "–"
+#: settings the table shows in columns of their own (or that name the table)
+_LABEL_SKIP = ("seed", "method.name", "method.mode", "dataset.name", "model.arch")  # model: its own column
+
+
+def method_order() -> tuple[str, ...]:
+    from methods import METHODS
+    return tuple(METHODS)
+
+
+def method_label(name: str) -> str:
+    from methods import METHODS
+    return METHODS[name].label if name in METHODS else name
+
+
+def experiment_key(record: dict) -> str:
+    """The run's identity without its seed (bench/identity.py), from its record."""
+    return experiment_id_of({"config": record["config"], "data_fingerprint": record.get("data_fingerprint"),
+                             "weights_fingerprint": record.get("weights_fingerprint")})
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, dict)) else tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def table_key(record: dict, fingerprints: dict[str, set]) -> str:
+    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
+    fingerprint = record.get("data_fingerprint")
+    if len(fingerprints[record["dataset"]]) > 1 and fingerprint:
+        return f"{record['dataset']}-{fingerprint[:8]}"
+    return record["dataset"]
 
 
 def load_records(runs_dir) -> tuple[list[dict], list[dict]]:
@@ -100,35 +145,49 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
 
 
 def summarize(records: list[dict], dataset: str, split: str = "test") -> pd.DataFrame:
-    """Numeric summary: one row per (method, mode, model), columns method, mode, model, n,
-    "<task> mean"/"<task> std" per task and for "Average", trainable, trainable_percent."""
-    recs = [r for r in records if r["dataset"] == dataset]
+    """Numeric summary of the records whose table key (`table_key`) is `dataset`: one row per
+    experiment, columns method, mode, model, label, n, "<task> mean"/"<task> std" per task
+    and for "Average", trainable, trainable_percent, experiment."""
+    fingerprints: dict[str, set] = {}
+    for r in records:
+        fingerprints.setdefault(r["dataset"], set()).add(r.get("data_fingerprint"))
+    recs = [r for r in records if table_key(r, fingerprints) == dataset]
     tasks: list[str] = []
     for r in recs:
         tasks += [t for t in r["tasks"] if t not in tasks]
-    rows = []
+    groups: dict[str, list[dict]] = {}
     for r in recs:
-        acc = r["accuracy"].get(split) or {}
-        row = {"method": r["method"], "mode": r["mode"], "model": r["model"], "seed": r["seed"]}
-        row.update({t: acc.get(t, float("nan")) for t in tasks})
-        row["Average"] = acc.get("average", float("nan"))
-        row["trainable"] = r["params"]["trainable"]
-        row["trainable_percent"] = r["params"].get("trainable_percent", float("nan"))
-        rows.append(row)
-    keys = ["method", "mode", "model"]
-    if not rows:
+        groups.setdefault(experiment_key(r), []).append(r)
+    keys = ["method", "mode", "model", "label"]
+    if not groups:
         return pd.DataFrame(columns=keys + ["n"])
-    per_run = pd.DataFrame(rows)
+    settings = {key: _flat({**members[0]["config"], "weights": members[0].get("weights_fingerprint")})
+                for key, members in groups.items()}
     out = []
-    for (method, mode, model), g in per_run.groupby(keys, sort=False):
-        row = {"method": method, "mode": mode, "model": model, "n": g["seed"].nunique()}
-        for col in tasks + ["Average"]:
-            row[f"{col} mean"], row[f"{col} std"] = _mean_std(g[col])
-        row["trainable"] = int(g["trainable"].iloc[0])
-        row["trainable_percent"] = float(g["trainable_percent"].iloc[0])
+    for key, members in groups.items():
+        first = members[0]
+        label = method_label(first["method"])
+        rivals = [k for k, m in groups.items() if k != key
+                  and (m[0]["method"], m[0]["mode"]) == (first["method"], first["mode"])]
+        differing = sorted({name for other in rivals for name in set(settings[key]) | set(settings[other])
+                            if settings[key].get(name) != settings[other].get(name)} - set(_LABEL_SKIP))
+        if differing:
+            label += " (" + ", ".join(f"{name}={settings[key].get(name)}" for name in differing) + ")"
+        row = {"method": first["method"], "mode": first["mode"], "model": first["model"], "label": label,
+               "n": len(members)}
+        for col in tasks:
+            row[f"{col} mean"], row[f"{col} std"] = _mean_std(
+                pd.Series([(r["accuracy"].get(split) or {}).get(col, float("nan")) for r in members], dtype=float))
+        row["Average mean"], row["Average std"] = _mean_std(
+            pd.Series([(r["accuracy"].get(split) or {}).get("average", float("nan")) for r in members], dtype=float))
+        row["trainable"] = int(first["params"]["trainable"])
+        row["trainable_percent"] = float(first["params"].get("trainable_percent", float("nan")))
+        row["experiment"] = key
         out.append(row)
     df = pd.DataFrame(out)
-    sort_key = df.apply(lambda r: (_order(r["method"], METHOD_ORDER), _order(r["mode"], MODE_ORDER), r["model"]), axis=1)
+    order = method_order()
+    sort_key = df.apply(lambda r: (_order(r["method"], order), _order(r["mode"], MODE_ORDER), r["model"],
+                                  r["label"]), axis=1)
     return df.loc[sorted(df.index, key=lambda i: sort_key[i])].reset_index(drop=True)
 
 
@@ -144,7 +203,7 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     multi_model = summary["model"].nunique() > 1
     rows = []
     for _, r in summary.iterrows():
-        row = {"Method": DISPLAY.get(r["method"], r["method"]), "Mode": str(r["mode"]).upper()}
+        row = {"Method": r["label"], "Mode": str(r["mode"]).upper()}
         if multi_model:
             row["Model"] = r["model"]
         row.update({c: _cell(r[f"{c} mean"], r[f"{c} std"]) for c in cols})
@@ -170,6 +229,21 @@ def _latex(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines)
 
 
+_MARKERS = "os^Dv*P<>Xhp"
+#: how a mode shows in the plot: MT filled, ST hollow, grouped filled with a black edge
+MODE_FACE = {"st": {"mfc": "none"}, "grouped": {"mec": "black", "mew": 1.5}}
+
+
+def method_style(method: str) -> tuple:
+    """(colour, marker) of a method: fixed by its place in the registry, so a method looks
+    the same in every plot whatever else the plot shows."""
+    import matplotlib
+
+    order = method_order()
+    index = order.index(method) if method in order else len(order) + sum(map(ord, method)) % 7
+    return matplotlib.colormaps["tab10"](index % 10), _MARKERS[index % len(_MARKERS)]
+
+
 def plot_acc_vs_params(summary: pd.DataFrame, path, title: str) -> None:
     """Average accuracy vs trainable parameters (log x), error bars = std over seeds."""
     import matplotlib
@@ -178,17 +252,17 @@ def plot_acc_vs_params(summary: pd.DataFrame, path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     multi_model = summary["model"].nunique() > 1
-    markers = "o*sD^vP<>Xh"
-    for i, r in summary.iterrows():
-        label = f"{DISPLAY.get(r['method'], r['method'])}-{str(r['mode']).upper()}"
+    for _, r in summary.iterrows():
+        label = f"{r['label']}-{str(r['mode']).upper()}"
         label += f" ({r['model']})" if multi_model else ""
         mean, std = r["Average mean"], r["Average std"]
+        color, marker = method_style(r["method"])
         if r["trainable"] <= 0:  # zero-shot: no trainable parameters, cannot sit on a log axis
             ax.axhline(mean, ls="--", lw=1, color="gray")
             ax.annotate(label, (0.01, mean), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="gray")
             continue
-        ax.errorbar(r["trainable"], mean, yerr=0 if pd.isna(std) else std, fmt=markers[i % len(markers)],
-                    ms=9, capsize=3, label=label)
+        ax.errorbar(r["trainable"], mean, yerr=0 if pd.isna(std) else std, fmt=marker, color=color,
+                    ms=9, capsize=3, label=label, **MODE_FACE.get(r["mode"], {}))
         ax.annotate(label, (r["trainable"], mean), textcoords="offset points", xytext=(6, 6), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("Trainable parameters (log scale)")
@@ -209,7 +283,11 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for dataset in datasets or sorted({r["dataset"] for r in records}):
+    fingerprints: dict[str, set] = {}
+    for r in records:
+        fingerprints.setdefault(r["dataset"], set()).add(r.get("data_fingerprint"))
+    keys = sorted({table_key(r, fingerprints) for r in records})
+    for dataset in [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets] or datasets or []:
         summary = summarize(records, dataset, split)
         if summary.empty:
             print(f"{dataset}: no complete records")
@@ -217,7 +295,7 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         table = display_table(summary)
         title = f"{dataset}: {split} accuracy (%)"
         md = [f"# {title}", "", "Mean ± sample std over seeds (– with one seed); Params: trainable "
-              "parameters, % CLIP: their share of the whole model; n: seeds.", "",
+              "parameters, % CLIP: their share of the whole model; n: runs (seeds) averaged.", "",
               table.to_markdown(index=False, disable_numparse=True), ""]
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]

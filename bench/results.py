@@ -1,12 +1,7 @@
-"""Run identity and result records.
-
-A run is identified by a hash of its resolved configuration without the `runtime` keys
-(DomainBed-style), so relaunching the same run finds its checkpoint and its record.
-Records are JSON, written atomically (temp file + rename) under `runtime.results_dir`.
-"""
+"""Result records: JSON, written atomically (temp file + rename) under
+`runtime.results_dir`, one per run id (bench/identity.py)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -14,23 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from omegaconf import DictConfig, OmegaConf
 
-SCHEMA_VERSION = 1
-
-
-def identity_config(cfg: DictConfig) -> dict:
-    """The part of the config that determines what a run computes."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("runtime", None)
-    resolved.pop("hydra", None)
-    resolved.get("dataset", {}).pop("root", None)  # where the images live is not what they are
-    return resolved
-
-
-def run_id(cfg: DictConfig) -> str:
-    blob = json.dumps(identity_config(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+SCHEMA_VERSION = 2  # 2: run ids cover data and weights fingerprints (bench/identity.py)
 
 
 def git_commit() -> str | None:
@@ -69,10 +49,6 @@ def write_json_atomic(obj, path: Path) -> None:
             handle.flush()
             os.fsync(handle.fileno())
     atomic_write(path, write)
-
-
-def record_path(cfg: DictConfig) -> Path:
-    return Path(cfg.runtime.results_dir) / f"{run_id(cfg)}.json"
 
 
 def load_record(path: Path) -> dict | None:

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import hydra
 import numpy as np
@@ -18,19 +21,14 @@ import torch
 from omegaconf import DictConfig
 from tabulate import tabulate
 
-from bench.clip import ModelError
-from bench.errors import ConfigError
-from bench.results import (SCHEMA_VERSION, git_commit, identity_config, load_record, package_versions,
-                           record_path, run_id, write_json_atomic)
-from methods.base import MethodError
+from bench.config import register_schemas, unknown_setting, validate
+from bench.errors import ConfigError, guarded
+from bench.identity import experiment_id_of, identity, run_id_of
+from bench.results import SCHEMA_VERSION, git_commit, load_record, package_versions, write_json_atomic
 
 log = logging.getLogger("bench.run")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from datasets import DatasetError
-    return (ConfigError, DatasetError, MethodError, ModelError)
+register_schemas()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,6 +42,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (every draw of ours has its own seeded generator too)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -61,16 +60,41 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def build_components(cfg: DictConfig, device: torch.device):
-    """Dataset, frozen CLIP and method, exactly as a run builds them (also used by tools)."""
-    from bench.models import build_clip
+@dataclass
+class RunPlan:
+    """Everything known about a run before any model is built or step taken."""
+
+    cfg: DictConfig
+    dataset: Any
+    identity: dict
+    run_id: str
+    experiment_id: str
+    record_path: Path
+    checkpoint_path: Path
+
+
+def plan_run(cfg: DictConfig) -> RunPlan:
+    """Validate the config, list the data (no decoding) and fingerprint data and weights:
+    the run's identity (bench/identity.py), its record and its checkpoint."""
+    from bench.identity import data_fingerprint, weights_fingerprint
     from datasets import build_dataset
+
+    validate(cfg)
+    dataset = build_dataset(cfg.dataset)
+    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained))
+    run_id = run_id_of(ident)
+    return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
+                   Path(cfg.runtime.results_dir) / f"{run_id}.json",
+                   Path(cfg.runtime.checkpoint_dir) / run_id / "checkpoint.pt")
+
+
+def build_model_and_method(cfg: DictConfig, tasks, device: torch.device):
+    """The frozen CLIP and the method on it, exactly as a run builds them (also for tools)."""
+    from bench.models import build_clip
     from methods import build_method
 
-    dataset = build_dataset(cfg.dataset)
     clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu)
-    method = build_method(cfg.method, clip, dataset.tasks, seed=int(cfg.seed)).to(device)
-    return dataset, clip, method
+    return clip, build_method(cfg.method, clip, tasks, seed=cfg.seed).to(device)
 
 
 def run_experiment(cfg: DictConfig) -> dict:
@@ -78,28 +102,30 @@ def run_experiment(cfg: DictConfig) -> dict:
     from bench.data import MultiTaskData
     from bench.engine import evaluate, fit
 
-    path = record_path(cfg)
-    if cfg.runtime.get("skip_done", True) and (done := load_record(path)) is not None:
+    plan = plan_run(cfg)
+    if cfg.runtime.skip_done and (done := load_record(plan.record_path)) is not None:
         log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
-                 done["run_id"], path)
+                 done["run_id"], plan.record_path)
         print_summary(done)
         return done
+    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
+        # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
+        log.info("Starting over: removing %s", plan.checkpoint_path)
+        plan.checkpoint_path.unlink()
     started = time.perf_counter()
     device = resolve_device(cfg.runtime.device)
-    seed_everything(int(cfg.seed))
-    dataset, clip, method = build_components(cfg, device)
-    data = MultiTaskData(dataset, clip, cfg.train, seed=int(cfg.seed),
-                         num_workers=int(cfg.runtime.num_workers), pin_memory=device.type == "cuda")
-    checkpoint = Path(cfg.runtime.checkpoint_dir) / run_id(cfg) / "checkpoint.pt"
-    if hasattr(method, "prepare"):  # e.g. MmAP's task grouping; may create parameters, so first
-        method.prepare(data, cfg.train, device, checkpoint.parent)
+    seed_everything(cfg.seed)
+    clip, method = build_model_and_method(cfg, plan.dataset.tasks, device)
+    dataset = plan.dataset
+    data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
+                         num_workers=cfg.runtime.num_workers, pin_memory=device.type == "cuda")
+    method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
              method.mode, dataset.name, len(dataset.tasks), f"{params['trainable']:,}",
              f"{params['total']:,}", params["trainable_percent"])
-    if not cfg.runtime.get("resume", True) and checkpoint.exists():
-        checkpoint.unlink()
-    outcome = fit(method, data, cfg.train, device, checkpoint, progress=bool(cfg.runtime.progress))
+    outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
+                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
 
     val = evaluate(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
@@ -107,17 +133,21 @@ def run_experiment(cfg: DictConfig) -> dict:
     eval_seconds = time.perf_counter() - eval_start
     n_test = sum(len(t.test) for t in dataset.tasks)
     record = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id(cfg), "status": "complete",
+        "schema_version": SCHEMA_VERSION, "run_id": plan.run_id, "experiment_id": plan.experiment_id,
+        "status": "complete",
         "method": cfg.method.name, "mode": method.mode, "dataset": dataset.name,
-        "model": cfg.model.arch, "pretrained": str(cfg.model.pretrained), "seed": int(cfg.seed),
+        "model": cfg.model.arch, "pretrained": str(cfg.model.pretrained), "seed": cfg.seed,
         "tasks": [t.name for t in dataset.tasks],
         "accuracy": {"val": val, "test": test},
         "params": params,
-        "sweep": cfg.runtime.get("sweep"),
+        "sweep": cfg.runtime.sweep,
         "selected_epoch": outcome.best_epoch,
         "history": outcome.history,
-        "extras": method.run_extras() if hasattr(method, "run_extras") else {},
-        "config": identity_config(cfg),
+        "extras": method.record_extras(),
+        "config": plan.identity["config"],
+        "data_fingerprint": plan.identity["data_fingerprint"],
+        "weights_fingerprint": plan.identity["weights_fingerprint"],
+        "dataset_root": str(dataset.root),
         "wall_time_s": time.perf_counter() - started,
         "train_images_per_s": outcome.images_per_s,
         "eval_images_per_s": n_test / eval_seconds if eval_seconds > 0 else None,
@@ -126,9 +156,9 @@ def run_experiment(cfg: DictConfig) -> dict:
         "git_commit": git_commit(), "versions": package_versions(),
         "unreadable_images": outcome.unreadable_images,
     }
-    write_json_atomic(record, path)
+    write_json_atomic(record, plan.record_path)
     print_summary(record)
-    log.info("Record written to %s", path)
+    log.info("Record written to %s", plan.record_path)
     return record
 
 
@@ -148,17 +178,42 @@ def print_summary(record: dict) -> None:
     print(f"run id {record['run_id']}, wall time {record['wall_time_s']:.1f} s")
 
 
-def main_guarded(cfg: DictConfig) -> dict | None:
+def check_command_line(overrides: list[str]) -> None:
+    """Compose and validate the config of a single run before Hydra sets up its job, so a
+    misspelt key or value is one paragraph and exit 2, not a traceback or a late crash."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
-        return run_experiment(cfg)
-    except _user_errors() as error:
-        print(f"\nError: {error}", file=sys.stderr)
-        sys.exit(2)
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        text = " ".join(str(error).split()).split(" Config search path")[0]
+        unknown = re.search(r"Could not override '([^']+)'", text)
+        if unknown:
+            method = next((o.split("=", 1)[1] for o in overrides if o.startswith("method=")), None)
+            if method is None:
+                with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+                    method = compose(config_name="config").method.name
+            raise unknown_setting(unknown.group(1), method) from None
+        raise ConfigError(f"The command line could not be applied: {text}. `python -m bench.run --help` "
+                          "lists the config groups and their choices; bench/config.py lists every "
+                          "setting with its type and default.") from None
+    validate(cfg)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    main_guarded(cfg)
+def hydra_main(cfg: DictConfig) -> None:
+    guarded(run_experiment)(cfg)
+
+
+def main() -> None:
+    arguments = sys.argv[1:]
+    if not any(a.startswith("-") for a in arguments):  # a single run (not -m, --cfg, --help)
+        guarded(check_command_line)(arguments)
+    hydra_main()
 
 
 if __name__ == "__main__":

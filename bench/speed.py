@@ -40,6 +40,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bench.data import MultiTaskBatch
 from bench.engine import build_grad_scaler, build_optimizer, evaluate, train_images_fixed, train_step
+from bench.config import method_config, validate
+from bench.errors import guarded
 from bench.feature_cache import speedups
 from bench.run import CONFIG_DIR, resolve_device, seed_everything
 
@@ -65,16 +67,14 @@ def method_configs(cfg: DictConfig) -> list[DictConfig]:
         return [cfg.method]
     wanted = cfg.speed.methods
     if wanted == "all":
-        order = ["zeroshot", "coop", "vpt", "maple", "mmap", "full"]
-        names = sorted(METHODS, key=lambda n: order.index(n) if n in order else len(order))
-        wanted = [f"{name}:{mode}" for name in names for mode in METHODS[name].modes]
+        wanted = [f"{name}:{mode}" for name in METHODS for mode in METHODS[name].modes]
     out = []
     for item in wanted:
         name, _, mode = str(item).partition(":")
         method = OmegaConf.load(Path(CONFIG_DIR) / "method" / f"{name}.yaml").method
         if mode:
             method.mode = mode
-        out.append(method)
+        out.append(method_config(method))
     return out
 
 
@@ -230,12 +230,12 @@ def build(method_cfg, clip, tasks, seed: int, device):
     """A fresh method on a private copy of CLIP when it trains CLIP itself (full)."""
     from methods import build_method
     cfg = copy.deepcopy(method_cfg)
-    if cfg.name == "mmap" and cfg.get("mode") == "grouped":  # fixed halves: no warm-up in a benchmark
+    if cfg.name == "mmap" and cfg.mode == "grouped":  # fixed halves: no warm-up in a benchmark
         half = (len(tasks) + 1) // 2
         cfg.grouping.strategy = "manual"
         cfg.grouping.groups = [[t.name for t in tasks[:half]], [t.name for t in tasks[half:]]]
     depth = min(clip.text_depth, clip.vision_depth)
-    if cfg.get("prompt_depth") is not None and int(cfg.prompt_depth) > depth:  # small test models
+    if "prompt_depth" in cfg and cfg.prompt_depth is not None and cfg.prompt_depth > depth:  # small test models
         cfg.prompt_depth = depth
     seed_everything(seed)
     base = copy.deepcopy(clip) if cfg.name == "full" else clip
@@ -426,6 +426,7 @@ def run_speed(cfg: DictConfig, command: str = "python -m bench.speed") -> list[d
     from bench.data import MultiTaskData
     from bench.models import build_clip
 
+    validate(cfg)
     scfg = cfg.speed
     device = resolve_device(cfg.runtime.device)
     clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu).to(device)
@@ -492,7 +493,7 @@ FLAGS = {"--baseline": "speed.variant=baseline", "--fast": "speed.variant=fast",
 
 @hydra.main(config_path=CONFIG_DIR, config_name="speed", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
-    run_speed(cfg, command=COMMAND)
+    guarded(run_speed)(cfg, command=COMMAND)
 
 
 COMMAND = "python -m bench.speed " + " ".join(sys.argv[1:])

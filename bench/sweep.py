@@ -23,13 +23,14 @@ import submitit
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench.results import load_record, record_path, run_id, write_json_atomic
+from bench.errors import UserError, guarded
+from bench.results import load_record, write_json_atomic
 from bench.run import CONFIG_DIR
 
 log = logging.getLogger("bench.sweep")
 
 
-class SweepError(Exception):
+class SweepError(UserError):
     """A sweep that cannot be launched as asked (one paragraph: what, why, how to fix)."""
 
 
@@ -45,16 +46,30 @@ def load_preset(name: str) -> dict:
         choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SweepError(f"Unknown sweep preset '{name}'. Presets in configs/sweep/: {', '.join(choices)}. "
                          "Add a YAML there with `fixed:` overrides and a `grid:` of override lists.")
-    return OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [key for key in ("name", "fixed", "grid") if key not in preset]
+    if missing:
+        raise SweepError(f"Sweep preset {path} lacks {', '.join(missing)}: a preset has a `name`, a list "
+                         "of `fixed` overrides and a `grid` of axes (see configs/sweep/toy_smoke.yaml).")
+    return preset
+
+
+def every_method_and_mode() -> list[str]:
+    """`method: all` in a preset: every registered method in each of its modes."""
+    from methods import METHODS
+    return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
+            for name, cls in METHODS.items() for mode in cls.modes]
 
 
 def expand_grid(preset: dict, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, extra last)."""
-    axes = [[str(v).split() for v in values] for values in preset.get("grid", {}).values()]
-    keys = list(preset.get("grid", {}))
+    grid = {key: every_method_and_mode() if key == "method" and values == "all" else values
+            for key, values in preset["grid"].items()}
+    axes = [[str(v).split() for v in values] for values in grid.values()]
+    keys = list(grid)
     runs = []
     for combination in itertools.product(*axes):
-        overrides = list(preset.get("fixed", []))
+        overrides = list(preset["fixed"])
         for key, value in zip(keys, combination):
             overrides += [v if "=" in v else f"{key}={v}" for v in value]
         runs.append(overrides + list(extra))
@@ -76,16 +91,18 @@ class SweepJob(submitit.helpers.Checkpointable):
 
 
 def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
+    from bench.run import plan_run
+
     preset = load_preset(name)
-    name = preset.get("name", Path(name).stem)
+    name = preset["name"]
     runs = []
     results_dir = None
     for overrides in expand_grid(preset, [*extra, f"runtime.sweep={name}"]):
-        cfg = compose_config(overrides)
-        results_dir = cfg.runtime.results_dir
-        runs.append({"run_id": run_id(cfg), "method": cfg.method.name, "mode": cfg.method.get("mode"),
-                     "dataset": cfg.dataset.name, "seed": int(cfg.seed), "overrides": overrides,
-                     "record": str(record_path(cfg))})
+        run = plan_run(compose_config(overrides))
+        results_dir = run.cfg.runtime.results_dir
+        runs.append({"run_id": run.run_id, "method": run.cfg.method.name, "mode": run.cfg.method.mode,
+                     "dataset": run.cfg.dataset.name, "seed": run.cfg.seed, "overrides": overrides,
+                     "record": str(run.record_path)})
     return runs, sweep_dir(results_dir or "results/runs", name)
 
 
@@ -141,6 +158,7 @@ def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
     return states
 
 
+@guarded
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
@@ -150,22 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--param", action="append", default=[],
                         help="submitit parameter KEY=VALUE, e.g. --param slurm_partition=gpu --param gpus_per_node=1")
     args = parser.parse_args(argv)
-    try:
-        if args.action == "list":
-            runs, _ = plan(args.preset, args.overrides)
-            for run in runs:
-                print(f"{run['run_id']}  {' '.join(run['overrides'])}")
-        elif args.action == "status":
-            status(args.preset, args.overrides)
-        else:
-            params = {}
-            for item in args.param:
-                key, _, value = item.partition("=")
-                params[key] = int(value) if value.isdigit() else value
-            launch(args.preset, args.overrides, args.cluster, params)
-    except SweepError as error:
-        print(f"Error: {error}", file=sys.stderr)
-        return 2
+    if args.action == "list":
+        runs, _ = plan(args.preset, args.overrides)
+        for run in runs:
+            print(f"{run['run_id']}  {' '.join(run['overrides'])}")
+    elif args.action == "status":
+        status(args.preset, args.overrides)
+    else:
+        params = {}
+        for item in args.param:
+            key, _, value = item.partition("=")
+            params[key] = int(value) if value.isdigit() else value
+        launch(args.preset, args.overrides, args.cluster, params)
     return 0
 
 

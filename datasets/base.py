@@ -18,10 +18,12 @@ from typing import Callable, Optional, Sequence
 import torch
 from PIL import Image
 
+from bench.errors import UserError
+
 Sample = tuple[str, int]
 
 
-class DatasetError(Exception):
+class DatasetError(UserError):
     """A dataset could not be found or built.
 
     The message is one self-contained paragraph: what was expected, what was

@@ -1,17 +1,11 @@
-"""The method contract and the machinery every CLIP method shares.
+"""CLIP methods: cosine logits over each task's classes, prompt hooks and feature caches.
 
-Contract (all a training loop needs to know):
-
-* built from `(clip, tasks, cfg, seed)`: a frozen `PromptableCLIP`, the tasks (anything
-  with `.name` and `.classnames`), the resolved `method` config and the run's seed;
-* `forward(images, task_ids) -> logits` of shape (B, C_max): column c of row b is
-  `logit_scale * cos(image_b, class c of task task_ids[b])`, columns past the task's own
-  class count are -inf, so cross-entropy and argmax only ever see the sample's own task;
-* its trainable parameters are exactly those with `requires_grad` (CLIP stays frozen).
+`Method` implements the contract of methods/contract.py for every method here: logits =
+logit_scale * cos(image feature, class text feature) over the sample's own task, with the
+image and text features from the frozen `PromptableCLIP` and the method's prompts.
 """
 from __future__ import annotations
 
-import zlib
 from typing import Any, Sequence
 
 import torch
@@ -19,15 +13,8 @@ from torch import nn
 
 from bench.clip import PromptableCLIP, TowerPrompts
 from bench.feature_cache import SPEEDUPS, ImageFeatureCache
-
-
-class MethodError(Exception):
-    """A method that cannot be built as configured (one paragraph: what, why, how to fix)."""
-
-
-def stable_seed(*parts: Any) -> int:
-    """A seed from names and numbers that does not depend on Python's hash salt."""
-    return zlib.crc32("/".join(str(p) for p in parts).encode()) & 0x7FFFFFFF
+from bench.seeding import stable_seed
+from methods.contract import MethodContract, MethodError
 
 
 def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.Tensor:
@@ -39,8 +26,7 @@ def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.T
 
 def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:
     """`prompt_depth` from the config (null: `default_depth`), checked against the model."""
-    depth = cfg.get("prompt_depth")
-    depth = default_depth if depth is None else int(depth)
+    depth = default_depth if cfg.prompt_depth is None else cfg.prompt_depth
     if not 1 <= depth <= max_depth:
         raise MethodError(
             f"{method}: method.prompt_depth={depth}, but the model has {max_depth} prompt-able "
@@ -49,14 +35,13 @@ def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int
     return depth
 
 
-class Method(nn.Module):
+class Method(MethodContract):
     """Base of every method: cosine logits between image and class text features.
 
     Subclasses provide `image_features(images, task_ids)` and `compute_class_features()`,
     or, for prompt methods, just `text_prompts` / `image_prompts` / `prompt_texts`.
     """
 
-    modes: tuple[str, ...] = ("mt",)
     #: False when class text features never change during training (no text prompts and a
     #: frozen text tower): they are then computed once and reused every step.
     text_depends_on_parameters: bool = True
@@ -65,15 +50,7 @@ class Method(nn.Module):
     image_depends_on_parameters: bool = True
 
     def __init__(self, clip: PromptableCLIP, tasks: Sequence, cfg, seed: int = 0):
-        super().__init__()
-        self.clip = clip
-        self.tasks = list(tasks)
-        self.cfg = cfg
-        self.seed = seed
-        self.mode = cfg.get("mode", self.modes[0])
-        if self.mode not in self.modes:
-            raise MethodError(f"Method '{cfg.name}' runs in modes {', '.join(self.modes)}, not "
-                              f"'{self.mode}'. Set method.mode to one of them.")
+        super().__init__(clip, tasks, cfg, seed)
         counts = [len(t.classnames) for t in self.tasks]
         self.max_classes = max(counts)
         mask = torch.zeros(len(counts), self.max_classes, dtype=torch.bool)
@@ -106,26 +83,13 @@ class Method(nn.Module):
         broadcast (leading dim 1) instead of gathered per row."""
         return params[:1] if params.shape[0] == 1 else params[self.set_index[rows]]
 
-    # ---- parameter bookkeeping ----------------------------------------------------------
-    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
-
-    def trainable_state(self) -> dict[str, torch.Tensor]:
-        names = {n for n, _ in self.trainable_parameters()}
-        return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
-
-    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
-        missing = {n for n, _ in self.trainable_parameters()} - set(state)
-        if missing:
-            raise MethodError(f"Checkpoint lacks trainable parameters {sorted(missing)[:5]}; it "
-                              "was written by a different method or configuration.")
-        self.load_state_dict(state, strict=False)
-        self.invalidate_cache()
-
     # ---- features and logits ------------------------------------------------------------
     def train(self, mode: bool = True):
         self.invalidate_cache()
         return super().train(mode)
+
+    def on_state_loaded(self) -> None:
+        self.invalidate_cache()
 
     def invalidate_cache(self) -> None:
         if self.text_depends_on_parameters:
@@ -202,7 +166,7 @@ class Method(nn.Module):
         return task
 
     def prompt_texts(self, task: int) -> list[str]:
-        template = self.cfg.get("template", "a photo of a {}.")
+        template = self.cfg.template
         return [template.format(name) for name in self.tasks[task].classnames]
 
     def tokenize_task(self, task: int) -> torch.Tensor:
@@ -216,7 +180,7 @@ class Method(nn.Module):
     def truncated(self, tokens: torch.Tensor) -> torch.Tensor:
         """CPU tokens cut after the last EOT (exact: causal tower pooled at EOT); cut on the
         host so the step has no sync.  The baseline keeps the full context."""
-        if not (SPEEDUPS.enabled and self.cfg.get("truncate_text", True)):
+        if not (SPEEDUPS.enabled and self.cfg.truncate_text):
             return tokens
         return tokens[:, : int(self.clip.eot_positions(tokens).max()) + 1]
 

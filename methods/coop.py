@@ -16,11 +16,18 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, seeded_normal
+from bench.config import MethodConfig, Optional, dataclass, setting
+from methods.base import Method, seeded_normal
 from methods.registry import register_method
 
 
-@register_method("coop")
+@dataclass
+class CoOpConfig(MethodConfig):
+    n_ctx: int = setting(16, "context tokens (ignored with ctx_init)", min=1)
+    ctx_init: Optional[str] = setting(None, 'e.g. "a photo of a" (then n_ctx = its token count); null: N(0, 0.02)')
+
+
+@register_method("coop", config=CoOpConfig, label="CoOp")
 class CoOp(Method):
     modes = ("mt", "st")
     image_depends_on_parameters = False
@@ -28,15 +35,12 @@ class CoOp(Method):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         set_names = self.use_sharing_sets()
-        init = cfg.get("ctx_init")
-        if init:
-            context = self.word_embeddings(init)
+        if cfg.ctx_init:
+            context = self.word_embeddings(cfg.ctx_init)
             self.n_ctx = context.shape[0]
             contexts = [context.clone() for _ in set_names]
         else:
-            self.n_ctx = int(cfg.get("n_ctx", 16))
-            if self.n_ctx < 1:
-                raise MethodError("CoOp needs method.n_ctx >= 1 context tokens (or a ctx_init text).")
+            self.n_ctx = cfg.n_ctx
             contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", name)
                         for name in set_names]
         self.context = nn.Parameter(torch.stack(contexts))  # (sets, M, d_text)

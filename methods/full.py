@@ -12,11 +12,17 @@ import copy
 import torch
 from torch import nn
 
+from bench.config import MethodConfig, dataclass, setting
 from methods.base import Method
 from methods.registry import register_method
 
 
-@register_method("full")
+@dataclass
+class FullConfig(MethodConfig):
+    template: str = setting("a photo of a {}.", "hand-crafted text template")
+
+
+@register_method("full", config=FullConfig, label="Full FT")
 class FullFineTuning(Method):
     modes = ("mt", "st")
 

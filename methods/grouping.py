@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.engine import autocast_for, build_optimizer, per_task_losses, reduce_task_losses
+from bench.engine import autocast_for, build_grad_scaler, build_optimizer, per_task_losses, train_step
 from bench.results import atomic_write
 from methods.base import MethodError
 
@@ -47,43 +47,38 @@ def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str 
                     epochs: int = 1, max_steps: int | None = None) -> tuple[np.ndarray, int]:
     """Train `model` (its trainable parameters shared by all tasks) on `data` (a
     `MultiTaskData`) and return (T x T affinity matrix, steps taken)."""
-    if strategy not in ("gradient", "lookahead"):
-        raise MethodError(f"Unknown affinity strategy '{strategy}': use gradient or lookahead.")
     named = model.trainable_parameters()
     names, params = [n for n, _ in named], [p for _, p in named]
     optimizer = build_optimizer(params, train_cfg)
+    scaler = build_grad_scaler(device, train_cfg)
     n_tasks = len(data.task_names)
     total = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
     seen = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
+
+    def accumulate(losses, present, images, labels, task_ids) -> None:
+        """Before the engine's backward: each present task's gradient on the shared prompt."""
+        tasks = present.nonzero().flatten().tolist()
+        grads = [torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], params, retain_graph=True)])
+                 for t in tasks]
+        if strategy == "gradient":
+            unit = F.normalize(torch.stack(grads).double(), dim=1)
+            step_affinity = unit @ unit.T
+        else:
+            step_affinity = _lookahead(model, names, params, grads, losses, tasks, images, labels,
+                                       task_ids, optimizer.param_groups[0]["lr"], device, train_cfg)
+        index = torch.tensor(tasks)
+        total[index[:, None], index[None, :]] += step_affinity.cpu()
+        seen[index[:, None], index[None, :]] += 1
+
     steps = 0
     model.train()
-    for epoch in range(int(epochs)):
-        for images, labels, task_ids, _ in data.train_loader(epoch):
+    for epoch in range(epochs):
+        for batch in data.train_loader(epoch):
             if max_steps is not None and steps >= max_steps:
                 break
-            if not len(labels):
-                continue
-            images, labels, task_ids = (x.to(device) for x in (images, labels, task_ids))
-            with autocast_for(device, train_cfg.precision):
-                logits = model(images, task_ids)
-            losses, present = per_task_losses(logits, labels, task_ids, n_tasks)
-            tasks = present.nonzero().flatten().tolist()
-            grads = [torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], params, retain_graph=True)])
-                     for t in tasks]
-            if strategy == "gradient":
-                unit = F.normalize(torch.stack(grads).double(), dim=1)
-                step_affinity = unit @ unit.T
-            else:
-                step_affinity = _lookahead(model, names, params, grads, losses, tasks, images, labels,
-                                           task_ids, optimizer.param_groups[0]["lr"], device, train_cfg)
-            index = torch.tensor(tasks)
-            total[index[:, None], index[None, :]] += step_affinity.cpu()
-            seen[index[:, None], index[None, :]] += 1
-            loss = reduce_task_losses(losses, present, train_cfg.get("task_loss", "sum"))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps += 1
+            if train_step(model, batch, optimizer, scaler, device, train_cfg, n_tasks,
+                          fixed_train=False, observe=accumulate) is not None:
+                steps += 1
     if steps == 0:
         raise MethodError("The grouping warm-up ran no steps: set method.grouping.warmup_epochs >= 1 "
                           "(and warmup_steps >= 1 or null), or give manual groups.")

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, prompted_layers, seeded_normal, stable_seed
+from bench.config import MethodConfig, Optional, dataclass, setting
+from methods.base import Method, prompted_layers, seeded_normal, stable_seed
 from methods.registry import register_method
 
 
@@ -37,22 +38,30 @@ def seeded_uniform(shape, bound: float, *seed_parts) -> torch.Tensor:
     return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
 
 
-@register_method("maple")
+@dataclass
+class MaPLeConfig(MethodConfig):
+    n_ctx: int = setting(2, "context tokens per prompted layer", min=1)
+    prompt_depth: Optional[int] = setting(None, "prompted layers per tower; null: MaPLe's 9 (all layers of a "
+                                                "shallower model)", min=1)
+    ctx_init: Optional[str] = setting("a photo of a", "first layer's context from the first n_ctx tokens of this "
+                                                      'text; null: "X X {class}." and N(0, init_std^2)')
+    init_std: float = setting(0.02, "deeper text prompts ~ N(0, init_std^2)", min=0)
+
+
+@register_method("maple", config=MaPLeConfig, label="MaPLe")
 class MaPLe(Method):
     modes = ("mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         set_names = self.use_sharing_sets()
-        self.n_ctx = int(cfg.get("n_ctx", 2))
-        if self.n_ctx < 1:
-            raise MethodError("MaPLe needs method.n_ctx >= 1 context tokens.")
-        self.ctx_init = cfg.get("ctx_init")
+        self.n_ctx = cfg.n_ctx
+        self.ctx_init = cfg.ctx_init
         max_depth = min(clip.text_depth, clip.vision_depth)
         # null: MaPLe's 9 layers, or every layer of a model shallower than that (tiny test models)
         self.prompt_depth = prompted_layers(cfg, min(9, max_depth), max_depth, "maple")
         d_text, d_vision, depth = clip.text_width, clip.vision_width, self.prompt_depth
-        std, bound = float(cfg.get("init_std", 0.02)), 1 / math.sqrt(d_text)
+        std, bound = cfg.init_std, 1 / math.sqrt(d_text)
         contexts, weights, biases = [], [], []
         for name in set_names:
             parts = (seed, "maple", name)

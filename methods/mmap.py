@@ -28,17 +28,17 @@ Office-Home's 4 tasks (2 + 4) x 24,636 = 147,816 (0.0988 %; the paper reports ~0
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import nn
 
 from bench.clip import TowerPrompts
 from methods import grouping
+from bench.config import Literal, MethodConfig, Optional, dataclass, field, setting
 from methods.base import Method, MethodError, prompted_layers, seeded_normal
 from methods.registry import register_method
 
@@ -76,53 +76,81 @@ class MmAPSets(nn.Module):
         return kron_rows(self.source, self.vision_factor)
 
 
-@register_method("mmap")
+@dataclass
+class GroupingConfig:
+    """How MmAP's tasks are split into groups (methods/grouping.py)."""
+
+    strategy: Literal["gradient", "lookahead", "manual", "one_group", "singletons"] = setting(
+        "gradient", "gradient: cosine of task gradients on a shared warm-up MmAP | lookahead: Fifty et al. "
+        "2021 | manual: `groups` | one_group | singletons")
+    n_groups: int = setting(2, "groups to find (gradient, lookahead)", min=1)
+    objective: Literal["mean", "sum"] = setting(
+        "mean", "mean: sum over tasks of the mean affinity to its group-mates (TAG's total affinity) | "
+        "sum: sum of intra-group pairwise affinities (favours big groups)")
+    groups: Optional[list[list[str]]] = setting(
+        None, 'manual: lists of task names, e.g. [[Art, Clipart], [Product, "Real World"]]')
+    warmup_epochs: int = setting(1, "warm-up epochs of the shared MmAP that measures affinities", min=1)
+    warmup_steps: Optional[int] = setting(None, "cap on warm-up steps (null: whole epochs)", min=1)
+    affinity_file: Optional[str] = setting(None, "a previous run's grouping/groups.json or affinity.csv: "
+                                                 "reuse it, no warm-up")
+
+
+@dataclass
+class MmAPConfig(MethodConfig):
+    mode: str = setting("grouped", "grouped: group-shared + task-specific MmAPs | mt: one MmAP | st: one per task")
+    n_ctx: int = setting(8, "tokens of a group-shared (grouped) or the only (mt/st) MmAP", min=1)
+    n_task_ctx: int = setting(8, "tokens of each task-specific MmAP (grouped mode; 0: none)", min=0)
+    prompt_depth: Optional[int] = setting(None, "prompted layers per tower (null: every layer of the "
+                                                "shallower tower)", min=1)
+    source_dim: Optional[int] = setting(None, "d_s (null: gcd(d_text, d_vision), 256 for ViT-B/16)", min=1)
+    init_std: float = setting(0.02, "source prompt ~ N(0, init_std^2)", min=0)
+    factor_init: Literal["ones", "normal"] = setting("ones", "U_t and U_v start at ones | N(0, init_std^2)")
+    template: str = setting("{}.", 'text after the placeholders: "X ... X {class}."')
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
+
+
+@register_method("mmap", config=MmAPConfig, label="MmAP")
 class MmAP(Method):
     modes = ("grouped", "mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         d_text, d_vision = clip.text_width, clip.vision_width
-        self.source_dim = int(cfg.get("source_dim") or math.gcd(d_text, d_vision))
+        self.source_dim = cfg.source_dim or math.gcd(d_text, d_vision)
         if d_text % self.source_dim or d_vision % self.source_dim:
             raise MethodError(f"method.source_dim={self.source_dim} must divide both the text width "
                               f"{d_text} and the vision width {d_vision} (Kronecker factors); use "
                               f"null for their gcd, {math.gcd(d_text, d_vision)}.")
         max_depth = min(clip.text_depth, clip.vision_depth)
         self.prompt_depth = prompted_layers(cfg, max_depth, max_depth, "mmap")
-        self.n_ctx = int(cfg.get("n_ctx", 8))
-        self.n_task_ctx = int(cfg.get("n_task_ctx", self.n_ctx)) if self.mode == "grouped" else 0
-        if self.n_ctx < 1 or self.n_task_ctx < 0:
-            raise MethodError("MmAP needs method.n_ctx >= 1 and method.n_task_ctx >= 0 tokens.")
-        self.grouping_cfg = cfg.get("grouping") or {}
+        self.n_ctx = cfg.n_ctx
+        self.n_task_ctx = cfg.n_task_ctx if self.mode == "grouped" else 0
+        self.grouping_cfg = cfg.grouping
         self.groups: list[list[int]] | None = None
         self.grouping_record: dict = {}
         if self.mode in ("st", "mt"):
             self.prompts = self._sets(self.use_sharing_sets(), self.n_ctx)
             return
-        strategy = self.grouping_cfg.get("strategy", "gradient")
+        strategy = self.grouping_cfg.strategy
         names = [t.name for t in self.tasks]
-        if self.grouping_cfg.get("affinity_file"):
-            self._use_record(grouping.load_grouping(self.grouping_cfg["affinity_file"], names), "affinity_file")
+        if self.grouping_cfg.affinity_file:
+            self._use_record(grouping.load_grouping(self.grouping_cfg.affinity_file, names), "affinity_file")
         elif strategy in ("manual", "one_group", "singletons"):
-            self._use_groups(grouping.fixed_groups(strategy, names, self.grouping_cfg.get("groups")),
+            self._use_groups(grouping.fixed_groups(strategy, names, self.grouping_cfg.groups),
                              None, {"strategy": strategy})
-        elif strategy not in ("gradient", "lookahead"):
-            raise MethodError(f"Unknown method.grouping.strategy '{strategy}': use one of "
-                              f"{', '.join(grouping.STRATEGIES)}.")
 
     # ---- parameters ----------------------------------------------------------------------
     def _sets(self, names, n_ctx: int) -> MmAPSets:
         d_s = self.source_dim
         return MmAPSets(names, self.prompt_depth, n_ctx, d_s, self.clip.text_width // d_s,
-                        self.clip.vision_width // d_s, float(self.cfg.get("init_std", 0.02)),
-                        self.cfg.get("factor_init", "ones"), self.seed).to(self.class_mask.device)
+                        self.clip.vision_width // d_s, self.cfg.init_std,
+                        self.cfg.factor_init, self.seed).to(self.class_mask.device)
 
     def _use_groups(self, groups, affinity, info: dict) -> None:
         """Create the group-shared and task-specific MmAPs for `groups` (lists of task indices)."""
         names = [t.name for t in self.tasks]
-        n_groups = self.grouping_cfg.get("n_groups")
-        if info["strategy"] in ("gradient", "lookahead") and n_groups and len(groups) != int(n_groups):
+        n_groups = self.grouping_cfg.n_groups
+        if info["strategy"] in ("gradient", "lookahead") and len(groups) != n_groups:
             raise MethodError(f"Grouping gave {len(groups)} groups, expected {n_groups}.")
         self.groups = [list(g) for g in groups]
         group_of_task = [0] * len(self.tasks)
@@ -145,8 +173,8 @@ class MmAP(Method):
         affinity = record.get("affinity")
         info = {"strategy": record.get("strategy", source), "reused_from": source}
         if affinity is not None:
-            groups = grouping.best_partition(torch.tensor(affinity).numpy(), int(self.grouping_cfg.get("n_groups", 2)),
-                                             self.grouping_cfg.get("objective", "mean"))
+            groups = grouping.best_partition(torch.tensor(affinity).numpy(), self.grouping_cfg.n_groups,
+                                             self.grouping_cfg.objective)
         else:
             groups = grouping.fixed_groups("manual", names, record["groups"])
         info["strategy"] = "manual" if affinity is None else info["strategy"]
@@ -162,17 +190,14 @@ class MmAP(Method):
         if self.groups is None and saved is not None and saved.is_file():  # a resumed run
             self._use_record(grouping.load_grouping(saved, [t.name for t in self.tasks]), str(saved))
         if self.groups is None:
-            strategy = self.grouping_cfg.get("strategy", "gradient")
-            warm_cfg = (OmegaConf.create(OmegaConf.to_container(self.cfg, resolve=True))
-                        if isinstance(self.cfg, DictConfig) else copy.deepcopy(dict(self.cfg)))
-            warm_cfg["mode"] = "mt"  # one MmAP shared by all tasks
+            strategy = self.grouping_cfg.strategy
+            warm_cfg = OmegaConf.merge(self.cfg, {"mode": "mt"})  # one MmAP shared by all tasks
             shared = MmAP(self.clip, self.tasks, warm_cfg, seed=self.seed).to(device)
-            steps = self.grouping_cfg.get("warmup_steps")
             affinity, steps_run = grouping.warmup_affinity(
-                shared, data, train_cfg, device, strategy, int(self.grouping_cfg.get("warmup_epochs", 1)),
-                None if steps is None else int(steps))
-            objective = self.grouping_cfg.get("objective", "mean")
-            groups = grouping.best_partition(affinity, int(self.grouping_cfg.get("n_groups", 2)), objective)
+                shared, data, train_cfg, device, strategy, self.grouping_cfg.warmup_epochs,
+                self.grouping_cfg.warmup_steps)
+            objective = self.grouping_cfg.objective
+            groups = grouping.best_partition(affinity, self.grouping_cfg.n_groups, objective)
             self._use_groups(groups, affinity, {"strategy": strategy, "objective": objective,
                                                 "warmup_steps": steps_run})
         if output_dir is not None:
@@ -181,7 +206,7 @@ class MmAP(Method):
             grouping.save_grouping(Path(output_dir) / "grouping", [t.name for t in self.tasks], self.groups,
                                    None if affinity is None else torch.tensor(affinity).numpy(), info)
 
-    def run_extras(self) -> dict:
+    def record_extras(self) -> dict:
         return {"grouping": self.grouping_record} if self.mode == "grouped" else {}
 
     # ---- prompts ---------------------------------------------------------------------------
@@ -217,5 +242,5 @@ class MmAP(Method):
 
     def prompt_texts(self, task: int) -> list[str]:
         placeholder = " ".join(["X"] * (self.n_ctx + self.n_task_ctx))
-        template = self.cfg.get("template", "{}.")
+        template = self.cfg.template
         return [f"{placeholder} {template.format(name)}" for name in self.tasks[task].classnames]

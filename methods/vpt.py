@@ -20,11 +20,21 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from methods.base import Method, MethodError, prompted_layers, seeded_normal
+from bench.config import MethodConfig, Optional, dataclass, setting
+from methods.base import Method, prompted_layers, seeded_normal
 from methods.registry import register_method
 
 
-@register_method("vpt")
+@dataclass
+class VPTConfig(MethodConfig):
+    n_tokens: int = setting(8, "visual prompt tokens per layer (0: zero-shot CLIP exactly)", min=0)
+    deep: bool = setting(True, "true: fresh tokens replace the prompts at every prompted layer | false: input only")
+    prompt_depth: Optional[int] = setting(None, "prompted vision layers when deep (null: all of them)", min=1)
+    init_std: float = setting(0.02, "prompts ~ N(0, init_std^2), as MaPLe's VPT", min=0)
+    template: str = setting("a photo of a {}.", "hand-crafted text template")
+
+
+@register_method("vpt", config=VPTConfig, label="VPT")
 class VPT(Method):
     modes = ("mt", "st")
     text_depends_on_parameters = False
@@ -32,12 +42,9 @@ class VPT(Method):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         set_names = self.use_sharing_sets()
-        self.n_tokens = int(cfg.get("n_tokens", 8))
-        if self.n_tokens < 0:
-            raise MethodError("VPT needs method.n_tokens >= 0 visual prompt tokens.")
-        deep = bool(cfg.get("deep", True))
-        self.prompt_depth = prompted_layers(cfg, clip.vision_depth, clip.vision_depth, "vpt") if deep else 1
-        std = float(cfg.get("init_std", 0.02))
+        self.n_tokens = cfg.n_tokens
+        self.prompt_depth = prompted_layers(cfg, clip.vision_depth, clip.vision_depth, "vpt") if cfg.deep else 1
+        std = cfg.init_std
         shape = (self.prompt_depth, self.n_tokens, clip.vision_width)
         if self.n_tokens:  # (sets, D, M, d_v)
             self.prompts = nn.Parameter(torch.stack(

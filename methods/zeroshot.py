@@ -9,11 +9,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.config import MethodConfig, Optional, dataclass, setting
 from methods.base import Method
 from methods.registry import register_method
 
 
-@register_method("zeroshot")
+@dataclass
+class ZeroShotConfig(MethodConfig):
+    template: str = setting("a photo of a {}.", "the text of class c is template.format(c)")
+    templates: Optional[list[str]] = setting(None, "several templates: their features are averaged (ensemble)")
+
+
+@register_method("zeroshot", config=ZeroShotConfig, label="Zero-shot")
 class ZeroShot(Method):
     modes = ("mt",)
     text_depends_on_parameters = False
@@ -23,7 +30,7 @@ class ZeroShot(Method):
         return "template"
 
     def compute_class_features(self) -> torch.Tensor:
-        templates = self.cfg.get("templates") or [self.cfg.get("template", "a photo of a {}.")]
+        templates = self.cfg.templates or [self.cfg.template]
         features = None
         for template in templates:
             self._template = template
@@ -32,5 +39,5 @@ class ZeroShot(Method):
         return F.normalize(features, dim=-1) if len(templates) > 1 else features
 
     def prompt_texts(self, task: int) -> list[str]:
-        template = getattr(self, "_template", self.cfg.get("template", "a photo of a {}."))
+        template = getattr(self, "_template", self.cfg.template)
         return [template.format(name) for name in self.tasks[task].classnames]

@@ -132,9 +132,10 @@ def method_cfg(name: str, **overrides):
 
 
 def train_cfg(**overrides):
-    """configs/train/default.yaml cut to a few CPU steps (constant lr, last-epoch selection)."""
+    """The schema's train defaults cut to a few CPU steps (constant lr, last-epoch selection)."""
     from omegaconf import OmegaConf
-    cfg = OmegaConf.load(REPO / "configs" / "train" / "default.yaml")
+    from bench.config import TrainConfig, defaults_of
+    cfg = OmegaConf.create(defaults_of(TrainConfig))
     cfg.merge_with(dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
                         selection="last", lr=0.01))
     cfg.merge_with(overrides)

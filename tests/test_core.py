@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from bench.clip import ModelError, TowerPrompts
 from bench.data import MultiTaskBatchSampler
 from bench.engine import multitask_loss
+from bench.errors import ConfigError
 from conftest import make_tasks, method_cfg
 from methods import METHODS, MethodError, build_method
 
@@ -83,9 +84,9 @@ def test_full_st_has_one_clip_per_task(tiny_clip):
 
 
 def test_unknown_method_and_mode_name_the_choices(tiny_clip):
-    with pytest.raises(MethodError, match="Available methods: .*coop"):
+    with pytest.raises(ConfigError, match="Registered methods: .*coop"):
         build_method(OmegaConf.create({"name": "nope"}), tiny_clip, make_tasks(1))
-    with pytest.raises(MethodError, match="modes mt, st"):
+    with pytest.raises(ConfigError, match="runs in mt, st"):
         build_method(method_cfg("coop", mode="grouped"), tiny_clip, make_tasks(1))
     assert {"zeroshot", "coop", "full"} <= set(METHODS)
 
@@ -146,6 +147,7 @@ def test_round_robin_sampling_shows_each_task_the_same_samples_one_task_per_step
     turns = list(MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0, task_sampling="round_robin"))
     assert len(turns) == 2 * len(together)
     assert turns[0::2] == [b[:4] for b in together] and turns[1::2] == [b[4:] for b in together]
-    from bench.errors import ConfigError
-    with pytest.raises(ConfigError, match="round_robin"):
-        MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0, task_sampling="random")
+    from bench.config import TrainConfig, _check_section, defaults_of
+    bad = OmegaConf.create({**defaults_of(TrainConfig), "task_sampling": "random"})
+    with pytest.raises(ConfigError, match="train.task_sampling='random'.*all, round_robin"):
+        _check_section(bad, TrainConfig, "train.")

@@ -92,12 +92,16 @@ def test_load_records_skips_and_names_broken(tmp_path):
     assert reasons["running.json"] == "status 'running'"
 
 
-def _record(seed, acc, method="coop", mode="mt", trainable=8192):
+def _record(seed, acc, method="coop", mode="mt", trainable=8192, lr=0.002, weights="tag:openai", data="d1"):
     tasks = ["A", "B"]
-    return {"run_id": f"{method}{mode}{seed}", "status": "complete", "method": method, "mode": mode,
-            "dataset": "toy", "model": "ViT-B-16", "seed": seed, "tasks": tasks,
+    config = {"seed": seed, "method": {"name": method, "mode": mode}, "train": {"lr": lr},
+              "model": {"arch": "ViT-B-16", "pretrained": weights.split(":")[-1]}, "dataset": {"name": "toy"}}
+    variant = "" if (lr, weights, data) == (0.002, "tag:openai", "d1") else f"-{lr}-{weights}-{data}"
+    return {"run_id": f"{method}{mode}{seed}{variant}", "status": "complete", "method": method,
+            "mode": mode, "dataset": "toy", "model": "ViT-B-16", "seed": seed, "tasks": tasks,
             "accuracy": {"test": {"A": acc, "B": acc + 10, "average": acc + 5}},
-            "params": {"trainable": trainable, "total": 149620737, "trainable_percent": 100 * trainable / 149620737}}
+            "params": {"trainable": trainable, "total": 149620737, "trainable_percent": 100 * trainable / 149620737},
+            "config": config, "data_fingerprint": data, "weights_fingerprint": weights}
 
 
 def test_std_is_the_sample_std_over_seeds():
@@ -139,3 +143,39 @@ def test_missing_runs_lists_absent_and_failed():
     assert [(g["run_id"], g["seed"], g["reason"]) for g in gone] == [
         ("coopmt3", 3, "missing"), ("coopmt4", 4, "status 'failed'")]
     assert report.missing_runs(expected[:2], records) == []
+
+
+def test_runs_that_differ_in_a_setting_are_separate_rows_named_by_it():
+    recs = [_record(1, 70.0), _record(2, 72.0), _record(1, 50.0, lr=0.02), _record(2, 52.0, lr=0.02),
+            _record(3, 54.0, lr=0.02)]
+    summary = report.summarize(recs, "toy")
+    assert sorted(zip(summary.label, summary.n)) == [("CoOp (train.lr=0.002)", 2), ("CoOp (train.lr=0.02)", 3)]
+    row = summary[summary.label == "CoOp (train.lr=0.02)"].iloc[0]
+    assert row["A mean"] == pytest.approx(52.0)  # never averaged with the lr=0.002 runs
+
+
+def test_runs_with_other_weights_are_never_averaged():
+    recs = [_record(1, 80.0), _record(1, 20.0, weights="none"), _record(2, 22.0, weights="none")]
+    summary = report.summarize(recs, "toy")
+    assert len(summary) == 2 and sorted(summary.n) == [1, 2]
+    assert any("model.pretrained=none" in label for label in summary.label)
+    assert summary["A mean"].max() == pytest.approx(80.0)
+
+
+def test_same_dataset_name_with_other_data_goes_to_its_own_table(tmp_path):
+    recs = [_record(1, 70.0, data="aaaaaaaaaaaa"), _record(1, 30.0, data="bbbbbbbbbbbb")]
+    written = report.write_report(recs, [], tmp_path)
+    names = sorted(p.name for p in written if p.suffix == ".md")
+    assert names == ["toy-aaaaaaaa.md", "toy-bbbbbbbb.md"]
+    assert "70.00" in (tmp_path / "toy-aaaaaaaa.md").read_text()
+    assert "30.00" not in (tmp_path / "toy-aaaaaaaa.md").read_text()
+
+
+def test_rows_follow_the_registry_and_every_method_keeps_its_style():
+    from methods import METHODS
+    recs = [_record(1, 60.0, name, cls.modes[0]) for name, cls in reversed(METHODS.items())]
+    summary = report.summarize(recs, "toy")
+    assert list(summary.method) == list(METHODS)
+    assert list(summary.label) == [cls.label for cls in METHODS.values()]
+    styles = [report.method_style(name) for name in METHODS]
+    assert len({(tuple(c), m) for c, m in styles}) == len(styles)
