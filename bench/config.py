@@ -5,7 +5,7 @@ method declares its own block as a subclass of `MethodConfig` in its module, reg
 with `@register_method(name, config=...)`.  The dataclasses are the only place a default
 lives: they are stored in Hydra's ConfigStore (`register_schemas`), the YAML files in
 configs/ set only what differs (a method's paper settings, a dataset's layout), and code
-reads the resolved config, never `cfg.get(key, default)`.
+reads the resolved config, never a default of its own (no `get` with a fallback).
 
 Precedence, lowest first: these defaults < the dataset's training defaults
 (configs/dataset_defaults/<dataset>.yaml) < the method's paper settings
@@ -324,6 +324,13 @@ def method_config(block: Any) -> DictConfig:
     name = block["name"] if "name" in block else None
     node = OmegaConf.merge(defaults_of(method_schema(str(name)).config_class), block)
     _check_method(node)
+    return node
+
+
+def dataset_config(block: Any) -> DictConfig:
+    """A dataset block (possibly partial) completed with the schema's defaults and validated."""
+    node = OmegaConf.merge(defaults_of(DatasetConfig), block)
+    _check_section(node, DatasetConfig, "dataset.")
     return node
 
 

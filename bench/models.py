@@ -57,17 +57,17 @@ def resolve_pretrained(arch: str, pretrained: str | None, cache_dir: str | None)
         return None, {}
     if os.path.isfile(os.path.expanduser(pretrained)):
         return os.path.expanduser(pretrained), {}
-    tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
-    if not tag_cfg:
+    tag_info = open_clip.get_pretrained_cfg(arch, pretrained)
+    if not tag_info:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         raise ModelError(
             f"model.pretrained='{pretrained}' is neither a pretrained tag of {arch} nor an existing "
             f"file. Known tags for {arch}: {', '.join(tags) or 'none'}. Pass a tag, the path of a "
             "local open_clip checkpoint (model.pretrained=/path/to/weights.bin), or "
             "model.pretrained=none for random weights.")
-    cached = _cached_hub_file(tag_cfg["hf_hub"], cache_dir) if tag_cfg.get("hf_hub") else None
+    cached = _cached_hub_file(tag_info["hf_hub"], cache_dir) if tag_info.get("hf_hub") else None
     if cached:
-        return cached, tag_cfg
+        return cached, tag_info
     if _offline():
         raise ModelError(
             f"Pretrained weights '{pretrained}' for {arch} are not in the local cache "
@@ -77,7 +77,7 @@ def resolve_pretrained(arch: str, pretrained: str | None, cache_dir: str | None)
             "') fills the cache) and either copy the cache and set model.cache_dir=/path, or "
             "pass the file itself: model.pretrained=/path/to/open_clip_pytorch_model.bin.")
     from open_clip.pretrained import download_pretrained
-    return download_pretrained(tag_cfg, cache_dir=cache_dir), tag_cfg
+    return download_pretrained(tag_info, cache_dir=cache_dir), tag_info
 
 
 def build_clip(arch: str, pretrained: str | None = "none", cache_dir: str | None = None,
@@ -88,10 +88,10 @@ def build_clip(arch: str, pretrained: str | None = "none", cache_dir: str | None
             f"Unknown model.arch '{arch}'. Any open_clip architecture works, e.g. ViT-B-16, "
             f"ViT-B-32, ViT-L-14, or ours: {', '.join(p.stem for p in _OUR_CONFIGS.glob('*.json'))}. "
             "See open_clip.list_models() for all of them.")
-    checkpoint, tag_cfg = resolve_pretrained(arch, pretrained, cache_dir)
+    checkpoint, tag_info = resolve_pretrained(arch, pretrained, cache_dir)
     if quick_gelu is None:
-        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-    preprocess = {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
+        quick_gelu = bool(tag_info.get("quick_gelu", False))
+    preprocess = {k: tag_info[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_info}
     try:
         model = open_clip.create_model(arch, pretrained=checkpoint, force_quick_gelu=quick_gelu,
                                        force_preprocess_cfg=preprocess or None, device=device,

@@ -37,10 +37,10 @@ import math
 import sys
 from pathlib import Path
 
-from bench.errors import UserError, guarded
-from bench.identity import experiment_id_of
-
 import pandas as pd
+
+from bench.errors import guarded
+from bench.identity import experiment_id_of
 
 REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params",
                  "config")
@@ -317,6 +317,7 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     return written
 
 
+@guarded
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
     parser.add_argument("--runs", default="results/runs", help="folder of result records (*.json)")

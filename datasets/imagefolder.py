@@ -28,9 +28,8 @@ from typing import Any, Mapping, Sequence
 from .base import DatasetError, MultiDomainDataset, Task
 from .registry import register_dataset
 from .splits import (
-    as_list, cfg_get, cfg_opt, check_fractions, check_same_classes, expand_root,
-    find_split_file, list_subdirs, read_split_file, readable_classname, scan_class_folders,
-    short_list, stratified_split,
+    as_list, check_fractions, check_same_classes, expand_root, find_split_file, list_subdirs,
+    read_split_file, readable_classname, scan_class_folders, short_list, stratified_split,
 )
 
 
@@ -86,7 +85,7 @@ def build_imagefolder(
     per_domain = {d: scan_class_folders(folders[d], name) for d in domains}
     check_same_classes({d: list(v) for d, v in per_domain.items()}, name)
     class_folders = list(per_domain[domains[0]])
-    expected = cfg_opt(cfg, "num_classes")
+    expected = cfg.num_classes
     if expected is not None and int(expected) != len(class_folders):
         raise DatasetError(
             f"{name}: expected {expected} classes but found {len(class_folders)} class folders in "
@@ -95,14 +94,14 @@ def build_imagefolder(
         )
     classnames = tuple(readable_classname(c) for c in class_folders)
 
-    split_dir = cfg_opt(cfg, "split_dir")
-    val_fraction = float(cfg_get(cfg, "val_fraction", builder))
-    seed = int(cfg_get(cfg, "split_seed", builder))
+    split_dir = cfg.split_dir
+    val_fraction = float(cfg.val_fraction)
+    seed = int(cfg.split_seed)
     tasks = []
     for d in domains:
         key = d
         if split_dir is None:
-            test_fraction = float(cfg_get(cfg, "test_fraction", builder))
+            test_fraction = float(cfg.test_fraction)
             check_fractions(val_fraction, test_fraction, name)
             samples = [(p, label) for label, c in enumerate(class_folders) for p in per_domain[d][c]]
             train, val, test = stratified_split(samples, val_fraction, test_fraction, seed, key)
@@ -159,8 +158,8 @@ def build_generic_imagefolder(cfg: Mapping[str, Any]) -> MultiDomainDataset:
     """Any ``<root>/<domain>/<class>/*`` dataset (PACS, VLCS, Office-31, DomainNet)."""
     return build_imagefolder(
         cfg,
-        name=str(cfg_opt(cfg, "name", "imagefolder")),
-        root=expand_root(cfg_get(cfg, "root", "imagefolder")),
-        domains=as_list(cfg_opt(cfg, "domains")),
-        download_hint=str(cfg_opt(cfg, "download_hint", "")),
+        name=str(cfg.name),
+        root=expand_root(cfg.root),
+        domains=as_list(cfg.domains),
+        download_hint=str(cfg.download_hint),
     )

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from .base import DatasetError, MultiDomainDataset, Task
 from .registry import register_dataset
 from .splits import (
-    as_list, cfg_get, cfg_opt, check_fractions, check_same_classes, expand_root, list_subdirs, read_split_file,
+    as_list, check_fractions, check_same_classes, expand_root, list_subdirs, read_split_file,
     readable_classname, short_list, stratified_split,
 )
 
@@ -37,8 +37,8 @@ SPLITS_HINT = (
 @register_dataset("minidomainnet")
 def build_minidomainnet(cfg: Mapping[str, Any]) -> MultiDomainDataset:
     name = "MiniDomainNet"
-    root = expand_root(cfg_get(cfg, "root", "minidomainnet"))
-    domains = as_list(cfg_opt(cfg, "domains")) or list(DOMAINS)
+    root = expand_root(cfg.root)
+    domains = as_list(cfg.domains) or list(DOMAINS)
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown:
         raise DatasetError(
@@ -60,8 +60,8 @@ def build_minidomainnet(cfg: Mapping[str, Any]) -> MultiDomainDataset:
             f"the DomainNet folder that holds the domain folders and splits_mini/."
         )
     split_dir = os.path.join(root, "splits_mini")
-    val_fraction = float(cfg_get(cfg, "val_fraction", "minidomainnet"))
-    seed = int(cfg_get(cfg, "split_seed", "minidomainnet"))
+    val_fraction = float(cfg.val_fraction)
+    seed = int(cfg.split_seed)
     check_fractions(val_fraction, 0.0, name)
 
     per_domain = {}
@@ -98,7 +98,7 @@ def build_minidomainnet(cfg: Mapping[str, Any]) -> MultiDomainDataset:
 
     check_same_classes(class_maps, name)
     class_folders = class_maps[domains[0]]
-    expected = cfg_opt(cfg, "num_classes")
+    expected = cfg.num_classes
     if expected is not None and int(expected) != len(class_folders):
         raise DatasetError(
             f"{name}: expected {expected} classes but the split files in {split_dir} define "

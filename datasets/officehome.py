@@ -22,7 +22,7 @@ from typing import Any, Mapping
 from .base import DatasetError, MultiDomainDataset
 from .imagefolder import build_imagefolder
 from .registry import register_dataset
-from .splits import as_list, cfg_get, cfg_opt, expand_root
+from .splits import as_list, expand_root
 
 DOMAINS = ("Art", "Clipart", "Product", "Real World")
 ALIASES = {"Real World": ["Real_World", "RealWorld"]}
@@ -35,10 +35,10 @@ DOWNLOAD = (
 
 @register_dataset("officehome")
 def build_officehome(cfg: Mapping[str, Any]) -> MultiDomainDataset:
-    root = expand_root(cfg_get(cfg, "root", "officehome"))
+    root = expand_root(cfg.root)
     if os.path.isdir(os.path.join(root, ARCHIVE_FOLDER)):
         root = os.path.join(root, ARCHIVE_FOLDER)
-    domains = as_list(cfg_opt(cfg, "domains")) or list(DOMAINS)
+    domains = as_list(cfg.domains) or list(DOMAINS)
     unknown = [d for d in domains if d not in DOMAINS and not any(d in a for a in ALIASES.values())]
     if unknown:
         raise DatasetError(

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Callable, Mapping
 
 from .base import DatasetError, MultiDomainDataset
-from .splits import cfg_opt, few_shot_subset
+from .splits import few_shot_subset
 
 Builder = Callable[[Mapping[str, Any]], MultiDomainDataset]
 DATASETS: dict[str, Builder] = {}
@@ -32,10 +32,14 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
 
 
 def build_dataset(cfg: Mapping[str, Any]) -> MultiDomainDataset:
-    """Build the dataset described by ``cfg`` (see the module docstring)."""
-    builder = cfg.get("builder") if hasattr(cfg, "get") else None
-    if builder is None or str(builder) not in DATASETS:
-        found = "no 'builder' key" if builder is None else f"builder '{builder}'"
+    """Build the dataset described by ``cfg`` (see the module docstring), completed with the
+    schema's defaults (bench/config.py) and validated."""
+    from bench.config import dataset_config
+
+    cfg = dataset_config(cfg)
+    builder = cfg.builder
+    if str(builder) not in DATASETS:
+        found = "no 'builder' key" if not builder else f"builder '{builder}'"
         raise DatasetError(
             f"Unknown dataset builder: the dataset config has {found}. Registered builders: "
             f"{', '.join(sorted(DATASETS))}. Pick a YAML from configs/dataset/ (dataset=officehome, "
@@ -43,11 +47,9 @@ def build_dataset(cfg: Mapping[str, Any]) -> MultiDomainDataset:
             f"of the registered names."
         )
     dataset = DATASETS[str(builder)](cfg)
-    k = cfg_opt(cfg, "few_shot")
-    if k is not None:
-        seed = int(cfg_opt(cfg, "few_shot_seed", 0))
+    if cfg.few_shot is not None:
         tasks = tuple(
-            dataclasses.replace(t, train=tuple(few_shot_subset(t.train, int(k), seed, t.name)))
+            dataclasses.replace(t, train=tuple(few_shot_subset(t.train, cfg.few_shot, cfg.few_shot_seed, t.name)))
             for t in dataset.tasks
         )
         dataset = dataclasses.replace(dataset, tasks=tasks)

@@ -38,24 +38,6 @@ def readable_classname(folder: str) -> str:
     return re.sub(r"\s+", " ", name).strip().lower()
 
 
-# ----------------------------------------------------------------- config access
-def cfg_get(cfg: Mapping[str, Any], key: str, builder: str) -> Any:
-    """Required config key; a clear DatasetError when the YAML lacks it."""
-    if key not in cfg:
-        raise DatasetError(
-            f"The dataset config for builder '{builder}' has no key '{key}'. "
-            f"Found keys: {', '.join(sorted(map(str, cfg.keys())))}. Start from the YAML in "
-            f"configs/dataset/ (they list every key with its default) or pass dataset.{key}=..."
-        )
-    return cfg[key]
-
-
-def cfg_opt(cfg: Mapping[str, Any], key: str, default: Any = None) -> Any:
-    """Optional config key (absent or null -> ``default``)."""
-    value = cfg.get(key, None) if hasattr(cfg, "get") else None
-    return default if value is None else value
-
-
 def as_list(value: Any) -> list | None:
     if value is None:
         return None

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from .base import DatasetError, MultiDomainDataset
 from .imagefolder import build_imagefolder
 from .registry import register_dataset
-from .splits import as_list, cfg_get, cfg_opt, expand_root
+from .splits import as_list, expand_root
 
 VERSION = 1
 SEED = 20240101
@@ -198,7 +198,7 @@ def ensure_toy(root: str) -> bool:
 
 @register_dataset("toy")
 def build_toy(cfg: Mapping[str, Any]) -> MultiDomainDataset:
-    root = expand_root(cfg_get(cfg, "root", "toy"))
+    root = expand_root(cfg.root)
     ensure_toy(root)
-    return build_imagefolder(cfg, name="toy", root=root, domains=as_list(cfg_opt(cfg, "domains")) or list(DOMAINS),
+    return build_imagefolder(cfg, name="toy", root=root, domains=as_list(cfg.domains) or list(DOMAINS),
                              builder="toy")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from bench.clip import PromptableCLIP, TowerPrompts
 from bench.feature_cache import SPEEDUPS, ImageFeatureCache

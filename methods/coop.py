@@ -12,11 +12,14 @@ Trainable parameters: M x d_text per set, so MT = M d_text, ST = T M d_text
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, Optional, dataclass, setting
+from bench.config import MethodConfig, setting
 from methods.base import Method, seeded_normal
 from methods.registry import register_method
 

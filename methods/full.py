@@ -8,11 +8,12 @@ Office-Home).  Use AdamW with a small learning rate (configs/method/full.yaml).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from bench.config import MethodConfig, dataclass, setting
+from bench.config import MethodConfig, setting
 from methods.base import Method
 from methods.registry import register_method
 

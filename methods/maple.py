@@ -22,12 +22,14 @@ defaults: 2x512 + 8x2x512 + 9x(512x768 + 768) = 3,555,072 for MT (2.3761 % of CL
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, Optional, dataclass, setting
+from bench.config import MethodConfig, setting
 from methods.base import Method, prompted_layers, seeded_normal, stable_seed
 from methods.registry import register_method
 

@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Optional
 
 import torch
 from omegaconf import OmegaConf
 from torch import nn
 
 from bench.clip import TowerPrompts
+from bench.config import MethodConfig, setting
 from methods import grouping
-from bench.config import Literal, MethodConfig, Optional, dataclass, field, setting
 from methods.base import Method, MethodError, prompted_layers, seeded_normal
 from methods.registry import register_method
 

@@ -16,11 +16,14 @@ Office-Home's 4 tasks; shallow: 6,144 per set.  `n_tokens: 0` is zero-shot CLIP 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, Optional, dataclass, setting
+from bench.config import MethodConfig, setting
 from methods.base import Method, prompted_layers, seeded_normal
 from methods.registry import register_method
 

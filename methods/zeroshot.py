@@ -6,10 +6,13 @@ templates are averaged and renormalised (prompt ensembling).  Trainable paramete
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
 import torch
 import torch.nn.functional as F
 
-from bench.config import MethodConfig, Optional, dataclass, setting
+from bench.config import MethodConfig, setting
 from methods.base import Method
 from methods.registry import register_method
 

@@ -12,7 +12,7 @@ from bench.data import MultiTaskBatchSampler
 from bench.engine import multitask_loss
 from bench.errors import ConfigError
 from conftest import make_tasks, method_cfg
-from methods import METHODS, MethodError, build_method
+from methods import METHODS, build_method
 
 
 def test_wrapper_without_prompts_equals_open_clip(tiny_clip):

@@ -11,7 +11,7 @@ from bench.sweep import compose_config, expand_grid
 from conftest import REPO
 
 RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=8",
-       "train.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
+       "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
 
 
 def runtime_overrides(root):

@@ -36,7 +36,7 @@ def test_nonblocking_sweep_with_requeue(slurm_cluster, tmp_path):
     preset = tmp_path / "smoke.yaml"
     preset.write_text("name: smoke\nfixed: [dataset=toy]\ngrid:\n  method: [method=zeroshot, method=coop]\n"
                       "  seed: [1]\n")
-    extra = ["train.epochs=2", "train.steps_per_epoch=6", "train.checkpoint_every_steps=1",
+    extra = ["train.epochs=2", "train.steps_per_epoch=6", "runtime.checkpoint_every_steps=1",
              "train.batch_size=4", "runtime.progress=false", *runtime_overrides(tmp_path)]
     params = {"slurm_partition": "debug", "cpus_per_task": 1, "mem_gb": 2, "timeout_min": 10}
     submitted = launch(str(preset), extra, "slurm", params)  # returns without waiting
