@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 
 from PIL import Image
 
+from bench.errors import EXIT_USER_ERROR, UserError
+
 from .base import DatasetError
 from .registry import build_dataset
 
@@ -156,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report = check_dataset(load_dataset_config(names[0], overrides))
-    except DatasetError as exc:
+    except UserError as exc:  # a missing dataset, a bad layout or a bad dataset.* value
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     print(report.format())
     return 0 if report.ok else 1
 

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+
+from bench.config import TrainConfig, defaults_of
 from PIL import Image
 
 from bench.data import MultiTaskData
@@ -95,8 +97,8 @@ def two_pairs_dataset(root, n_images=6, classes=("circle", "square", "cross")):
 @pytest.mark.parametrize("strategy", ["gradient", "lookahead"])
 def test_warmup_groups_identical_tasks_together(tiny_clip, tmp_path, strategy):
     dataset = two_pairs_dataset(tmp_path)
-    train_cfg = OmegaConf.create({"batch_size": 6, "eval_batch_size": 6, "steps_per_epoch": 3,
-                                  "augment": False, "optimizer": "sgd", "lr": 0.01,
+    train_cfg = OmegaConf.create({**defaults_of(TrainConfig), "batch_size": 6, "eval_batch_size": 6,
+                                  "steps_per_epoch": 3, "augment": False, "optimizer": "sgd", "lr": 0.01,
                                   "precision": "fp32", "task_loss": "sum"})
     data = MultiTaskData(dataset, tiny_clip, train_cfg, seed=0)
     cfg = method_cfg("mmap", prompt_depth=2, n_ctx=2, n_task_ctx=1,
@@ -107,7 +109,7 @@ def test_warmup_groups_identical_tasks_together(tiny_clip, tmp_path, strategy):
     out = tmp_path / "run"
     method.prepare(data, train_cfg, torch.device("cpu"), out)
     assert method.groups == [[0, 1], [2, 3]]
-    extras = method.run_extras()["grouping"]
+    extras = method.record_extras()["grouping"]
     affinity = np.array(extras["affinity"])
     assert affinity[0, 1] > affinity[0, 2] and affinity[2, 3] > affinity[1, 3]
     if strategy == "gradient":  # identical tasks, full batches: identical gradients

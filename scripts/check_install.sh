@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A non-editable install works from any directory: build the wheel, install it (without its
+# dependencies, which the current environment has) into a scratch folder, then run the
+# toy default from an empty directory with that copy first on the path.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+python -m pip wheel -q --no-deps --no-build-isolation "$repo" -w "$scratch/wheel"
+python -m pip install -q --no-deps --target "$scratch/site" "$scratch"/wheel/*.whl
+mkdir "$scratch/empty" && cd "$scratch/empty"
+export PYTHONPATH="$scratch/site" CPB_CACHE="$scratch/cache"
+python - <<'PY'
+import bench, methods, datasets, os
+site = os.environ["PYTHONPATH"]
+for module in (bench, methods, datasets):
+    assert module.__file__.startswith(site), f"{module.__name__} imported from {module.__file__}, not the wheel"
+print("installed package:", os.path.dirname(bench.__file__))
+PY
+python -m bench.run runtime.progress=false train.epochs=1 runtime.results_dir="$scratch/runs" \
+    runtime.checkpoint_dir="$scratch/ckpt" hydra.run.dir="$scratch/hydra" | tail -3
+echo "non-editable install: OK"
