@@ -27,7 +27,7 @@ from bench.identity import experiment_id_of, identity, run_id_of
 from bench.results import SCHEMA_VERSION, git_commit, load_record, package_versions, write_json_atomic
 
 log = logging.getLogger("bench.run")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "configs")
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 register_schemas()
 
 

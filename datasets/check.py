@@ -28,7 +28,7 @@ from bench.errors import EXIT_USER_ERROR, UserError
 from .base import DatasetError
 from .registry import build_dataset
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "dataset"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "bench" / "configs" / "dataset"
 
 
 @dataclass

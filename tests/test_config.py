@@ -115,4 +115,4 @@ def test_speed_and_every_yaml_compose_and_validate():
 
 
 def test_configs_ship_in_the_package():
-    assert (Path(__import__("bench").__file__).parent.parent / "configs" / "config.yaml").is_file()
+    assert (Path(__import__("bench").__file__).parent / "configs" / "config.yaml").is_file()

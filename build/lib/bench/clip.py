@@ -1,0 +1,216 @@
+"""One frozen open_clip model with prompt hooks in both towers.
+
+`PromptableCLIP` drives an unmodified open_clip ViT model block by block so that methods
+can insert or replace prompt tokens at any layer of either tower without forking
+open_clip's code.  With no prompts its features equal open_clip's own `encode_text` /
+`encode_image` (tested).  All widths and depths are read from the model.
+
+Where prompts go (MaPLe's convention, shared by CoOp, VPT and MmAP here):
+
+* text, layer 0: `TowerPrompts.input` (N, n, d_text) replaces the token embeddings at
+  positions 1..n (placeholder tokens right after SOS) *before* the positional embedding
+  is added, so prompts get positions like ordinary words (CoOp).
+* text, layer i >= 1: `TowerPrompts.deep[i]` overwrites hidden states 1..n before block i.
+* vision, layer 0: `TowerPrompts.input` (B, n, d_vision) is appended after the patch tokens
+  *after* the positional embedding (prompts carry no position) and before `ln_pre`.
+* vision, layer i >= 1: `TowerPrompts.deep[i]` overwrites the last n hidden states.
+
+A prompt tensor's leading dimension is either the batch size or 1 (broadcast).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.errors import UserError
+
+
+class ModelError(UserError):
+    """A model that cannot be built or prompted (one paragraph: what, why, how to fix)."""
+
+
+@dataclass
+class TowerPrompts:
+    """Prompt tokens for one tower: inserted at the input and/or replaced at deeper layers."""
+
+    input: torch.Tensor | None = None
+    deep: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        if self.input is not None:
+            return self.input.shape[1]
+        return next(iter(self.deep.values())).shape[1] if self.deep else 0
+
+    def check(self, depth: int, width: int, tower: str) -> None:
+        n = self.n_tokens
+        for layer, tokens in self.deep.items():
+            if not 1 <= layer < depth:
+                raise ModelError(
+                    f"A deep {tower} prompt was given for layer {layer}, but the {tower} "
+                    f"transformer has layers 0..{depth - 1} and deep prompts replace layers "
+                    f"1..{depth - 1} (layer 0 is the input prompt). Lower the prompt depth.")
+            if tokens.shape[1] != n:
+                raise ModelError(f"{tower} prompts must keep one length across layers: "
+                                 f"layer {layer} has {tokens.shape[1]} tokens, expected {n}.")
+        for tokens in [self.input, *self.deep.values()]:
+            if tokens is not None and tokens.shape[-1] != width:
+                raise ModelError(f"{tower} prompt width {tokens.shape[-1]} does not match the "
+                                 f"model's {tower} width {width}.")
+
+
+def _expand(prompt: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
+    return prompt.to(dtype).expand(batch, -1, -1) if prompt.shape[0] == 1 else prompt.to(dtype)
+
+
+class PromptableCLIP(nn.Module):
+    """A frozen open_clip CLIP (ViT image tower, causal text tower) with prompt hooks."""
+
+    def __init__(self, model: nn.Module, tokenizer, name: str = "", pretrained: str = "none"):
+        super().__init__()
+        text = model.text if hasattr(model, "text") else model
+        if not hasattr(model.visual, "conv1") or not hasattr(model.visual, "class_embedding"):
+            raise ModelError(
+                f"Model '{name}' has a {type(model.visual).__name__} image tower; prompt methods "
+                "need an open_clip VisionTransformer (ViT-*). Choose a ViT architecture with "
+                "model.arch=ViT-B-16 (or any open_clip ViT config).")
+        if getattr(text, "cls_emb", None) is not None or getattr(text, "attn_mask", None) is None:
+            raise ModelError(
+                f"Model '{name}' has a non-causal text tower; CLIP prompt learning needs the causal "
+                "CLIP text transformer pooled at EOT. Choose an open_clip CLIP ViT architecture.")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.pretrained = pretrained
+        self._pool_type = getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax"))
+        self._eos_id = getattr(text, "text_eos_id", getattr(text, "eos_id", None))
+
+    @property
+    def _text(self) -> nn.Module:
+        # The text tower's modules sit on the CLIP itself (CLIP) or under .text (CustomTextCLIP);
+        # a property, not an attribute, so they are not registered twice in the state dict.
+        return self.model.text if hasattr(self.model, "text") else self.model
+
+    # ---- shapes read from the model -------------------------------------------------
+    @property
+    def text_width(self) -> int:
+        return self._text.token_embedding.weight.shape[1]
+
+    @property
+    def vision_width(self) -> int:
+        return self.model.visual.class_embedding.shape[0]
+
+    @property
+    def text_depth(self) -> int:
+        return len(self._text.transformer.resblocks)
+
+    @property
+    def vision_depth(self) -> int:
+        return len(self.model.visual.transformer.resblocks)
+
+    @property
+    def context_length(self) -> int:
+        return self._text.positional_embedding.shape[0]
+
+    @property
+    def image_size(self) -> int:
+        size = self.model.visual.image_size
+        return size[0] if isinstance(size, (tuple, list)) else int(size)
+
+    @property
+    def preprocess_cfg(self) -> dict:
+        from open_clip.model import get_model_preprocess_cfg
+        return get_model_preprocess_cfg(self.model)
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp()
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self._text.token_embedding
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))
+
+    def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self._pool_type == "eos" and self._eos_id is not None:
+            return (tokens == self._eos_id).int().argmax(dim=-1)
+        return tokens.argmax(dim=-1)
+
+    def check_prompt_room(self, tokens: torch.Tensor, n_prompt_tokens: int) -> None:
+        """Text prompts overwrite positions 1..n, which must hold placeholders, not EOT."""
+        if n_prompt_tokens and int(self.eot_positions(tokens).min()) <= n_prompt_tokens:
+            raise ModelError(f"Text prompts of {n_prompt_tokens} tokens need {n_prompt_tokens} placeholder "
+                             "tokens after SOS in every tokenized prompt, but an EOT token falls inside them.")
+
+    # ---- text tower -------------------------------------------------------------------
+    def encode_text(self, tokens: torch.Tensor, prompts: TowerPrompts | None = None,
+                    truncate: bool = True, normalize: bool = True) -> torch.Tensor:
+        """Text features for `tokens` (N, L) with optional prompts.
+
+        `truncate`: the tower is causal and pools at EOT, so every position after the last
+        EOT of the batch is dead work; cutting the context there is exact.
+        """
+        text = self._text
+        eot = self.eot_positions(tokens)
+        if truncate:
+            tokens = tokens[:, : int(eot.max()) + 1]
+        length = tokens.shape[1]
+        dtype = text.transformer.get_cast_dtype()
+        x = text.token_embedding(tokens).to(dtype)
+        prompts = prompts or TowerPrompts()
+        if prompts.input is not None or prompts.deep:
+            prompts.check(self.text_depth, self.text_width, "text")
+        n = prompts.n_tokens
+        if n and tokens.device.type == "cpu":  # on an accelerator the caller checks (no sync)
+            self.check_prompt_room(tokens, n)
+        if prompts.input is not None:
+            x = torch.cat([x[:, :1], _expand(prompts.input, x.shape[0], x.dtype), x[:, 1 + n:]], 1)
+        x = x + text.positional_embedding[:length].to(dtype)
+        mask = text.attn_mask[:length, :length]
+        for i, block in enumerate(text.transformer.resblocks):
+            if i in prompts.deep:
+                x = torch.cat([x[:, :1], _expand(prompts.deep[i], x.shape[0], x.dtype), x[:, 1 + n:]], 1)
+            x = block(x, attn_mask=mask)
+        x = text.ln_final(x)
+        pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+        projection = text.text_projection
+        if projection is not None:
+            pooled = projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    # ---- image tower ------------------------------------------------------------------
+    def encode_image(self, images: torch.Tensor, prompts: TowerPrompts | None = None,
+                     normalize: bool = True) -> torch.Tensor:
+        """Image features for `images` (B, 3, H, W) with optional visual prompts."""
+        visual = self.model.visual
+        prompts = prompts or TowerPrompts()
+        if prompts.input is not None or prompts.deep:
+            prompts.check(self.vision_depth, self.vision_width, "vision")
+        n = prompts.n_tokens
+        x = visual.conv1(images.to(visual.conv1.weight.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        x = visual.patch_dropout(x)
+        if prompts.input is not None:
+            x = torch.cat([x, _expand(prompts.input, x.shape[0], x.dtype)], dim=1)
+        elif n:
+            raise ModelError("Deep visual prompts replace tokens inserted at the input; "
+                             "give TowerPrompts.input as well.")
+        x = visual.ln_pre(x)
+        for i, block in enumerate(visual.transformer.resblocks):
+            if i in prompts.deep:
+                x = torch.cat([x[:, :-n], _expand(prompts.deep[i], x.shape[0], x.dtype)], dim=1)
+            x = block(x)
+        if n:
+            x = x[:, :-n]
+        pooled, _ = visual._pool(x)
+        if visual.proj is not None:
+            pooled = pooled @ visual.proj
+        return F.normalize(pooled, dim=-1) if normalize else pooled

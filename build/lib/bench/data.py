@@ -1,0 +1,172 @@
+"""Multi-task data pipeline: transforms, a seeded multi-task batch sampler, loaders.
+
+Every random draw of the pipeline (which images form a batch, and each image's
+augmentation) is a pure function of (seed, task name, epoch, step).  That is what makes a
+run killed mid-epoch resume to the exact same result, makes the number of loader workers
+irrelevant to the outcome, and makes an ST task see the same batches as a run of that
+task alone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms as T
+
+from datasets import ImageListDataset
+from bench.seeding import stable_seed
+
+_INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+
+
+def build_transforms(clip, augment: bool, crop_scale: Sequence[float]):
+    """CLIP preprocessing; training adds CoOp's random resized crop and horizontal flip."""
+    preprocess = clip.preprocess_cfg  # open_clip's, from the model and its pretrained tag
+    size = clip.image_size
+    interpolation = _INTERPOLATION.get(preprocess.get("interpolation", "bicubic"), T.InterpolationMode.BICUBIC)
+    normalize = T.Normalize(preprocess["mean"], preprocess["std"])
+    evaluation = T.Compose([T.Resize(size, interpolation=interpolation), T.CenterCrop(size),
+                            T.Lambda(_rgb), T.ToTensor(), normalize])
+    if not augment:
+        return evaluation, evaluation
+    train = T.Compose([T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=interpolation),
+                       T.RandomHorizontalFlip(), T.Lambda(_rgb), T.ToTensor(), normalize])
+    return train, evaluation
+
+
+def _rgb(image):
+    return image.convert("RGB")
+
+
+class SeededSamples(Dataset):
+    """Concatenation of every task's samples; item (index, seed) is augmented under `seed`."""
+
+    def __init__(self, task_samples: Sequence[Sequence[tuple[str, int]]], transform):
+        self.offsets = np.cumsum([0] + [len(s) for s in task_samples])
+        self.task_of = np.concatenate([[t] * len(s) for t, s in enumerate(task_samples)]).astype(int) \
+            if len(task_samples) else np.zeros(0, int)
+        self.images = ImageListDataset([x for s in task_samples for x in s], transform)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, item):
+        index, seed = item
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            sample = self.images[index]
+        if sample is None:
+            return None
+        image, label = sample
+        return image, label, int(self.task_of[index]), index
+
+
+class MultiTaskBatch(tuple):
+    """(images, labels, task ids, number of unreadable samples), plus `.indices`: the CPU
+    indices of the readable samples in the split's dataset (keys of the image-feature cache)."""
+
+    def __new__(cls, items=(), indices: torch.Tensor | None = None):
+        batch = super().__new__(cls, items)
+        batch.indices = indices
+        return batch
+
+    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop `.indices`
+        return MultiTaskBatch((x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self),
+                              self.indices)
+
+
+def collate_multitask(batch):
+    """Stack readable samples into (images, labels, task ids, number of unreadable ones)."""
+    readable = [b for b in batch if b is not None]
+    if not readable:
+        empty = torch.zeros(0, dtype=torch.long)
+        return MultiTaskBatch((torch.zeros(0), empty, empty, len(batch)), empty)
+    images, labels, tasks, indices = zip(*readable)
+    return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
+                           len(batch) - len(readable)), torch.tensor(indices))
+
+
+class MultiTaskBatchSampler(Sampler):
+    """Multi-task batches from seeded per-task streams (shorter tasks cycle).
+
+    `task_sampling="all"` (default): each step takes `batch_size` samples from every task.
+    `"round_robin"`: each step takes `batch_size` samples from one task, tasks in turn, so an
+    epoch has T times the steps and shows every task the same samples as "all" does.
+    Steps per epoch: `steps_per_epoch`, or by default enough for the largest task to be
+    seen once.  `start_step` skips into an epoch when resuming from a mid-epoch checkpoint.
+    """
+
+    def __init__(self, task_sizes: Sequence[int], task_names: Sequence[str], batch_size: int,
+                 seed: int, epoch: int, steps_per_epoch: int | None = None, start_step: int = 0,
+                 task_sampling: str = "all"):
+        self.offsets = np.cumsum([0] + list(task_sizes))
+        self.sizes, self.names = list(task_sizes), list(task_names)
+        self.batch_size, self.seed, self.epoch, self.start_step = batch_size, seed, epoch, start_step
+        self.tasks_per_step = len(self.sizes) if task_sampling == "all" else 1
+        per_task = max(1, max(math.ceil(n / batch_size) for n in self.sizes))
+        self.steps = steps_per_epoch or per_task * (len(self.sizes) // self.tasks_per_step)
+
+    def __len__(self) -> int:
+        return self.steps - self.start_step
+
+    def _task_stream(self, task: int) -> tuple[np.ndarray, np.ndarray]:
+        # Separate streams for order and augmentation seeds keep every prefix of the stream
+        # independent of how long the epoch is (i.e. of the other tasks' sizes).
+        order_rng, seed_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(
+            [stable_seed(self.names[task]), self.seed, self.epoch]).spawn(2))
+        need = math.ceil(self.steps * self.tasks_per_step / len(self.sizes)) * self.batch_size
+        rounds = math.ceil(need / self.sizes[task])
+        order = np.concatenate([order_rng.permutation(self.sizes[task]) for _ in range(rounds)])[:need]
+        return order + self.offsets[task], seed_rng.integers(0, 2**62, size=need)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        streams = [self._task_stream(t) if self.sizes[t] else None for t in range(len(self.sizes))]
+        for step in range(self.start_step, self.steps):
+            if self.tasks_per_step == 1:  # round robin: the step's task and its k-th window
+                tasks, k = [step % len(self.sizes)], step // len(self.sizes)
+            else:
+                tasks, k = range(len(self.sizes)), step
+            window = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            yield [(int(i), int(s)) for t in tasks if streams[t] is not None
+                   for i, s in zip(streams[t][0][window], streams[t][1][window])]
+
+
+class MultiTaskData:
+    """Train and evaluation loaders for a `MultiDomainDataset`.
+
+    One train DataLoader lives for the whole run (persistent workers when there are any);
+    its batch sampler is re-pointed at each epoch, so workers start once, not per epoch.
+    """
+
+    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False):
+        self.dataset, self.cfg, self.seed = dataset, cfg, seed
+        self.task_names = [t.name for t in dataset.tasks]
+        self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale)
+        self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory,
+                                persistent_workers=num_workers > 0, collate_fn=collate_multitask)
+        self.batch_size = int(cfg.batch_size)
+        self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
+                                             self.batch_size, seed, 0, cfg.steps_per_epoch,
+                                             task_sampling=cfg.task_sampling)
+        self.steps_per_epoch = self.sampler.steps
+        self._train_loader: DataLoader | None = None
+        self._eval_loaders: dict[str, DataLoader] = {}
+
+    def train_loader(self, epoch: int, start_step: int = 0) -> DataLoader:
+        self.sampler.epoch, self.sampler.start_step = epoch, start_step
+        if self._train_loader is None:
+            samples = SeededSamples([t.train for t in self.dataset.tasks], self.train_transform)
+            self._train_loader = DataLoader(samples, batch_sampler=self.sampler, **self.loader_args)
+        return self._train_loader
+
+    def eval_loader(self, split: str) -> DataLoader:
+        """All tasks' samples of `split` in a fixed order; batches carry their task ids."""
+        if split not in self._eval_loaders:
+            data = SeededSamples([getattr(t, split) for t in self.dataset.tasks], self.eval_transform)
+            size = int(self.cfg.eval_batch_size)
+            batches = [[(i, 0) for i in range(s, min(s + size, len(data)))] for s in range(0, len(data), size)]
+            self._eval_loaders[split] = DataLoader(data, batch_sampler=batches, **self.loader_args)
+        return self._eval_loaders[split]

@@ -1,0 +1,35 @@
+"""Errors a user can fix, and the one guard every command line runs under.
+
+Every such error subclasses `UserError` and carries one paragraph: what was asked, why it
+cannot run, how to fix it.  `bench.run`, `bench.sweep`, `bench.report`, `bench.speed` and
+`datasets.check` run under `guarded`, which prints that paragraph and exits 2 instead of
+showing a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+EXIT_USER_ERROR = 2
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message is one self-contained paragraph."""
+
+
+class ConfigError(UserError):
+    """A configuration that cannot run (what was asked, why it cannot run, how to fix it)."""
+
+
+def guarded(main: F) -> F:
+    """Run a command-line entry point; a `UserError` prints its paragraph and exits 2."""
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except UserError as error:
+            print(f"\nError: {error}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+    return wrapper

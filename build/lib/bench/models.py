@@ -1,0 +1,105 @@
+"""Build a frozen `PromptableCLIP` from the `model` config group.
+
+`model.arch` is any open_clip architecture (its JSON configs plus ours in
+bench/model_configs/); `model.pretrained` is an open_clip tag (e.g. `openai`), a local
+checkpoint path, or `none` for random weights.  Pretrained tags are resolved *before*
+open_clip is asked to download anything, so an offline machine gets one clear paragraph
+at once instead of a minute of retries and a hub traceback.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+import open_clip
+import torch
+
+from bench.clip import ModelError, PromptableCLIP
+
+log = logging.getLogger(__name__)
+_OUR_CONFIGS = Path(__file__).parent / "model_configs"
+_HUB_HOST = ("huggingface.co", 443)
+open_clip.add_model_config(_OUR_CONFIGS)
+
+
+def _offline() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}:
+        return True
+    try:
+        socket.create_connection(_HUB_HOST, timeout=3).close()
+        return False
+    except OSError:
+        return True
+
+
+def _cached_hub_file(hub_entry: str, cache_dir: str | None) -> str | None:
+    from huggingface_hub import hf_hub_download
+
+    repo_id, filename = os.path.split(hub_entry)
+    candidates = [filename or "open_clip_pytorch_model.bin"]
+    if candidates[0].endswith(".bin"):
+        candidates.insert(0, candidates[0][:-4] + ".safetensors")
+    candidates.append("open_clip_model.safetensors")
+    for name in candidates:
+        try:
+            return hf_hub_download(repo_id=repo_id, filename=name, cache_dir=cache_dir,
+                                   local_files_only=True)
+        except Exception:  # noqa: BLE001 - any miss means "not in the cache"
+            continue
+    return None
+
+
+def resolve_pretrained(arch: str, pretrained: str | None, cache_dir: str | None) -> tuple[str | None, dict]:
+    """Return (checkpoint path or None, the tag's open_clip config) for `pretrained`."""
+    if pretrained in (None, "", "none", "None"):
+        return None, {}
+    if os.path.isfile(os.path.expanduser(pretrained)):
+        return os.path.expanduser(pretrained), {}
+    tag_info = open_clip.get_pretrained_cfg(arch, pretrained)
+    if not tag_info:
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        raise ModelError(
+            f"model.pretrained='{pretrained}' is neither a pretrained tag of {arch} nor an existing "
+            f"file. Known tags for {arch}: {', '.join(tags) or 'none'}. Pass a tag, the path of a "
+            "local open_clip checkpoint (model.pretrained=/path/to/weights.bin), or "
+            "model.pretrained=none for random weights.")
+    cached = _cached_hub_file(tag_info["hf_hub"], cache_dir) if tag_info.get("hf_hub") else None
+    if cached:
+        return cached, tag_info
+    if _offline():
+        raise ModelError(
+            f"Pretrained weights '{pretrained}' for {arch} are not in the local cache "
+            f"({cache_dir or 'the Hugging Face default cache'}) and the hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE is set). Download the checkpoint on a machine with "
+            "internet access (open_clip.create_model('" + arch + "', pretrained='" + pretrained +
+            "') fills the cache) and either copy the cache and set model.cache_dir=/path, or "
+            "pass the file itself: model.pretrained=/path/to/open_clip_pytorch_model.bin.")
+    from open_clip.pretrained import download_pretrained
+    return download_pretrained(tag_info, cache_dir=cache_dir), tag_info
+
+
+def build_clip(arch: str, pretrained: str | None = "none", cache_dir: str | None = None,
+               quick_gelu: bool | None = None, device: str | torch.device = "cpu") -> PromptableCLIP:
+    """Create the open_clip model, freeze it and wrap it with prompt hooks."""
+    if arch not in open_clip.list_models():
+        raise ModelError(
+            f"Unknown model.arch '{arch}'. Any open_clip architecture works, e.g. ViT-B-16, "
+            f"ViT-B-32, ViT-L-14, or ours: {', '.join(p.stem for p in _OUR_CONFIGS.glob('*.json'))}. "
+            "See open_clip.list_models() for all of them.")
+    checkpoint, tag_info = resolve_pretrained(arch, pretrained, cache_dir)
+    if quick_gelu is None:
+        quick_gelu = bool(tag_info.get("quick_gelu", False))
+    preprocess = {k: tag_info[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_info}
+    try:
+        model = open_clip.create_model(arch, pretrained=checkpoint, force_quick_gelu=quick_gelu,
+                                       force_preprocess_cfg=preprocess or None, device=device,
+                                       cache_dir=cache_dir)
+    except RuntimeError as error:
+        raise ModelError(f"open_clip could not build {arch} from '{checkpoint}': {error}. Check that "
+                         "the checkpoint matches the architecture (model.arch).") from None
+    model.eval()
+    model.requires_grad_(False)
+    tokenizer = open_clip.get_tokenizer(arch)
+    return PromptableCLIP(model, tokenizer, name=arch, pretrained=str(pretrained))

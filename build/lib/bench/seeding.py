@@ -1,0 +1,10 @@
+"""Seeds from names: every random draw keyed by what it is for, not by draw order."""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+
+def stable_seed(*parts: Any) -> int:
+    """A seed from names and numbers that does not depend on Python's hash salt."""
+    return zlib.crc32("/".join(str(p) for p in parts).encode()) & 0x7FFFFFFF

@@ -1,0 +1,187 @@
+"""`python -m bench.sweep PRESET launch|status|list`: non-blocking sweeps on submitit.
+
+A preset (configs/sweep/<name>.yaml) is a grid: `fixed` overrides for every run and a
+`grid` of axes whose values are override strings (`method=coop method.mode=st`); the
+runs are the cartesian product.  `launch` submits every run that has no complete result
+record yet as one submitit job array (SLURM, or local processes) and returns at once;
+launching again only submits what is missing (runs are identified by the hash of their
+resolved config, as in DomainBed).  `status` says which runs are complete, running,
+queued or failed.  Each job is `SweepJob`: a submitit Checkpointable that calls the same
+`bench.run.run_experiment` as a plain run, and on time-out or preemption requeues itself
+and resumes from the run's last checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import sys
+from pathlib import Path
+
+import submitit
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from bench.errors import UserError, guarded
+from bench.results import load_record, write_json_atomic
+from bench.run import CONFIG_DIR
+
+log = logging.getLogger("bench.sweep")
+
+
+class SweepError(UserError):
+    """A sweep that cannot be launched as asked (one paragraph: what, why, how to fix)."""
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def load_preset(name: str) -> dict:
+    """A preset by name (configs/sweep/<name>.yaml) or by the path of a YAML file."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else Path(CONFIG_DIR) / "sweep" / f"{name}.yaml"
+    if not path.exists():
+        choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise SweepError(f"Unknown sweep preset '{name}'. Presets in configs/sweep/: {', '.join(choices)}. "
+                         "Add a YAML there with `fixed:` overrides and a `grid:` of override lists.")
+    preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    missing = [key for key in ("name", "fixed", "grid") if key not in preset]
+    if missing:
+        raise SweepError(f"Sweep preset {path} lacks {', '.join(missing)}: a preset has a `name`, a list "
+                         "of `fixed` overrides and a `grid` of axes (see configs/sweep/toy_smoke.yaml).")
+    return preset
+
+
+def every_method_and_mode() -> list[str]:
+    """`method: all` in a preset: every registered method in each of its modes."""
+    from methods import METHODS
+    return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
+            for name, cls in METHODS.items() for mode in cls.modes]
+
+
+def expand_grid(preset: dict, extra: list[str] = ()) -> list[list[str]]:
+    """Every run of the preset as a list of Hydra overrides (preset order, extra last)."""
+    grid = {key: every_method_and_mode() if key == "method" and values == "all" else values
+            for key, values in preset["grid"].items()}
+    axes = [[str(v).split() for v in values] for values in grid.values()]
+    keys = list(grid)
+    runs = []
+    for combination in itertools.product(*axes):
+        overrides = list(preset["fixed"])
+        for key, value in zip(keys, combination):
+            overrides += [v if "=" in v else f"{key}={v}" for v in value]
+        runs.append(overrides + list(extra))
+    return runs
+
+
+def sweep_dir(cfg_results_dir: str, name: str) -> Path:
+    return Path(cfg_results_dir).parent / "sweeps" / name
+
+
+class SweepJob(submitit.helpers.Checkpointable):
+    """One run of a sweep; submitit pickles it, and requeues it on time-out/preemption."""
+
+    def __call__(self, overrides: list[str]) -> dict:
+        from bench.run import run_experiment
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        record = run_experiment(compose_config(overrides))
+        return {"run_id": record["run_id"], "test_average": record["accuracy"]["test"]["average"]}
+
+
+def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
+    from bench.run import plan_run
+
+    preset = load_preset(name)
+    name = preset["name"]
+    runs = []
+    results_dir = None
+    for overrides in expand_grid(preset, [*extra, f"runtime.sweep={name}"]):
+        run = plan_run(compose_config(overrides))
+        results_dir = run.cfg.runtime.results_dir
+        runs.append({"run_id": run.run_id, "method": run.cfg.method.name, "mode": run.cfg.method.mode,
+                     "dataset": run.cfg.dataset.name, "seed": run.cfg.seed, "overrides": overrides,
+                     "record": str(run.record_path)})
+    return runs, sweep_dir(results_dir or "results/runs", name)
+
+
+def launch(name: str, extra: list[str], cluster: str | None, executor_params: dict) -> list[dict]:
+    runs, folder = plan(name, extra)
+    name = folder.name
+    write_json_atomic(runs, folder / "expected.json")
+    todo = [r for r in runs if load_record(Path(r["record"])) is None]
+    print(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} complete, submitting {len(todo)}")
+    if not todo:
+        return []
+    # requeues on time-out/preemption before a job counts as failed
+    executor = submitit.AutoExecutor(folder=folder / "submitit" / "%j", cluster=cluster,
+                                     slurm_max_num_timeout=20)
+    params = {"timeout_min": 720, **executor_params}
+    executor.update_parameters(name=f"cpb-{name}", **params)
+    jobs = executor.map_array(SweepJob(), [r["overrides"] for r in todo])
+    jobs_file = folder / "jobs.json"
+    known = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
+    for run, job in zip(todo, jobs):
+        known[run["run_id"]] = {"job_id": job.job_id, "cluster": executor.cluster}
+        print(f"  {job.job_id}  {run['run_id']}  {' '.join(run['overrides'])}")
+    write_json_atomic(known, jobs_file)
+    return [{"run": r, "job": j} for r, j in zip(todo, jobs)]
+
+
+def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
+    runs, folder = plan(name, extra)
+    jobs_file = folder / "jobs.json"
+    jobs = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
+    states: dict[str, list[dict]] = {}
+    for run in runs:
+        if load_record(Path(run["record"])) is not None:
+            state = "COMPLETE"
+        elif run["run_id"] not in jobs:
+            state = "NOT SUBMITTED"
+        else:
+            info = jobs[run["run_id"]]
+            job_folder = folder / "submitit" / "%j"
+            job_class = submitit.SlurmJob if info["cluster"] == "slurm" else submitit.LocalJob
+            try:
+                state = job_class(job_folder, info["job_id"]).state
+            except Exception:  # noqa: BLE001 - a job the scheduler forgot is reported, not fatal
+                state = "UNKNOWN"
+            if state in ("COMPLETED", "DONE"):
+                state = "FAILED (no record)"
+        states.setdefault(state, []).append(run)
+    for state, members in sorted(states.items()):
+        print(f"{state:>16}: {len(members)}")
+        if state != "COMPLETE":
+            for run in members:
+                print(f"{'':>18}{run['run_id']}  {' '.join(run['overrides'])}")
+    return states
+
+
+@guarded
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
+    parser.add_argument("action", choices=["launch", "status", "list"], nargs="?", default="status")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
+    parser.add_argument("--cluster", default=None, help="slurm | local | debug (default: slurm if available)")
+    parser.add_argument("--param", action="append", default=[],
+                        help="submitit parameter KEY=VALUE, e.g. --param slurm_partition=gpu --param gpus_per_node=1")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        runs, _ = plan(args.preset, args.overrides)
+        for run in runs:
+            print(f"{run['run_id']}  {' '.join(run['overrides'])}")
+    elif args.action == "status":
+        status(args.preset, args.overrides)
+    else:
+        params = {}
+        for item in args.param:
+            key, _, value = item.partition("=")
+            params[key] = int(value) if value.isdigit() else value
+        launch(args.preset, args.overrides, args.cluster, params)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

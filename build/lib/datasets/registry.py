@@ -1,0 +1,56 @@
+"""Dataset registry: ``DATASETS[builder](cfg) -> MultiDomainDataset``.
+
+``cfg`` is the ``dataset`` config group (``configs/dataset/<name>.yaml``, an
+OmegaConf DictConfig or a plain dict). The builder is chosen by ``cfg.builder``
+so several YAMLs (PACS, VLCS, Office-31, ...) can share the generic
+``imagefolder`` builder. ``build_dataset`` applies the few-shot option after
+the split (``few_shot: k`` keeps k train images per class per domain, seeded by
+``few_shot_seed``; val and test untouched).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+from .base import DatasetError, MultiDomainDataset
+from .splits import few_shot_subset
+
+Builder = Callable[[Mapping[str, Any]], MultiDomainDataset]
+DATASETS: dict[str, Builder] = {}
+
+
+def register_dataset(name: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``fn(cfg) -> MultiDomainDataset`` under ``name``."""
+
+    def decorator(fn: Builder) -> Builder:
+        if name in DATASETS and DATASETS[name] is not fn:
+            raise ValueError(f"dataset builder {name!r} is registered twice")
+        DATASETS[name] = fn
+        return fn
+
+    return decorator
+
+
+def build_dataset(cfg: Mapping[str, Any]) -> MultiDomainDataset:
+    """Build the dataset described by ``cfg`` (see the module docstring), completed with the
+    schema's defaults (bench/config.py) and validated."""
+    from bench.config import dataset_config
+
+    cfg = dataset_config(cfg)
+    builder = cfg.builder
+    if str(builder) not in DATASETS:
+        found = "no 'builder' key" if not builder else f"builder '{builder}'"
+        raise DatasetError(
+            f"Unknown dataset builder: the dataset config has {found}. Registered builders: "
+            f"{', '.join(sorted(DATASETS))}. Pick a YAML from configs/dataset/ (dataset=officehome, "
+            f"dataset=minidomainnet, dataset=pacs, dataset=toy, ...) or set dataset.builder to one "
+            f"of the registered names."
+        )
+    dataset = DATASETS[str(builder)](cfg)
+    if cfg.few_shot is not None:
+        tasks = tuple(
+            dataclasses.replace(t, train=tuple(few_shot_subset(t.train, cfg.few_shot, cfg.few_shot_seed, t.name)))
+            for t in dataset.tasks
+        )
+        dataset = dataclasses.replace(dataset, tasks=tasks)
+    return dataset

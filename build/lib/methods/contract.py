@@ -1,0 +1,85 @@
+"""The contract between a method and the engine: everything the training loop, the
+evaluation, the runner and the benchmark know about a method (DomainBed's `Algorithm`).
+
+A method is an `nn.Module` built as `cls(clip, tasks, cfg, seed)`:
+
+* `clip`: the frozen `PromptableCLIP` (bench/clip.py), `tasks`: objects with `.name` and
+  `.classnames`, `cfg`: its validated `method` block (a `MethodConfig` subclass,
+  bench/config.py), `seed`: the run's seed;
+* `forward(images, task_ids, sample_ids=None) -> logits` (B, C_max): column c of row b
+  scores class c of task `task_ids[b]`; columns past that task's class count are -inf;
+  `sample_ids` = (split, CPU indices) marks images whose pixels are fixed (cacheable);
+* its trainable parameters are exactly those with `requires_grad`; checkpoints hold only
+  those (`trainable_state` / `load_trainable_state`);
+* three optional hooks, no-ops here: `prepare` (work that needs the data before training,
+  e.g. MmAP's task grouping; may create parameters), `extra_loss` (a term added to the
+  multi-task loss every step) and `record_extras` (fields for the run's record).
+
+`methods/base.py`'s `Method` implements the contract for CLIP methods (cosine logits over
+each task's classes, prompt hooks, feature caches); a method may also implement it directly.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from bench.errors import UserError
+
+
+class MethodError(UserError):
+    """A method that cannot be built as configured (one paragraph: what, why, how to fix)."""
+
+
+class MethodContract(nn.Module):
+    """What the engine uses of a method; subclasses implement `forward`."""
+
+    #: sharing modes the method runs in (the first is not a default: the config's is)
+    modes: tuple[str, ...] = ("mt",)
+    #: set by `register_method`: the registry name and the `method` block's schema
+    method_name: str
+    config_class: type
+
+    def __init__(self, clip, tasks: Sequence, cfg, seed: int = 0):
+        super().__init__()
+        self.clip = clip
+        self.tasks = list(tasks)
+        self.cfg = cfg
+        self.seed = seed
+        self.mode = cfg.mode
+
+    def forward(self, images: torch.Tensor, task_ids: torch.Tensor,
+                sample_ids: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- hooks (no-ops unless a method needs them) ----------------------------------------
+    def prepare(self, data, train_cfg, device: torch.device, output_dir=None) -> None:
+        """Before training, with the run's `MultiTaskData`; may create parameters."""
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """A term added to the step's multi-task loss (None: nothing)."""
+        return None
+
+    def record_extras(self) -> dict[str, Any]:
+        """Extra fields for the run's record (e.g. MmAP's task groups)."""
+        return {}
+
+    def on_state_loaded(self) -> None:
+        """Called after `load_trainable_state` (e.g. to drop cached features)."""
+
+    # ---- parameters and checkpoints ---------------------------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        names = {n for n, _ in self.trainable_parameters()}
+        return {n: t.detach().clone() for n, t in self.state_dict().items() if n in names}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        missing = {n for n, _ in self.trainable_parameters()} - set(state)
+        if missing:
+            raise MethodError(f"Checkpoint lacks trainable parameters {sorted(missing)[:5]}; it "
+                              "was written by a different method or configuration.")
+        self.load_state_dict(state, strict=False)
+        self.on_state_loaded()

@@ -1,0 +1,248 @@
+"""MmAP: Multi-modal Alignment Prompt (Xin, Du, Wang, Yan, Ding; "MmAP: Multi-modal
+Alignment Prompt for Cross-domain Multi-task Learning", AAAI 2024, arXiv 2312.08636).
+
+One MmAP has, for each prompted layer j = 0..D-1, a source prompt S_j (n x d_s) and two
+factors U_t,j (1 x d_text/d_s) and U_v,j (1 x d_vision/d_s); the layer's aligned prompts are
+Kronecker products of the same source:
+
+    text prompt  P_t,j = S_j (x) U_t,j   (n x d_text)
+    visual prompt P_v,j = S_j (x) U_v,j  (n x d_vision),   d_s = gcd(d_text, d_vision)
+
+inserted as MaPLe's: layer 0 text prompts replace the n placeholder tokens after SOS
+("X ... X {class}."), visual prompts are appended after the patch tokens; deeper layers
+replace them.  Multi-task framework (mode `grouped`, the default): tasks are split into
+groups (see methods/grouping.py: gradient-driven by default); a sample of task t gets its
+group's shared MmAP (n = `n_ctx` tokens) and its own task-specific MmAP (`n_task_ctx`
+tokens) concatenated, in both towers.  Modes `mt` (one MmAP for all tasks) and `st` (one
+per task) use `n_ctx` tokens.  Grouped parameters are created after grouping (`prepare`).
+
+The paper's prompt length, depth, factor shapes and init are not available to us; they are
+knobs with these defaults: n_ctx = n_task_ctx = 8, prompt depth = every layer of the
+shallower tower (12 for ViT-B/16), d_s = gcd, S ~ N(0, 0.02^2) and U = 1 (so each prompt
+entry starts N(0, 0.02^2) like MaPLe's), text template "X ... X {class}.".
+
+Trainable parameters per MmAP: D (n d_s + d_text/d_s + d_vision/d_s).  ViT-B/16
+(d_s = 256; U_t 2, U_v 3 entries): 12 x (8 x 256 + 5) = 24,636 per MmAP, so MT 24,636
+(0.0165 % of CLIP's 149,620,737), ST 98,544 (0.0659 %) and grouped with 2 groups over
+Office-Home's 4 tasks (2 + 4) x 24,636 = 147,816 (0.0988 %; the paper reports ~0.09 %).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from bench.clip import TowerPrompts
+from bench.config import MethodConfig, setting
+from methods import grouping
+from methods.base import Method, MethodError, prompted_layers, seeded_normal
+from methods.registry import register_method
+
+log = logging.getLogger(__name__)
+
+
+def kron_rows(source: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Batched torch.kron(S, U) for S (..., n, d_s) and U (..., 1, k): (..., n, d_s k)."""
+    return (source[..., :, :, None] * factor[..., :, None, :]).flatten(-2)
+
+
+class MmAPSets(nn.Module):
+    """A stack of MmAPs (one per name): sources (sets, D, n, d_s) and factors (sets, D, 1, k)."""
+
+    def __init__(self, names, depth: int, n_ctx: int, source_dim: int, text_factor: int,
+                 vision_factor: int, std: float, factor_init: str, seed: int):
+        super().__init__()
+        self.source = nn.Parameter(torch.stack(
+            [seeded_normal((depth, n_ctx, source_dim), std, seed, "mmap", name, "source") for name in names]))
+        factors = []
+        for k, tower in ((text_factor, "text"), (vision_factor, "vision")):
+            if factor_init == "ones":
+                factors.append(torch.ones(len(names), depth, 1, k))
+            elif factor_init == "normal":
+                factors.append(torch.stack([seeded_normal((depth, 1, k), std, seed, "mmap", name, tower)
+                                            for name in names]))
+            else:
+                raise MethodError(f"Unknown method.factor_init '{factor_init}': use ones or normal.")
+        self.text_factor, self.vision_factor = (nn.Parameter(f) for f in factors)
+
+    def text(self) -> torch.Tensor:
+        return kron_rows(self.source, self.text_factor)
+
+    def vision(self) -> torch.Tensor:
+        return kron_rows(self.source, self.vision_factor)
+
+
+@dataclass
+class GroupingConfig:
+    """How MmAP's tasks are split into groups (methods/grouping.py)."""
+
+    strategy: Literal["gradient", "lookahead", "manual", "one_group", "singletons"] = setting(
+        "gradient", "gradient: cosine of task gradients on a shared warm-up MmAP | lookahead: Fifty et al. "
+        "2021 | manual: `groups` | one_group | singletons")
+    n_groups: int = setting(2, "groups to find (gradient, lookahead)", min=1)
+    objective: Literal["mean", "sum"] = setting(
+        "mean", "mean: sum over tasks of the mean affinity to its group-mates (TAG's total affinity) | "
+        "sum: sum of intra-group pairwise affinities (favours big groups)")
+    groups: Optional[list[list[str]]] = setting(
+        None, 'manual: lists of task names, e.g. [[Art, Clipart], [Product, "Real World"]]')
+    warmup_epochs: int = setting(1, "warm-up epochs of the shared MmAP that measures affinities", min=1)
+    warmup_steps: Optional[int] = setting(None, "cap on warm-up steps (null: whole epochs)", min=1)
+    affinity_file: Optional[str] = setting(None, "a previous run's grouping/groups.json or affinity.csv: "
+                                                 "reuse it, no warm-up")
+
+
+@dataclass
+class MmAPConfig(MethodConfig):
+    mode: str = setting("grouped", "grouped: group-shared + task-specific MmAPs | mt: one MmAP | st: one per task")
+    n_ctx: int = setting(8, "tokens of a group-shared (grouped) or the only (mt/st) MmAP", min=1)
+    n_task_ctx: int = setting(8, "tokens of each task-specific MmAP (grouped mode; 0: none)", min=0)
+    prompt_depth: Optional[int] = setting(None, "prompted layers per tower (null: every layer of the "
+                                                "shallower tower)", min=1)
+    source_dim: Optional[int] = setting(None, "d_s (null: gcd(d_text, d_vision), 256 for ViT-B/16)", min=1)
+    init_std: float = setting(0.02, "source prompt ~ N(0, init_std^2)", min=0)
+    factor_init: Literal["ones", "normal"] = setting("ones", "U_t and U_v start at ones | N(0, init_std^2)")
+    template: str = setting("{}.", 'text after the placeholders: "X ... X {class}."')
+    grouping: GroupingConfig = field(default_factory=GroupingConfig)
+
+
+@register_method("mmap", config=MmAPConfig, label="MmAP")
+class MmAP(Method):
+    modes = ("grouped", "mt", "st")
+
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        d_text, d_vision = clip.text_width, clip.vision_width
+        self.source_dim = cfg.source_dim or math.gcd(d_text, d_vision)
+        if d_text % self.source_dim or d_vision % self.source_dim:
+            raise MethodError(f"method.source_dim={self.source_dim} must divide both the text width "
+                              f"{d_text} and the vision width {d_vision} (Kronecker factors); use "
+                              f"null for their gcd, {math.gcd(d_text, d_vision)}.")
+        max_depth = min(clip.text_depth, clip.vision_depth)
+        self.prompt_depth = prompted_layers(cfg, max_depth, max_depth, "mmap")
+        self.n_ctx = cfg.n_ctx
+        self.n_task_ctx = cfg.n_task_ctx if self.mode == "grouped" else 0
+        self.grouping_cfg = cfg.grouping
+        self.groups: list[list[int]] | None = None
+        self.grouping_record: dict = {}
+        if self.mode in ("st", "mt"):
+            self.prompts = self._sets(self.use_sharing_sets(), self.n_ctx)
+            return
+        strategy = self.grouping_cfg.strategy
+        names = [t.name for t in self.tasks]
+        if self.grouping_cfg.affinity_file:
+            self._use_record(grouping.load_grouping(self.grouping_cfg.affinity_file, names), "affinity_file")
+        elif strategy in ("manual", "one_group", "singletons"):
+            self._use_groups(grouping.fixed_groups(strategy, names, self.grouping_cfg.groups),
+                             None, {"strategy": strategy})
+
+    # ---- parameters ----------------------------------------------------------------------
+    def _sets(self, names, n_ctx: int) -> MmAPSets:
+        d_s = self.source_dim
+        return MmAPSets(names, self.prompt_depth, n_ctx, d_s, self.clip.text_width // d_s,
+                        self.clip.vision_width // d_s, self.cfg.init_std,
+                        self.cfg.factor_init, self.seed).to(self.class_mask.device)
+
+    def _use_groups(self, groups, affinity, info: dict) -> None:
+        """Create the group-shared and task-specific MmAPs for `groups` (lists of task indices)."""
+        names = [t.name for t in self.tasks]
+        n_groups = self.grouping_cfg.n_groups
+        if info["strategy"] in ("gradient", "lookahead") and len(groups) != n_groups:
+            raise MethodError(f"Grouping gave {len(groups)} groups, expected {n_groups}.")
+        self.groups = [list(g) for g in groups]
+        group_of_task = [0] * len(self.tasks)
+        for g, members in enumerate(self.groups):
+            for t in members:
+                group_of_task[t] = g
+        self.group_of_task = group_of_task
+        self.group_prompts = self._sets(["group:" + "+".join(names[t] for t in g) for g in self.groups], self.n_ctx)
+        self.task_prompts = self._sets([f"task:{n}" for n in names], self.n_task_ctx) if self.n_task_ctx else None
+        self.register_buffer("group_index", torch.tensor(group_of_task, device=self.class_mask.device),
+                             persistent=False)
+        self.grouping_record = {"strategy": info["strategy"], "tasks": names,
+                                "groups": [[names[t] for t in g] for g in self.groups],
+                                "affinity": None if affinity is None else [list(map(float, r)) for r in affinity],
+                                **{k: v for k, v in info.items() if k != "strategy"}}
+        log.info("MmAP groups (%s): %s", info["strategy"], self.grouping_record["groups"])
+
+    def _use_record(self, record: dict, source: str) -> None:
+        names = [t.name for t in self.tasks]
+        affinity = record.get("affinity")
+        info = {"strategy": record.get("strategy", source), "reused_from": source}
+        if affinity is not None:
+            groups = grouping.best_partition(torch.tensor(affinity).numpy(), self.grouping_cfg.n_groups,
+                                             self.grouping_cfg.objective)
+        else:
+            groups = grouping.fixed_groups("manual", names, record["groups"])
+        info["strategy"] = "manual" if affinity is None else info["strategy"]
+        self._use_groups(groups, affinity, info)
+
+    # ---- grouping (needs data: called by bench.run before parameters are counted) ---------
+    def prepare(self, data, train_cfg, device, output_dir=None) -> None:
+        """Grouped mode: find the groups (warm-up unless fixed or reused), build the group and
+        task MmAPs, and save groups.json / affinity.csv / affinity.png under output_dir."""
+        if self.mode != "grouped":
+            return
+        saved = Path(output_dir) / "grouping" / "groups.json" if output_dir else None
+        if self.groups is None and saved is not None and saved.is_file():  # a resumed run
+            self._use_record(grouping.load_grouping(saved, [t.name for t in self.tasks]), str(saved))
+        if self.groups is None:
+            strategy = self.grouping_cfg.strategy
+            warm_cfg = OmegaConf.merge(self.cfg, {"mode": "mt"})  # one MmAP shared by all tasks
+            shared = MmAP(self.clip, self.tasks, warm_cfg, seed=self.seed).to(device)
+            affinity, steps_run = grouping.warmup_affinity(
+                shared, data, train_cfg, device, strategy, self.grouping_cfg.warmup_epochs,
+                self.grouping_cfg.warmup_steps)
+            objective = self.grouping_cfg.objective
+            groups = grouping.best_partition(affinity, self.grouping_cfg.n_groups, objective)
+            self._use_groups(groups, affinity, {"strategy": strategy, "objective": objective,
+                                                "warmup_steps": steps_run})
+        if output_dir is not None:
+            info = {k: v for k, v in self.grouping_record.items() if k not in ("tasks", "groups", "affinity")}
+            affinity = self.grouping_record.get("affinity")
+            grouping.save_grouping(Path(output_dir) / "grouping", [t.name for t in self.tasks], self.groups,
+                                   None if affinity is None else torch.tensor(affinity).numpy(), info)
+
+    def record_extras(self) -> dict:
+        return {"grouping": self.grouping_record} if self.mode == "grouped" else {}
+
+    # ---- prompts ---------------------------------------------------------------------------
+    def _layer_prompts(self, tower: str, rows: torch.Tensor) -> torch.Tensor:
+        """(rows or 1, D, tokens, width) prompts of the given rows' tasks."""
+        if self.mode != "grouped":
+            return self.select_sets(getattr(self.prompts, tower)(), rows)
+        if self.groups is None:
+            raise MethodError("MmAP in grouped mode has no groups yet: call method.prepare(data, "
+                              "train_cfg, device, output_dir) first (bench.run does), or use "
+                              "method.grouping.strategy=manual|one_group|singletons or an affinity_file.")
+        shared = getattr(self.group_prompts, tower)()[self.group_index[rows]]
+        if self.task_prompts is None:
+            return shared
+        return torch.cat([shared, getattr(self.task_prompts, tower)()[rows]], dim=2)
+
+    def _tower_prompts(self, tower: str, rows: torch.Tensor) -> TowerPrompts:
+        prompts = self._layer_prompts(tower, rows)
+        return TowerPrompts(input=prompts[:, 0], deep={j: prompts[:, j] for j in range(1, self.prompt_depth)})
+
+    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
+        return self._tower_prompts("text", row_task)
+
+    def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts:
+        return self._tower_prompts("vision", task_ids)
+
+    def text_key(self, task: int):
+        if self.mode != "grouped":
+            return self.set_of_task[task]
+        if self.groups is None or self.task_prompts is not None:
+            return task
+        return ("group", self.group_of_task[task])
+
+    def prompt_texts(self, task: int) -> list[str]:
+        placeholder = " ".join(["X"] * (self.n_ctx + self.n_task_ctx))
+        template = self.cfg.template
+        return [f"{placeholder} {template.format(name)}" for name in self.tasks[task].classnames]
