@@ -67,7 +67,7 @@ class BitFit(TowersWithTaskWeights):
         """Stack the pretrained bias `name` once per set; return its routed source."""
         pretrained = self.clip.model.get_parameter(name).detach()
         key = name.replace(".", "_")
-        self.biases[key] = nn.Parameter(pretrained.float().clone().expand(len(self.set_names), -1).clone())
+        self.biases[key] = nn.Parameter(pretrained.clone().expand(len(self.set_names), -1).clone())
         return functools.partial(self._routed, key)
 
     def _routed(self, key: str) -> torch.Tensor:
