@@ -10,12 +10,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_tasks, method_cfg
+from test_prompt_methods import (
+    make_batches,
+    mixed_tasks,
+    officehome_like_tasks,
+    train_steps,
+)
+from test_speed import test_optimised_step_equals_baseline as check_speedups_exact
 from torch import nn
 
-from conftest import make_tasks, method_cfg
 from methods import build_method
-from test_prompt_methods import make_batches, mixed_tasks, officehome_like_tasks, train_steps
-from test_speed import test_optimised_step_equals_baseline as check_speedups_exact
 
 NEW = [("clip_adapter", {}), ("bitfit", {}), ("lora", {"dropout": 0.0}), ("cocoop", {})]
 CASES = [(name, dict(overrides, mode=mode)) for name, overrides in NEW for mode in ("mt", "st")] + [
@@ -117,14 +122,14 @@ def reference_logits(method, model, images, task_ids):
         names = method.tasks[t].classnames
         kw = {}
         if name == "lora":
-            def qkv(tower, layer):
+            def qkv(tower, layer, s=s):
                 blocks = model.visual.transformer.resblocks if tower == "vision" else model.transformer.resblocks
                 delta = torch.cat([getattr(method, f"{tower}_B")[s, layer, j] @ getattr(method, f"{tower}_A")[s, layer, j]
                                    for j in range(3)])
                 return blocks[layer].attn.in_proj_weight + method.scale * delta     # W + s B A
             kw = {"qkv": qkv}
         if name == "bitfit":
-            kw = {"bias": lambda full, b: method.biases[full.replace(".", "_")][s]}
+            kw = {"bias": lambda full, b, s=s: method.biases[full.replace(".", "_")][s]}
         image = ref_image(model, images[b], **kw)
         if name == "clip_adapter":
             adapted = F.relu(method.up[s] @ F.relu(method.down[s] @ image))

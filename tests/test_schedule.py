@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import method_cfg, train_cfg
 
 from bench.engine import build_optimizer, build_scheduler, fit
 from bench.errors import ConfigError
-from conftest import method_cfg, train_cfg
 from methods import build_method
 
 # Fractions of the base rate for epochs 2-5 of a 5-epoch run with one warm-up epoch (issue 10).
