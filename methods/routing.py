@@ -143,9 +143,10 @@ class RoutedAttention(nn.Module):
         super().__init__()
         if not (isinstance(base, nn.MultiheadAttention) and base.batch_first and base._qkv_same_embed_dim
                 and base.in_proj_weight is not None and base.bias_k is None and not base.add_zero_attn):
-            raise ModelError("Per-task attention weights need open_clip's batch-first "
-                             "nn.MultiheadAttention with a fused in-projection (open_clip >= 2.2x "
-                             "CLIP ViT blocks); this model's attention differs.")
+            raise ModelError("Per-task attention weights (bitfit, lora) need the batch-first "
+                             "nn.MultiheadAttention with a fused in-projection of open_clip's CLIP "
+                             f"ViT blocks; this model's attention is {type(base).__name__}. Choose an "
+                             "open_clip CLIP ViT architecture (e.g. model.arch=ViT-B-16).")
         self.base = base
         self.in_bias, self.out_bias, self.in_delta = in_bias, out_bias, in_delta
 
