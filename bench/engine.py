@@ -2,8 +2,8 @@
 
 Loss: the sum over tasks of each task's mean cross-entropy over its own classes, so an
 ST task's gradient is exactly what it would be if trained alone.  Optimiser: SGD
-(momentum 0.9, CoOp's choice) or AdamW; cosine schedule with warm-up from timm, stepped
-per epoch (warm-up of 1 epoch at `warmup_lr` = CoOp's constant warm-up).  bf16 autocast on
+(momentum 0.9, CoOp's choice) or AdamW; cosine schedule with a constant warm-up, stepped per
+epoch (`train.schedule`: Dassl's reference schedule or timm's, bench/schedule.py).  bf16 autocast on
 CUDA; no host-device synchronisation inside a step.  Checkpoints (trainable parameters,
 optimiser, scheduler, scaler, step, best validation state) are written atomically every
 epoch and every `checkpoint_every_steps` steps; a restarted run resumes from the latest.
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from bench.errors import ConfigError
 from bench.feature_cache import SPEEDUPS
 from bench.results import atomic_write
+from bench.schedule import build_lr_schedule
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,9 @@ def build_grad_scaler(device: torch.device, cfg) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
 
 
-def build_scheduler(optimizer, cfg) -> CosineLRScheduler:
-    warmup = cfg.warmup_epochs
-    return CosineLRScheduler(optimizer, t_initial=max(1, cfg.epochs - warmup),
-                             lr_min=cfg.lr_min, warmup_t=warmup,
-                             warmup_lr_init=cfg.warmup_lr, warmup_prefix=True,
-                             t_in_epochs=True)
+def build_scheduler(optimizer, cfg):
+    """The per-epoch learning-rate schedule `train.schedule` (bench/schedule.py)."""
+    return build_lr_schedule(optimizer, cfg)
 
 
 def fixed_images(batch, split: str) -> dict:

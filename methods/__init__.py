@@ -5,6 +5,6 @@ from methods.registry import METHODS, build_method, register_method
 
 # Importing a method module registers it; this order is the order of every list of methods
 # (reports, plots, sweeps, the speed benchmark, test matrices).
-from methods import zeroshot, full, coop, vpt, maple, mmap  # noqa: E402,F401,I001
+from methods import zeroshot, full, coop, cocoop, vpt, maple, mmap, clip_adapter, bitfit, lora  # noqa: E402,F401,I001
 
 __all__ = ["METHODS", "Method", "MethodContract", "MethodError", "build_method", "register_method"]

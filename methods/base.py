@@ -139,16 +139,15 @@ class Method(MethodContract):
             # Baseline: one pass per task, even where tasks' prompts are identical.
             key = self.text_key(t) if SPEEDUPS.enabled else ("task", t)
             passes.setdefault((key, tuple(task.classnames)), []).append(t)
-        tokens, rows_task = [], []
+        tokens, rows_task, rows_class = [], [], []
         for (_, classnames), members in passes.items():
             tokens.append(self.tokenize_task(members[0]))
             rows_task += [members[0]] * len(classnames)
+            rows_class += range(len(classnames))
         device = self.class_mask.device
         tokens = self.truncated(torch.cat(tokens))
-        prompts = self.text_prompts(torch.tensor(rows_task, device=device))
-        if prompts is not None:  # checked on the host tokens, so the step has no sync
-            self.clip.check_prompt_room(tokens, prompts.n_tokens)
-        features = self.clip.encode_text(tokens.to(device), prompts, truncate=False)
+        features = self.class_text_features(tokens, torch.tensor(rows_task, device=device),
+                                            torch.tensor(rows_class, device=device))
         out = features.new_zeros(len(self.tasks), self.max_classes, features.shape[-1])
         start = 0
         for (_, classnames), members in passes.items():
@@ -158,6 +157,18 @@ class Method(MethodContract):
                                      torch.arange(len(classnames), device=device)), block)
             start += len(classnames)
         return out
+
+    def class_text_features(self, tokens: torch.Tensor, row_task: torch.Tensor,
+                            row_class: torch.Tensor) -> torch.Tensor:
+        """Normalised text features of class prompts: `tokens` (CPU) row r is class
+        row_class[r] of task row_task[r].  Methods that give each class its own prompt (CoOp's
+        csc) or route rows through per-task weights (bitfit, lora) override this."""
+        return self.encode_prompted_text(tokens, self.text_prompts(row_task))
+
+    def encode_prompted_text(self, tokens: torch.Tensor, prompts: TowerPrompts | None) -> torch.Tensor:
+        if prompts is not None:  # checked on the host tokens, so the step has no sync
+            self.clip.check_prompt_room(tokens, prompts.n_tokens)
+        return self.clip.encode_text(tokens.to(self.class_mask.device), prompts, truncate=False)
 
     # ---- what prompt methods override ---------------------------------------------------
     def text_key(self, task: int) -> Any:

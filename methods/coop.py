@@ -6,14 +6,24 @@ vectors v_1..v_M (M = `n_ctx`, width d_text) are the only parameters; the class 
 sits at the end.  Context is initialised N(0, 0.02^2) or, with `ctx_init`, from the word
 embeddings of that text (then M = its number of tokens).  The image tower is untouched.
 
+The reference's variants:
+* `class_token_position`: `end` (above), `middle`: [SOS] v_1..v_{M/2} [CLASS] v_{M/2+1}..v_M . [EOT]
+  (M/2 rounded down), `front`: [SOS] [CLASS] v_1..v_M . [EOT].
+* `csc: true` (class-specific context): every class has its own M context vectors (all from
+  N(0, 0.02^2), or all from `ctx_init`'s words: the reference then silently falls back to one
+  generic context, we keep the class-specific one).  In MT mode a class is one class *name*,
+  shared by every task that has it (Office-Home's domains share all 65); in ST every task's
+  classes have their own.
+
 Modes: MT (one context shared by all tasks) and ST (one context per task).
 Trainable parameters: M x d_text per set, so MT = M d_text, ST = T M d_text
-(ViT-B/16, M=16: 8,192 for MT, 32,768 for ST over Office-Home's 4 tasks).
+(ViT-B/16, M=16: 8,192 for MT, 32,768 for ST over Office-Home's 4 tasks); with csc, times the
+number of classes (65 on Office-Home: 532,480 for MT, 2,129,920 for ST).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from torch import nn
@@ -28,6 +38,9 @@ from methods.registry import register_method
 class CoOpConfig(MethodConfig):
     n_ctx: int = setting(16, "context tokens (ignored with ctx_init)", min=1)
     ctx_init: Optional[str] = setting(None, 'e.g. "a photo of a" (then n_ctx = its token count); null: N(0, 0.02)')
+    csc: bool = setting(False, "class-specific context: one context per class (name, in MT) instead of one for all")
+    class_token_position: Literal["end", "middle", "front"] = setting(
+        "end", "where the class name goes: after the context | in its middle | before it")
 
 
 @register_method("coop", config=CoOpConfig, label="CoOp")
@@ -38,22 +51,54 @@ class CoOp(Method):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         set_names = self.use_sharing_sets()
+        self.position = cfg.class_token_position
+        # One context per entry: a set (default), or a (set, class name) with csc.
+        entries = {}
+        for task, set_name in zip(self.tasks, [set_names[s] for s in self.set_of_task]):
+            for name in task.classnames if cfg.csc else [None]:
+                entries.setdefault((set_name, name), len(entries))
         if cfg.ctx_init:
             context = self.word_embeddings(cfg.ctx_init)
             self.n_ctx = context.shape[0]
-            contexts = [context.clone() for _ in set_names]
+            contexts = [context.clone() for _ in entries]
         else:
             self.n_ctx = cfg.n_ctx
-            contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", name)
-                        for name in set_names]
-        self.context = nn.Parameter(torch.stack(contexts))  # (sets, M, d_text)
+            contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", *[p for p in key if p])
+                        for key in entries]
+        self.context = nn.Parameter(torch.stack(contexts))  # (entries, M, d_text)
+        self.csc = cfg.csc
 
     def text_key(self, task: int):
         return self.set_of_task[task]
 
     def prompt_texts(self, task: int) -> list[str]:
-        placeholder = " ".join(["X"] * self.n_ctx)
-        return [f"{placeholder} {name}." for name in self.tasks[task].classnames]
+        context = ["X"] * self.n_ctx
+        half = self.n_ctx // 2
+        words = {"end": lambda name: [*context, name], "front": lambda name: [name, *context],
+                 "middle": lambda name: [*context[:half], name, *context[half:]]}[self.position]
+        return [" ".join(words(name)) + "." for name in self.tasks[task].classnames]
 
-    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
-        return TowerPrompts(input=self.select_sets(self.context, row_task))
+    def class_text_features(self, tokens, row_task, row_class):
+        context = self.context[self.context_entry[row_task, row_class]] if self.csc else \
+            self.select_sets(self.context, row_task)                                # (N or 1, M, d)
+        if self.position == "end":  # the context fills the placeholders right after SOS
+            return self.encode_prompted_text(tokens, TowerPrompts(input=context))
+        # Otherwise the placeholders sit around the class name, whose token count k varies:
+        # one pass per k, whose prompt replaces positions 1..M+k (context and name tokens).
+        name_lengths = self.clip.eot_positions(tokens) - self.n_ctx - 2            # [SOS] M + k [.] [EOT]
+        device, half = row_task.device, self.n_ctx // 2
+        out = None
+        for k in sorted(set(name_lengths.tolist())):
+            rows = (name_lengths == k).nonzero().flatten()
+            rows_device = rows.to(device)
+            names = self.clip.token_embedding(tokens[rows, 1 + (half if self.position == "middle" else 0):]
+                                              [:, :k].to(device))
+            ctx = context[rows_device] if context.shape[0] > 1 else context.expand(len(rows), -1, -1)
+            if self.position == "front":
+                prompt = torch.cat([names.to(ctx.dtype), ctx], dim=1)
+            else:
+                prompt = torch.cat([ctx[:, :half], names.to(ctx.dtype), ctx[:, half:]], dim=1)
+            features = self.encode_prompted_text(tokens[rows], TowerPrompts(input=prompt))
+            out = features.new_zeros(len(tokens), features.shape[-1]) if out is None else out
+            out = out.index_copy(0, rows_device, features)
+        return out

@@ -1,0 +1,75 @@
+"""CLIP-Adapter (Gao, Geng, Zhang, Ma, Fang, Zhang, Li, Qiao; "CLIP-Adapter: Better
+Vision-Language Models with Feature Adapters", IJCV 2024), visual adapter.
+
+A bottleneck MLP on the image feature f (the projected, *unnormalised* CLIP image embedding,
+width e), blended with f by the residual ratio a = `ratio` (0.2):
+
+    A(f) = ReLU(W_up ReLU(W_down f)),   W_down: e/4 x e,  W_up: e x e/4  (no biases)
+    f'   = a A(f) + (1 - a) f,          logits = logit_scale * cos(f', text)
+
+As in the reference code, the blend acts on the unnormalised feature and f' is normalised
+afterwards (not f before the adapter).  Text from the hand template ("a photo of a {}."),
+class features computed once.  The image tower is frozen and unprompted, so f is computed
+without autograd and cached per sample where the images are fixed (bench/feature_cache.py);
+only the adapter runs with autograd.  Init: nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+Modes: MT (one adapter for all tasks) and ST (one per task, applied per image).
+Trainable parameters per set: 2 e^2 / `reduction`; ViT-B/16 (e = 512, reduction 4):
+2 x 512 x 128 = 131,072 (0.088 % of CLIP) for MT, 524,288 for ST over 4 tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.config import MethodConfig, setting
+from methods.base import Method
+from methods.registry import register_method
+from methods.routing import per_row_linear, seeded_uniform
+
+
+@dataclass
+class CLIPAdapterConfig(MethodConfig):
+    ratio: float = setting(0.2, "residual ratio a: f' = a adapter(f) + (1 - a) f", min=0.0, max=1.0)
+    reduction: int = setting(4, "bottleneck width = embedding width / reduction", min=1)
+    template: str = setting("a photo of a {}.", "class prompt of the text tower")
+
+
+@register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter")
+class CLIPAdapter(Method):
+    modes = ("mt", "st")
+    text_depends_on_parameters = False
+    image_depends_on_parameters = False  # of the frozen CLIP feature f; the adapter comes after
+
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        set_names = self.use_sharing_sets()
+        self.ratio = float(cfg.ratio)
+        width = clip.model.visual.output_dim
+        hidden = width // int(cfg.reduction)
+        self.down = nn.Parameter(torch.stack([seeded_uniform((hidden, width), width, seed, "adapter", "down", n)
+                                              for n in set_names]))  # (sets, e/4, e)
+        self.up = nn.Parameter(torch.stack([seeded_uniform((width, hidden), hidden, seed, "adapter", "up", n)
+                                            for n in set_names]))    # (sets, e, e/4)
+
+    def text_key(self, task: int):
+        return "template"
+
+    def prompt_texts(self, task: int) -> list[str]:
+        return [self.cfg.template.format(name) for name in self.tasks[task].classnames]
+
+    def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """The frozen tower's unnormalised feature f (what the cache keeps)."""
+        return self.clip.encode_image(images, normalize=False)
+
+    def fixed_or_computed_image_features(self, images, task_ids, sample_ids=None) -> torch.Tensor:
+        clip_feature = super().fixed_or_computed_image_features(images, task_ids, sample_ids)
+        return F.normalize(self.adapt(clip_feature, task_ids), dim=-1)
+
+    def adapt(self, feature: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """f' = a ReLU(W_up ReLU(W_down f)) + (1 - a) f, each image with its task's adapter."""
+        down, up = self.select_sets(self.down, task_ids), self.select_sets(self.up, task_ids)
+        adapted = F.relu(per_row_linear(F.relu(per_row_linear(feature, down)), up))
+        return self.ratio * adapted + (1 - self.ratio) * feature

@@ -1,0 +1,81 @@
+"""LoRA for CLIP: CLIP-LoRA (Zanella & Ben Ayed, "Low-Rank Few-Shot Adaptation of
+Vision-Language Models", CVPRW 2024), on the low-rank updates of Hu et al. (ICLR 2022).
+
+Every query, key and value projection W (d x d) of every layer of both towers becomes
+
+    W x + s B A dropout(x),    A: r x d,  B: d x r,  s = alpha / sqrt(r)  (or alpha / r)
+
+with CLIP-LoRA's defaults: rank r = 2, alpha = 1, dropout 0.25 on the LoRA input only (one
+mask per projection, training only), A ~ U(-1/sqrt(d), 1/sqrt(d)) (nn.Linear's init) and B = 0,
+so at step 0 the model is zero-shot CLIP exactly.  The scaling: CLIP-LoRA's released code uses
+s = alpha / sqrt(r) (`scaling: sqrt_rank`, the default here); Hu et al.'s LoRA and the issue's
+formula use alpha / r (`scaling: rank`).  Text from the hand template ("a photo of a {}.").
+
+open_clip's blocks use nn.MultiheadAttention with a fused in-projection [W_q; W_k; W_v]: each
+block's `attn` is replaced, in a private structural copy of CLIP (methods/routing.py, the shared
+CLIP untouched), by a RoutedAttention that adds [s B_q A_q x; s B_k A_k x; s B_v A_v x] to the
+fused projection.  Only A and B train.
+
+Modes: MT (one set of updates for all tasks) and ST (one per task; every image row, and every
+class-prompt row of the text pass, goes through its task's set in one batched pass).
+Trainable parameters per set: 2 x 3 x r x (L_text d_text + L_vision d_vision); ViT-B/16, r = 2:
+6 x 2 x (12 x 512 + 12 x 768) = 184,320 (0.123 % of CLIP) for MT, 737,280 for ST over 4 tasks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import functools
+from typing import Literal
+
+import torch
+from torch import nn
+
+from bench.config import MethodConfig, setting
+from methods.registry import register_method
+from methods.routing import RoutedAttention, TowersWithTaskWeights, seeded_uniform, tower_blocks
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    rank: int = setting(2, "rank r of each low-rank update B A", min=1)
+    alpha: float = setting(1.0, "LoRA alpha: the update is scaled by alpha / sqrt(r) or alpha / r", above=0)
+    scaling: Literal["sqrt_rank", "rank"] = setting(
+        "sqrt_rank", "s = alpha / sqrt(r) (CLIP-LoRA's released code) | alpha / r (Hu et al.)")
+    dropout: float = setting(0.25, "dropout on the LoRA input while training (one mask per projection)",
+                             min=0.0, max=0.99)
+    template: str = setting("a photo of a {}.", "class prompt of the text tower")
+
+
+@register_method("lora", config=LoRAConfig, label="LoRA")
+class LoRA(TowersWithTaskWeights):
+    def __init__(self, clip, tasks, cfg, seed: int = 0):
+        super().__init__(clip, tasks, cfg, seed)
+        rank = int(cfg.rank)
+        self.scale = float(cfg.alpha) / (rank ** 0.5 if cfg.scaling == "sqrt_rank" else rank)
+        self.dropout = nn.Dropout(float(cfg.dropout))
+        for tower, blocks in tower_blocks(self.clip).items():
+            width = blocks[0].attn.embed_dim
+            shape = (len(blocks), 3, rank, width)  # per layer: q, k, v
+            down = torch.stack([seeded_uniform(shape, width, seed, "lora", tower, "A", name)
+                                for name in self.set_names])
+            self.register_parameter(f"{tower}_A", nn.Parameter(down))  # (sets, L, 3, r, d)
+            self.register_parameter(f"{tower}_B", nn.Parameter(  # (sets, L, 3, d, r)
+                torch.zeros(len(self.set_names), len(blocks), 3, width, rank)))
+            for layer, block in enumerate(blocks):
+                block.attn = RoutedAttention(block.attn, in_delta=functools.partial(self.qkv_update, tower, layer))
+
+    def qkv_update(self, tower: str, layer: int, x: torch.Tensor) -> torch.Tensor:
+        """[s B_q A_q x'; s B_k A_k x'; s B_v A_v x'] (N, L, 3d) for rows x (N, L, d), x' = dropout(x)
+        drawn independently for q, k and v, with each row's set."""
+        down = self.routing.pick(getattr(self, f"{tower}_A")[:, layer]).to(x.dtype)  # (1|N, 3, r, d)
+        up = self.routing.pick(getattr(self, f"{tower}_B")[:, layer]).to(x.dtype)    # (1|N, 3, d, r)
+        x = x.unsqueeze(2).expand(-1, -1, 3, -1)                                    # (N, L, 3, d)
+        if self.training and self.dropout.p > 0:
+            x = self.dropout(x)
+        if down.shape[0] == 1:
+            low = torch.einsum("nlpd,prd->nlpr", x, down[0])
+            update = torch.einsum("nlpr,pdr->nlpd", low, up[0])
+        else:
+            low = torch.einsum("nlpd,nprd->nlpr", x, down)
+            update = torch.einsum("nlpr,npdr->nlpd", low, up)
+        return self.scale * update.flatten(2)
