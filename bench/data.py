@@ -9,7 +9,7 @@ task alone.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from bench.errors import ConfigError
-from datasets import ImageListDataset
+from datasets import DatasetError, ImageListDataset
 from methods.base import stable_seed
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
@@ -60,34 +60,55 @@ class SeededSamples(Dataset):
             torch.manual_seed(seed)
             sample = self.images[index]
         if sample is None:
-            return None
+            return Unreadable(int(self.task_of[index]), self.images.samples[index][0])
         image, label = sample
         return image, label, int(self.task_of[index]), index
 
 
+class Unreadable(NamedTuple):
+    """A sample whose image could not be decoded (missed by the start-up check)."""
+    task: int
+    path: str
+
+
 class MultiTaskBatch(tuple):
     """(images, labels, task ids, number of unreadable samples), plus `.indices`: the CPU
-    indices of the readable samples in the split's dataset (keys of the image-feature cache)."""
+    indices of the readable samples in the split's dataset (keys of the image-feature cache),
+    and `.unreadable`: the `Unreadable` samples left out."""
 
-    def __new__(cls, items=(), indices: torch.Tensor | None = None):
+    def __new__(cls, items=(), indices: torch.Tensor | None = None, unreadable=()):
         batch = super().__new__(cls, items)
-        batch.indices = indices
+        batch.indices, batch.unreadable = indices, list(unreadable)
         return batch
 
-    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop `.indices`
+    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop the attributes
         return MultiTaskBatch((x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self),
-                              self.indices)
+                              self.indices, self.unreadable)
 
 
 def collate_multitask(batch):
     """Stack readable samples into (images, labels, task ids, number of unreadable ones)."""
-    readable = [b for b in batch if b is not None]
+    readable = [b for b in batch if not isinstance(b, Unreadable)]
+    unreadable = [b for b in batch if isinstance(b, Unreadable)]
     if not readable:
         empty = torch.zeros(0, dtype=torch.long)
-        return MultiTaskBatch((torch.zeros(0), empty, empty, len(batch)), empty)
+        return MultiTaskBatch((torch.zeros(0), empty, empty, len(unreadable)), empty, unreadable)
     images, labels, tasks, indices = zip(*readable)
     return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
-                           len(batch) - len(readable)), torch.tensor(indices))
+                           len(unreadable)), torch.tensor(indices), unreadable)
+
+
+def check_readable(batch, split: str, policy: str, task_names: Sequence[str]) -> None:
+    """Apply `dataset.unreadable` to the images of `batch` that failed to decode (the
+    start-up check finds the others): "error" stops with their list; "skip" leaves them
+    out, counted by the caller."""
+    bad = getattr(batch, "unreadable", ())
+    if bad and policy == "error":
+        raise DatasetError(
+            f"{len(bad)} {split} image(s) could not be decoded: "
+            f"{'; '.join(f'{task_names[b.task]}: {b.path}' for b in bad[:10])}. Fix or remove those "
+            "files, or pass dataset.unreadable=skip to leave them out (counted in the record). The "
+            "run's last checkpoint is kept: a relaunch resumes from it.")
 
 
 class MultiTaskBatchSampler(Sampler):
@@ -145,8 +166,9 @@ class MultiTaskData:
     its batch sampler is re-pointed at each epoch, so workers start once, not per epoch.
     """
 
-    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False):
-        self.dataset, self.cfg, self.seed = dataset, cfg, seed
+    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False,
+                 unreadable: str = "skip"):
+        self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
         self.train_transform, self.eval_transform = build_transforms(
             clip, cfg.get("augment", True), cfg.get("crop_scale", (0.08, 1.0)))

@@ -20,8 +20,10 @@ from tabulate import tabulate
 
 from bench.clip import ModelError
 from bench.errors import ConfigError
-from bench.results import (SCHEMA_VERSION, git_commit, identity_config, load_record, package_versions,
-                           record_path, run_id, write_json_atomic)
+from bench.lock import RunLock
+from bench.preflight import check_writable, load_dataset, resolve_num_workers
+from bench.records import SCHEMA_VERSION, image_counts, load_complete_record, write_record
+from bench.results import git_commit, identity_config, package_versions, record_path, run_id
 from methods.base import MethodError
 
 log = logging.getLogger("bench.run")
@@ -61,13 +63,12 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def build_components(cfg: DictConfig, device: torch.device):
+def build_components(cfg: DictConfig, device: torch.device, dataset=None):
     """Dataset, frozen CLIP and method, exactly as a run builds them (also used by tools)."""
     from bench.models import build_clip
-    from datasets import build_dataset
     from methods import build_method
 
-    dataset = build_dataset(cfg.dataset)
+    dataset = dataset if dataset is not None else load_dataset(cfg)[0]
     clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu)
     method = build_method(cfg.method, clip, dataset.tasks, seed=int(cfg.seed)).to(device)
     return dataset, clip, method
@@ -75,21 +76,30 @@ def build_components(cfg: DictConfig, device: torch.device):
 
 def run_experiment(cfg: DictConfig) -> dict:
     """Train, select, evaluate and write the run's record; returns the record."""
-    from bench.data import MultiTaskData
-    from bench.engine import evaluate, fit
-
     path = record_path(cfg)
-    if cfg.runtime.get("skip_done", True) and (done := load_record(path)) is not None:
-        log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
-                 done["run_id"], path)
-        print_summary(done)
-        return done
+    check_writable({"runtime.results_dir": cfg.runtime.results_dir,
+                    "runtime.checkpoint_dir": cfg.runtime.checkpoint_dir})
+    with RunLock(cfg.runtime.checkpoint_dir, run_id(cfg)):  # one process per run id
+        if cfg.runtime.get("skip_done", True) and (done := load_complete_record(path)) is not None:
+            log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
+                     done["run_id"], path)
+            print_summary(done)
+            return done
+        return _train_and_record(cfg, path)
+
+
+def _train_and_record(cfg: DictConfig, path: Path) -> dict:
+    from bench.data import MultiTaskData
+    from bench.engine import evaluate_counted, fit
+
     started = time.perf_counter()
     device = resolve_device(cfg.runtime.device)
     seed_everything(int(cfg.seed))
-    dataset, clip, method = build_components(cfg, device)
+    dataset, screened = load_dataset(cfg)  # unreadable images and empty splits: before the model
+    dataset, clip, method = build_components(cfg, device, dataset)
     data = MultiTaskData(dataset, clip, cfg.train, seed=int(cfg.seed),
-                         num_workers=int(cfg.runtime.num_workers), pin_memory=device.type == "cuda")
+                         num_workers=resolve_num_workers(cfg.runtime.num_workers),
+                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
     checkpoint = Path(cfg.runtime.checkpoint_dir) / run_id(cfg) / "checkpoint.pt"
     if hasattr(method, "prepare"):  # e.g. MmAP's task grouping; may create parameters, so first
         method.prepare(data, cfg.train, device, checkpoint.parent)
@@ -101,9 +111,9 @@ def run_experiment(cfg: DictConfig) -> dict:
         checkpoint.unlink()
     outcome = fit(method, data, cfg.train, device, checkpoint, progress=bool(cfg.runtime.progress))
 
-    val = evaluate(method, data, "val", device, cfg.train.precision)
+    val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
-    test = evaluate(method, data, "test", device, cfg.train.precision)
+    test, test_counts = evaluate_counted(method, data, "test", device, cfg.train.precision)
     eval_seconds = time.perf_counter() - eval_start
     n_test = sum(len(t.test) for t in dataset.tasks)
     record = {
@@ -118,7 +128,9 @@ def run_experiment(cfg: DictConfig) -> dict:
         "history": outcome.history,
         "extras": method.run_extras() if hasattr(method, "run_extras") else {},
         "config": identity_config(cfg),
-        "wall_time_s": time.perf_counter() - started,
+        "wall_time_s": outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
+        "train_time_s": outcome.train_seconds, "resumes": outcome.resumes,
+        "images": image_counts(dataset, screened, {"val": val_counts, "test": test_counts}),
         "train_images_per_s": outcome.images_per_s,
         "eval_images_per_s": n_test / eval_seconds if eval_seconds > 0 else None,
         "peak_memory_mb": peak_memory_mb(device),
@@ -126,17 +138,16 @@ def run_experiment(cfg: DictConfig) -> dict:
         "git_commit": git_commit(), "versions": package_versions(),
         "unreadable_images": outcome.unreadable_images,
     }
-    write_json_atomic(record, path)
+    write_record(record, path)
     print_summary(record)
     log.info("Record written to %s", path)
     return record
 
 
 def print_summary(record: dict) -> None:
-    rows = [[name, f"{record['accuracy']['val'][name]:.2f}", f"{record['accuracy']['test'][name]:.2f}"]
-            for name in record["tasks"]]
-    rows.append(["average", f"{record['accuracy']['val']['average']:.2f}",
-                 f"{record['accuracy']['test']['average']:.2f}"])
+    acc = {split: record["accuracy"].get(split, {}) for split in ("val", "test")}
+    cell = lambda split, name: f"{acc[split][name]:.2f}" if name in acc[split] else "–"  # noqa: E731
+    rows = [[name, cell("val", name), cell("test", name)] for name in [*record["tasks"], "average"]]
     params = record["params"]
     print(f"\n{record['method']} ({record['mode']}) on {record['dataset']}, {record['model']}, "
           f"seed {record['seed']}")
@@ -145,7 +156,12 @@ def print_summary(record: dict) -> None:
           f"({params['trainable_percent']:.4f}% of CLIP)")
     if record.get("unreadable_images"):
         print(f"WARNING: {record['unreadable_images']} unreadable images were skipped during training.")
-    print(f"run id {record['run_id']}, wall time {record['wall_time_s']:.1f} s")
+    for split, tasks in record.get("images", {}).items():
+        skipped = [f"{t} {n['skipped']} of {n['listed']}" for t, n in tasks.items() if n.get("skipped")]
+        if skipped:
+            print(f"WARNING: unreadable {split} images left out (dataset.unreadable=skip): {', '.join(skipped)}")
+    resumed = f", {record['resumes']} resume(s)" if record.get("resumes") else ""
+    print(f"run id {record['run_id']}, wall time {record['wall_time_s']:.1f} s{resumed}")
 
 
 def main_guarded(cfg: DictConfig) -> dict | None:
