@@ -78,3 +78,10 @@ def before_write(tmp: Path) -> None:
         if faults.get(kind) == _writes and _fire_once(f"{kind}:{_writes}"):
             Path(tmp).write_bytes(b"partial")  # a full disk leaves half a file behind
             raise OSError(code, os.strerror(code), str(tmp))
+
+
+def reset() -> None:
+    """Forget what fired and the write count (for tests that inject faults in-process)."""
+    global _writes
+    _writes = 0
+    _fired_here.clear()

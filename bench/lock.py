@@ -38,14 +38,18 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` (on this host) exists and is not a zombie (ended, not yet reaped)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return True
-    return True
 
 
 def read_owner(path: Path) -> dict | None:
@@ -66,7 +70,7 @@ def holder(path: Path) -> dict | None:
     if owner.get("host", socket.gethostname()) != socket.gethostname():
         return owner  # cannot check a process on another machine: assume it runs
     pid = owner.get("pid")
-    if not isinstance(pid, int) or not _alive(pid):
+    if not isinstance(pid, int) or not process_alive(pid):
         return None
     started = owner.get("proc_start")
     if started is not None and _start_time(pid) not in (None, started):

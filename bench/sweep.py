@@ -16,7 +16,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from bench.errors import ConfigError, RecordError
-from bench.lock import holder, lock_path
+from bench.lock import holder, lock_path, process_alive
 from bench.records import load_complete_record
 from bench.results import record_path, run_id, write_json_atomic
 from bench.run import CONFIG_DIR
@@ -163,13 +162,9 @@ def _local_state(job, job_id: str) -> tuple[str, str]:
         if outcome == "error":
             return "FAILED", f"process {job_id}: " + str(value).strip().splitlines()[-1][:200]
         return "FAILED", f"process {job_id} ended without a record"
-    try:
-        os.kill(int(job_id), 0)
+    if job_id.isdigit() and process_alive(int(job_id)):
         return "RUNNING", f"process {job_id}"
-    except (ValueError, ProcessLookupError):
-        return "FAILED", f"process {job_id} is gone without a result (killed?)"
-    except PermissionError:
-        return "RUNNING", f"process {job_id}"
+    return "FAILED", f"process {job_id} is gone without a result (killed?)"
 
 
 def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
