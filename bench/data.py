@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from bench.errors import ConfigError
-from datasets import DatasetError, ImageListDataset
+from datasets import ImageListDataset
 from methods.base import stable_seed
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
@@ -96,19 +96,6 @@ def collate_multitask(batch):
     images, labels, tasks, indices = zip(*readable)
     return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
                            len(unreadable)), torch.tensor(indices), unreadable)
-
-
-def check_readable(batch, split: str, policy: str, task_names: Sequence[str]) -> None:
-    """Apply `dataset.unreadable` to the images of `batch` that failed to decode (the
-    start-up check finds the others): "error" stops with their list; "skip" leaves them
-    out, counted by the caller."""
-    bad = getattr(batch, "unreadable", ())
-    if bad and policy == "error":
-        raise DatasetError(
-            f"{len(bad)} {split} image(s) could not be decoded: "
-            f"{'; '.join(f'{task_names[b.task]}: {b.path}' for b in bad[:10])}. Fix or remove those "
-            "files, or pass dataset.unreadable=skip to leave them out (counted in the record). The "
-            "run's last checkpoint is kept: a relaunch resumes from it.")
 
 
 class MultiTaskBatchSampler(Sampler):

@@ -22,7 +22,7 @@ from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from bench import faults
-from bench.data import check_readable
+from bench.preflight import check_readable
 from bench.errors import ConfigError, StorageError
 from bench.feature_cache import SPEEDUPS
 from bench.results import atomic_write

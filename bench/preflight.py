@@ -17,7 +17,7 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from bench.errors import ConfigError, StorageError
 from datasets import DatasetError
@@ -68,6 +68,19 @@ def screen_images(dataset, policy: str, cache_dir: str | Path | None, workers: i
     tasks = tuple(dataclasses.replace(task, **{split: tuple(s for s in task.split(split) if s[0] not in bad)
                                                for split in SPLITS}) for task in dataset.tasks)
     return dataclasses.replace(dataset, tasks=tasks), skipped
+
+
+def check_readable(batch, split: str, policy: str, task_names: Sequence[str]) -> None:
+    """Apply `dataset.unreadable` to the images of `batch` that failed to decode (the
+    start-up check finds the others): "error" stops with their list; "skip" leaves them
+    out, counted by the caller."""
+    bad = getattr(batch, "unreadable", ())
+    if bad and policy == "error":
+        raise DatasetError(
+            f"{len(bad)} {split} image(s) could not be decoded: "
+            f"{'; '.join(f'{task_names[b.task]}: {b.path}' for b in bad[:10])}. Fix or remove those "
+            "files, or pass dataset.unreadable=skip to leave them out (counted in the record). The "
+            "run's last checkpoint is kept: a relaunch resumes from it.")
 
 
 def check_splits(dataset, skipped: Mapping[str, Mapping[str, int]] | None = None) -> None:
