@@ -22,9 +22,9 @@ from timm.scheduler import CosineLRScheduler
 from tqdm import tqdm
 
 from bench import faults
-from bench.preflight import check_readable
 from bench.errors import ConfigError, StorageError
 from bench.feature_cache import SPEEDUPS
+from bench.preflight import check_readable
 from bench.results import atomic_write
 from datasets import DatasetError
 

@@ -449,7 +449,7 @@ def run_speed(cfg: DictConfig, command: str = "python -m bench.speed") -> list[d
                                 pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
         data = RealData(loaders)
         ips = loader_throughput(loaders, int(scfg.loader_batches))
-        notes.append(f"data loading alone (decode + augment + collate, {cfg.runtime.num_workers} workers, "
+        notes.append(f"data loading alone (decode + augment + collate, {loaders.loader_args['num_workers']} workers, "
                      f"persistent, pin_memory={device.type == 'cuda'}): {ips:.1f} images/s")
         what = f"{dataset.name}, {len(tasks)} tasks"
     else:

@@ -116,6 +116,34 @@ def test_unreadable_image_stops_before_training(tmp_path, toy_copy, capsys, dama
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # stopped before any training
 
 
+def corrupt_middle(path: Path) -> None:
+    """Flip bytes inside a PNG's image data: header and IEND intact, so only a decode finds it."""
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 3, len(data) // 3 + 40):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_image_that_passes_the_check_but_not_the_decode(tmp_path, toy_copy, capsys, split):
+    from datasets.verify import image_problem
+    root = broken_copy(tmp_path, toy_copy)
+    bad = Path(test_split(root, "sketch", split)[2])
+    corrupt_middle(bad)
+    assert image_problem(str(bad)) is None  # the cheap check cannot see it
+    overrides = SHORT + [f"dataset.root={root}", "train.steps_per_epoch=40"] + dirs(tmp_path)
+    code, out = launch(overrides, capsys)
+    message = one_paragraph(out)
+    assert code == 2 and str(bad) in message and "dataset.unreadable=skip" in message
+    code, out = launch(overrides + ["dataset.unreadable=skip"], capsys)
+    record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
+    assert code == 0
+    if split == "test":
+        assert record["images"]["test"]["sketch"] == {"listed": 40, "evaluated": 39, "skipped": 1}
+    else:
+        assert record["unreadable_images"] > 0
+
+
 def test_skip_unreadable_records_counts_and_denominator(tmp_path, toy_copy, capsys):
     root = broken_copy(tmp_path, toy_copy)
     bad_test = Path(test_split(root, "sketch", "test")[5])
