@@ -16,10 +16,13 @@ Schema 1 records (before) remain readable.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from bench.errors import RecordError
 from bench.results import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params")
@@ -77,6 +80,8 @@ def load_complete_record(path: Path) -> dict | None:
     "complete" but is not raises RecordError: it must not pass for a result, and redoing
     it silently could hide a bug or a damaged disk."""
     record, why = read_record(path)
+    if why and why.startswith("not valid JSON"):
+        log.warning("The record %s is %s: it does not count as a result; the run computes it again.", path, why)
     if record is not None or why == "missing" or why.startswith(("not valid JSON", "status")):
         return record
     raise RecordError(

@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
     states = {r["run_id"]: run_state(r, known, folder) for r in runs}
     busy = [r for r in runs if states[r["run_id"]][0] in ("RUNNING", "PENDING")]
     todo = [r for r in runs if states[r["run_id"]][0] not in ("COMPLETE", "RUNNING", "PENDING")]
+    # UNKNOWN (SLURM forgot the job) is relaunched: if it still runs, its run lock stops the copy
     print(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo) - len(busy)} complete, "
           f"{len(busy)} running or pending (left alone), submitting {len(todo)}")
     if not todo:
@@ -126,29 +128,37 @@ SLURM_STATES = {"PENDING": "PENDING", "REQUEUED": "PENDING", "REQUEUE_HOLD": "PE
 def run_state(run: dict, jobs: dict, folder: Path) -> tuple[str, str]:
     """(COMPLETE | RUNNING | PENDING | FAILED | NOT SUBMITTED | UNKNOWN, detail) for one run.
 
-    The record decides COMPLETE; a live run lock (bench/lock.py) decides RUNNING on any
-    cluster; otherwise the scheduler (SLURM) or the job's process and result file (local)."""
+    A valid record decides COMPLETE.  Then the scheduler: SLURM's job state, or for a local
+    job its process (the job id is its pid) and result file.  The run lock (bench/lock.py)
+    adds RUNNING for a run started outside the sweep; a lock left on another host by a job
+    the scheduler says has ended is stale and does not keep the run from being relaunched."""
     try:
         if load_complete_record(Path(run["record"])) is not None:
             return "COMPLETE", ""
     except RecordError as error:
         return "FAILED", str(error).split(". ")[0]
-    owner = holder(lock_path(run["checkpoint_dir"], run["run_id"])) if "checkpoint_dir" in run else None
-    if owner is not None:
-        return "RUNNING", f"pid {owner.get('pid')} on {owner.get('host')}"
-    if run["run_id"] not in jobs:
-        return "NOT SUBMITTED", ""
-    info = jobs[run["run_id"]]
+    state, detail = _job_state(jobs[run["run_id"]], folder) if run["run_id"] in jobs else ("NOT SUBMITTED", "")
+    if state in ("RUNNING", "PENDING"):
+        return state, detail
+    owner = holder(lock_path(run["checkpoint_dir"], run["run_id"]))
+    if owner is not None and (state == "NOT SUBMITTED" or owner.get("host") == socket.gethostname()):
+        return "RUNNING", f"pid {owner.get('pid')} on {owner.get('host')} (run lock)"
+    return state, detail
+
+
+def _job_state(info: dict, folder: Path) -> tuple[str, str]:
     job_folder = folder / "submitit" / "%j"
-    if info["cluster"] == "slurm":
-        try:
-            state = submitit.SlurmJob(job_folder, info["job_id"]).state.split()[0]
-        except Exception:  # noqa: BLE001 - a job the scheduler forgot is reported, not fatal
-            return "UNKNOWN", f"SLURM has no state for job {info['job_id']}"
-        if state in SLURM_STATES:
-            return SLURM_STATES[state], f"job {info['job_id']}"
-        return "FAILED", f"job {info['job_id']} {state.lower()} without a record"
-    return _local_state(submitit.LocalJob(job_folder, info["job_id"]), info["job_id"])
+    if info["cluster"] != "slurm":
+        return _local_state(submitit.LocalJob(job_folder, info["job_id"]), info["job_id"])
+    try:
+        state = submitit.SlurmJob(job_folder, info["job_id"]).state.split()[0]
+    except Exception:  # noqa: BLE001 - a job the scheduler forgot is reported, not fatal
+        return "UNKNOWN", f"SLURM has no state for job {info['job_id']}"
+    if state in SLURM_STATES:
+        return SLURM_STATES[state], f"job {info['job_id']}"
+    if state.upper() == "UNKNOWN":
+        return "UNKNOWN", f"SLURM has no state for job {info['job_id']}"
+    return "FAILED", f"job {info['job_id']} {state.lower()} without a record"
 
 
 def _local_state(job, job_id: str) -> tuple[str, str]:
