@@ -72,7 +72,8 @@ class RuntimeConfig:
     """How a run executes, never what it computes: left out of the run id."""
 
     device: str = setting("auto", "auto | cpu | cuda | cuda:N")
-    num_workers: int = setting(4, "data loader worker processes", min=0)
+    num_workers: Union[int, Literal["auto"]] = setting(
+        "auto", "data-loader processes: auto = the usable CPU cores (at most 8) | 0 | N", min=0)
     progress: bool = setting(True, "progress bars")
     results_dir: str = setting("results/runs", "where result records go")
     checkpoint_dir: str = setting("outputs/checkpoints", "where checkpoints go")
@@ -81,6 +82,8 @@ class RuntimeConfig:
     skip_done: bool = setting(True, "a run whose record exists is not run again (prints it); "
                                     "false: train again from scratch")
     sweep: Optional[str] = setting(None, "name of the sweep this run belongs to (set by bench.sweep)")
+    cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",
+                             "image-check verdicts (by path, size and mtime) and other caches")
 
 
 @dataclass
@@ -121,6 +124,9 @@ class DatasetConfig:
     few_shot: Optional[int] = setting(None, "keep k training images per class and domain; null: all", min=1)
     few_shot_seed: int = setting(0, "seed of the few-shot subset", min=0)
     download_hint: str = setting("", "shown in the 'not found' error")
+    unreadable: Literal["error", "skip"] = setting(
+        "error", "images that cannot be read: error: stop at start-up listing them | skip: leave them out, "
+        "counted per split and task in the record (docs/reliability.md)")
     model: DatasetModelConfig = field(default_factory=DatasetModelConfig)
 
 

@@ -9,7 +9,7 @@ task alone.
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -59,34 +59,42 @@ class SeededSamples(Dataset):
             torch.manual_seed(seed)
             sample = self.images[index]
         if sample is None:
-            return None
+            return Unreadable(int(self.task_of[index]), self.images.samples[index][0])
         image, label = sample
         return image, label, int(self.task_of[index]), index
 
 
+class Unreadable(NamedTuple):
+    """A sample whose image could not be decoded (missed by the start-up check)."""
+    task: int
+    path: str
+
+
 class MultiTaskBatch(tuple):
     """(images, labels, task ids, number of unreadable samples), plus `.indices`: the CPU
-    indices of the readable samples in the split's dataset (keys of the image-feature cache)."""
+    indices of the readable samples in the split's dataset (keys of the image-feature cache),
+    and `.unreadable`: the `Unreadable` samples left out."""
 
-    def __new__(cls, items=(), indices: torch.Tensor | None = None):
+    def __new__(cls, items=(), indices: torch.Tensor | None = None, unreadable=()):
         batch = super().__new__(cls, items)
-        batch.indices = indices
+        batch.indices, batch.unreadable = indices, list(unreadable)
         return batch
 
-    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop `.indices`
+    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop the attributes
         return MultiTaskBatch((x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self),
-                              self.indices)
+                              self.indices, self.unreadable)
 
 
 def collate_multitask(batch):
     """Stack readable samples into (images, labels, task ids, number of unreadable ones)."""
-    readable = [b for b in batch if b is not None]
+    readable = [b for b in batch if not isinstance(b, Unreadable)]
+    unreadable = [b for b in batch if isinstance(b, Unreadable)]
     if not readable:
         empty = torch.zeros(0, dtype=torch.long)
-        return MultiTaskBatch((torch.zeros(0), empty, empty, len(batch)), empty)
+        return MultiTaskBatch((torch.zeros(0), empty, empty, len(unreadable)), empty, unreadable)
     images, labels, tasks, indices = zip(*readable)
     return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
-                           len(batch) - len(readable)), torch.tensor(indices))
+                           len(unreadable)), torch.tensor(indices), unreadable)
 
 
 class MultiTaskBatchSampler(Sampler):
@@ -141,8 +149,9 @@ class MultiTaskData:
     its batch sampler is re-pointed at each epoch, so workers start once, not per epoch.
     """
 
-    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False):
-        self.dataset, self.cfg, self.seed = dataset, cfg, seed
+    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False,
+                 unreadable: str = "skip"):
+        self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
         self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale)
         self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory,

@@ -20,10 +20,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.errors import ConfigError
+from bench import faults
+from bench.errors import ConfigError, StorageError
 from bench.feature_cache import SPEEDUPS
+from bench.preflight import check_readable
 from bench.results import atomic_write
 from bench.schedule import build_lr_schedule
+from datasets import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ class TrainOutcome:
     train_images: int = 0
     train_seconds: float = 0.0
     unreadable_images: int = 0
+    resumes: int = 0                # times this run was resumed from a checkpoint
+    earlier_wall_s: float = 0.0     # wall time of earlier processes of this run, to their last checkpoint
     best_epoch: int | None = None
     best_val_average: float | None = None
     history: list[dict] = field(default_factory=list)
@@ -138,16 +143,27 @@ def train_step(method, batch, optimizer, scaler, device: torch.device, cfg, n_ta
     return loss.detach()
 
 
-@torch.no_grad()
 def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
     """Top-1 accuracy (%) per task over that task's own classes, and their average."""
+    return evaluate_counted(method, data, split, device, precision)[0]
+
+
+@torch.no_grad()
+def evaluate_counted(method, data, split: str, device: torch.device,
+                     precision: str = "auto") -> tuple[dict[str, float], dict[str, dict[str, int]]]:
+    """(accuracies as `evaluate`, {task: {"evaluated": n, "skipped": images that failed to
+    decode}}).  A task with no image evaluated is an error, never 0 %."""
     method.eval()
+    skipped = [0] * len(data.task_names)
     n_tasks = len(data.task_names)
     correct = torch.zeros(n_tasks, dtype=torch.long, device=device)
     total = torch.zeros(n_tasks, dtype=torch.long, device=device)
     with autocast_for(device, precision):
         for batch in data.eval_loader(split):
             images, labels, task_ids, _ = batch
+            check_readable(batch, split, data.unreadable, data.task_names)
+            for bad in getattr(batch, "unreadable", ()):
+                skipped[bad.task] += 1
             if not len(labels):
                 continue
             images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
@@ -155,9 +171,16 @@ def evaluate(method, data, split: str, device: torch.device, precision: str = "a
             correct.index_add_(0, task_ids, hits)
             total.index_add_(0, task_ids, torch.ones_like(hits))
     correct, total = correct.tolist(), total.tolist()
-    results = {name: 100.0 * correct[t] / max(total[t], 1) for t, name in enumerate(data.task_names)}
+    empty = [name for t, name in enumerate(data.task_names) if total[t] == 0]
+    if empty:
+        raise DatasetError(
+            f"No {split} image of task(s) {', '.join(empty)} could be evaluated "
+            f"({', '.join(f'{skipped[data.task_names.index(n)]} unreadable' for n in empty)}): an accuracy "
+            "over no images would read as 0 %. Fix the images (python -m datasets.check) or the split.")
+    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names)}
     results["average"] = sum(results[n] for n in data.task_names) / n_tasks
-    return results
+    counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)}
+    return results, counts
 
 
 def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = None,
@@ -178,8 +201,9 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
     start_epoch, start_step, best_state = 0, 0, None
     partial = {"loss_sum": 0.0, "unreadable": 0}  # progress of an epoch interrupted mid-way
 
+    fit_started = time.perf_counter()
     if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = load_checkpoint(checkpoint_path)
         if state.get("run_id") != run_id:
             raise ConfigError(
                 f"The checkpoint {checkpoint_path} was written for run {state.get('run_id') or '(unknown)'}, "
@@ -194,15 +218,17 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         partial = state.get("partial", partial)
         for key, value in state["outcome"].items():
             setattr(outcome, key, value)
+        outcome.resumes += 1
         log.info("Resumed from %s at epoch %d, step %d", checkpoint_path, start_epoch, start_step)
 
     def save(epoch: int, step: int) -> None:
         if checkpoint_path is None:
             return
+        wall = outcome.earlier_wall_s + time.perf_counter() - fit_started
         state = {"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                  "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
-                 "outcome": vars(outcome).copy(), "run_id": run_id}
+                 "outcome": {**vars(outcome), "earlier_wall_s": wall}, "run_id": run_id}
         atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
 
     every = checkpoint_every_steps
@@ -218,6 +244,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
         step = start_step
         fixed_train = train_images_fixed(cfg.augment)
         for batch in bar:
+            check_readable(batch, "train", data.unreadable, data.task_names)
             unreadable += batch[3]
             step += 1
             loss = train_step(method, batch, optimizer, scaler, device, cfg, n_tasks, fixed_train)
@@ -225,6 +252,7 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
                 loss_sum = loss_sum + loss
                 outcome.train_images += len(batch[1])
             outcome.steps_run += 1
+            faults.at_step(outcome.steps_run)
             if every and step % every == 0 and step < len(loader) + start_step:
                 outcome.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
@@ -252,3 +280,26 @@ def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = 
     if cfg.selection == "val" and best_state is not None:
         method.load_trainable_state(best_state)
     return outcome
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The training state saved at `path`; a file that cannot be read (truncated, zero bytes,
+    not a checkpoint) is a StorageError naming it and the way to start over."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+    except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else 'no detail'}"
+    else:
+        if not missing:
+            return state
+        reason = "it lacks " + ", ".join(missing)
+    size = path.stat().st_size if path.exists() else 0
+    raise StorageError(
+        f"The checkpoint {path} ({size} bytes) cannot be resumed from: it is truncated, empty or not a "
+        f"checkpoint of this harness ({reason}). It is left untouched. To start this run over, relaunch "
+        f"with runtime.resume=false (the bad file is then replaced), or move it aside "
+        f"(mv {path} {path}.bad) and relaunch.")
+
+
+CHECKPOINT_KEYS = ("trainable", "optimizer", "scheduler", "scaler", "epoch", "step", "best_state", "outcome")

@@ -23,6 +23,23 @@ class ConfigError(UserError):
     """A configuration that cannot run (what was asked, why it cannot run, how to fix it)."""
 
 
+class StorageError(UserError):
+    """A file the harness must write or read back cannot be: a full disk, a read-only or
+    unwritable folder, a corrupt checkpoint (names the file and the fix)."""
+
+
+class OutOfSpaceError(StorageError):
+    """No space left on the disk of a file being written (the previous file is kept)."""
+
+
+class RecordError(StorageError):
+    """A result record on disk that cannot be trusted (e.g. marked complete but incomplete)."""
+
+
+class RunBusyError(UserError):
+    """The same run (same run id) is already running elsewhere."""
+
+
 def guarded(main: F) -> F:
     """Run a command-line entry point; a `UserError` prints its paragraph and exits 2."""
     @functools.wraps(main)

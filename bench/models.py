@@ -8,8 +8,10 @@ at once instead of a minute of retries and a hub traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import pickle
 import socket
 from pathlib import Path
 
@@ -93,13 +95,64 @@ def build_clip(arch: str, pretrained: str | None = "none", cache_dir: str | None
         quick_gelu = bool(tag_info.get("quick_gelu", False))
     preprocess = {k: tag_info[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_info}
     try:
-        model = open_clip.create_model(arch, pretrained=checkpoint, force_quick_gelu=quick_gelu,
-                                       force_preprocess_cfg=preprocess or None, device=device,
-                                       cache_dir=cache_dir)
+        with _info_to_log_file_only():
+            model = open_clip.create_model(arch, pretrained=checkpoint, force_quick_gelu=quick_gelu,
+                                           force_preprocess_cfg=preprocess or None, device=device,
+                                           cache_dir=cache_dir)
     except RuntimeError as error:
-        raise ModelError(f"open_clip could not build {arch} from '{checkpoint}': {error}. Check that "
-                         "the checkpoint matches the architecture (model.arch).") from None
+        if _is_load_failure(error):
+            raise _unreadable_weights(checkpoint, pretrained, arch, error) from None
+        raise ModelError(f"open_clip could not build {arch} from '{checkpoint}': {_first_line(error)}. "
+                         "Check that the checkpoint matches the architecture (model.arch).") from None
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
+        raise _unreadable_weights(checkpoint, pretrained, arch, error) from None
     model.eval()
     model.requires_grad_(False)
-    tokenizer = open_clip.get_tokenizer(arch)
+    with _info_to_log_file_only():
+        tokenizer = open_clip.get_tokenizer(arch)
     return PromptableCLIP(model, tokenizer, name=arch, pretrained=str(pretrained))
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
+def _is_load_failure(error: RuntimeError) -> bool:
+    text = str(error)
+    return any(s in text for s in ("PytorchStreamReader", "weights_only", "invalid load key",
+                                   "Invalid magic number", "failed finding central directory", "unpickl"))
+
+
+def _unreadable_weights(checkpoint, pretrained, arch: str, error: Exception) -> ModelError:
+    """One paragraph for a weights file torch cannot read.  torch's own message suggests
+    `weights_only=False`, i.e. executing whatever the file contains: never pass that on."""
+    detail = _first_line(error) if "weights_only" not in str(error) else type(error).__name__
+    return ModelError(
+        f"model.pretrained={pretrained} ({checkpoint}) is not a readable checkpoint ({type(error).__name__}"
+        f"{'' if detail == type(error).__name__ else ': ' + detail}): the file is truncated, corrupt or not "
+        f"a PyTorch/safetensors file of weights. Pass the open_clip weights file for {arch} (for example "
+        "open_clip_pytorch_model.bin or open_clip_model.safetensors, downloaded again if in doubt), a "
+        "pretrained tag such as openai, or model.pretrained=none for random weights.")
+
+
+class _BelowWarningOnConsoleOnly(logging.Filter):
+    """Drops INFO-and-below records of open_clip (it logs through the root logger)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name != "root"
+
+
+@contextlib.contextmanager
+def _info_to_log_file_only():
+    """open_clip logs ~10 INFO lines per model build through the root logger: keep them out of
+    the console (stream handlers) but in Hydra's log file (file handlers)."""
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    quiet = _BelowWarningOnConsoleOnly()
+    for handler in handlers:
+        handler.addFilter(quiet)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)

@@ -41,9 +41,8 @@ import pandas as pd
 
 from bench.errors import guarded
 from bench.identity import experiment_id_of
+from bench.records import read_record
 
-REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params",
-                 "config")
 MODE_ORDER = ("st", "mt", "grouped")
 NO_STD = "–"
 #: settings the table shows in columns of their own (or that name the table)
@@ -85,27 +84,20 @@ def table_key(record: dict, fingerprints: dict[str, set]) -> str:
 
 def load_records(runs_dir) -> tuple[list[dict], list[dict]]:
     """Read every *.json in runs_dir. Returns (complete records, problems); each problem is
-    {"file": file name, "run_id": id or None, "reason": why it was skipped}."""
+    {"file": file name, "run_id": id or None, "reason": why it was skipped}.  What counts as
+    complete is bench/records.py's schema, the one the run writes and reads back."""
     records, problems = {}, []
     for path in sorted(Path(runs_dir).glob("*.json")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            problems.append({"file": path.name, "run_id": path.stem, "reason": f"not valid JSON ({type(err).__name__})"})
-            continue
-        if not isinstance(rec, dict):
-            problems.append({"file": path.name, "run_id": path.stem, "reason": "not a JSON object"})
-            continue
-        run_id = rec.get("run_id", path.stem)
-        missing = [k for k in REQUIRED_KEYS if k not in rec]
-        if "status" in rec and rec["status"] != "complete":
-            problems.append({"file": path.name, "run_id": run_id, "reason": f"status {rec['status']!r}"})
-        elif missing:
-            problems.append({"file": path.name, "run_id": run_id, "reason": "missing keys: " + ", ".join(missing)})
-        elif not isinstance(rec["accuracy"], dict) or not isinstance(rec["params"], dict) or "trainable" not in rec["params"]:
-            problems.append({"file": path.name, "run_id": run_id, "reason": "malformed accuracy/params"})
+        rec, reason = read_record(path)
+        if rec is None:
+            run_id = path.stem
+            try:
+                run_id = json.loads(path.read_text()).get("run_id", path.stem)
+            except (OSError, ValueError, AttributeError):
+                pass
+            problems.append({"file": path.name, "run_id": run_id, "reason": reason})
         else:
-            records[run_id] = rec
+            records[rec["run_id"]] = rec
     return list(records.values()), problems
 
 

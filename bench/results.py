@@ -1,16 +1,19 @@
 """Result records: JSON, written atomically (temp file + rename) under
-`runtime.results_dir`, one per run id (bench/identity.py)."""
+`runtime.results_dir`, one per run id (bench/identity.py); their schema is bench/records.py."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 
-SCHEMA_VERSION = 2  # 2: run ids cover data and weights fingerprints (bench/identity.py)
+from bench import faults
+from bench.errors import OutOfSpaceError, StorageError
 
 
 def git_commit() -> str | None:
@@ -34,12 +37,53 @@ def package_versions() -> dict[str, str]:
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` into a temporary file beside `path`, then rename it over `path`: a reader
-    (or a run killed mid-write) never sees half a file."""
+    (or a run killed mid-write) never sees half a file, and a failed write (full disk,
+    read-only folder) keeps the previous `path`, removes its temporary file and raises a
+    StorageError naming the file (OutOfSpaceError: "no space left on <folder>")."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        faults.before_write(tmp)
+        write(tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        tmp.unlink(missing_ok=True)
+        raise storage_error(error, path) from None
+
+
+def storage_error(error: Exception, path: Path) -> Exception:
+    """The one-paragraph error for a write to `path` that failed with `error`.
+
+    torch.save reports a full disk as a RuntimeError from its zip writer
+    (inline_container.cc); it is recognised by the free space left on the disk."""
+    folder = path.parent
+    if isinstance(error, RuntimeError):
+        if "inline_container" not in str(error) and "write" not in str(error).lower():
+            return error  # not an I/O failure: a bug, keep the traceback
+        code = errno.ENOSPC if _free_bytes(folder) < 64 * 2**20 else errno.EIO
+    else:
+        code = error.errno
+    kept = f"the previous {path.name} is kept" if path.exists() else f"nothing was written to {path.name}"
+    if code == errno.ENOSPC:
+        return OutOfSpaceError(
+            f"No space left on {folder} while writing {path}; {kept} and no temporary file is left "
+            "behind. Free space on that disk (or point runtime.results_dir, runtime.checkpoint_dir or "
+            "CPB_CACHE at another disk) and launch the run again: it resumes from its last checkpoint.")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(
+            f"Cannot write {path}: {folder} is not writable ({os.strerror(code)}). Make it writable or "
+            "point runtime.results_dir / runtime.checkpoint_dir (or CPB_CACHE) at a writable folder.")
+    return StorageError(
+        f"Writing {path} failed ({os.strerror(code) if code else error}); {kept} and no temporary "
+        "file is left behind. Check the disk holding that folder and launch the run again.")
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
 
 
 def write_json_atomic(obj, path: Path) -> None:
@@ -51,10 +95,3 @@ def write_json_atomic(obj, path: Path) -> None:
     atomic_write(path, write)
 
 
-def load_record(path: Path) -> dict | None:
-    try:
-        with open(path) as handle:
-            record = json.load(handle)
-        return record if record.get("status") == "complete" else None
-    except (OSError, ValueError):
-        return None

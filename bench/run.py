@@ -24,7 +24,10 @@ from tabulate import tabulate
 from bench.config import register_schemas, unknown_setting, validate
 from bench.errors import ConfigError, guarded
 from bench.identity import experiment_id_of, identity, run_id_of
-from bench.results import SCHEMA_VERSION, git_commit, load_record, package_versions, write_json_atomic
+from bench.lock import RunLock
+from bench.preflight import check_writable, resolve_num_workers, screen_dataset
+from bench.records import SCHEMA_VERSION, image_counts, load_complete_record, write_record
+from bench.results import git_commit, package_versions
 
 log = logging.getLogger("bench.run")
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
@@ -99,26 +102,36 @@ def build_model_and_method(cfg: DictConfig, tasks, device: torch.device):
 
 def run_experiment(cfg: DictConfig) -> dict:
     """Train, select, evaluate and write the run's record; returns the record."""
-    from bench.data import MultiTaskData
-    from bench.engine import evaluate, fit
-
+    validate(cfg)
+    check_writable({"runtime.results_dir": cfg.runtime.results_dir,
+                    "runtime.checkpoint_dir": cfg.runtime.checkpoint_dir})
     plan = plan_run(cfg)
-    if cfg.runtime.skip_done and (done := load_record(plan.record_path)) is not None:
-        log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
-                 done["run_id"], plan.record_path)
-        print_summary(done)
-        return done
-    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
-        # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
-        log.info("Starting over: removing %s", plan.checkpoint_path)
-        plan.checkpoint_path.unlink()
+    with RunLock(cfg.runtime.checkpoint_dir, plan.run_id):  # one process per run id
+        if cfg.runtime.skip_done and (done := load_complete_record(plan.record_path)) is not None:
+            log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
+                     done["run_id"], plan.record_path)
+            print_summary(done)
+            return done
+        if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
+            # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
+            log.info("Starting over: removing %s", plan.checkpoint_path)
+            plan.checkpoint_path.unlink()
+        return _train_and_record(plan)
+
+
+def _train_and_record(plan: RunPlan) -> dict:
+    from bench.data import MultiTaskData
+    from bench.engine import evaluate_counted, fit
+
+    cfg = plan.cfg
     started = time.perf_counter()
     device = resolve_device(cfg.runtime.device)
     seed_everything(cfg.seed)
-    clip, method = build_model_and_method(cfg, plan.dataset.tasks, device)
-    dataset = plan.dataset
+    dataset, screened = screen_dataset(cfg, plan.dataset)  # unreadable images, empty splits: before the model
+    clip, method = build_model_and_method(cfg, dataset.tasks, device)
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
-                         num_workers=cfg.runtime.num_workers, pin_memory=device.type == "cuda")
+                         num_workers=resolve_num_workers(cfg.runtime.num_workers),
+                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
@@ -127,9 +140,9 @@ def run_experiment(cfg: DictConfig) -> dict:
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
 
-    val = evaluate(method, data, "val", device, cfg.train.precision)
+    val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
-    test = evaluate(method, data, "test", device, cfg.train.precision)
+    test, test_counts = evaluate_counted(method, data, "test", device, cfg.train.precision)
     eval_seconds = time.perf_counter() - eval_start
     n_test = sum(len(t.test) for t in dataset.tasks)
     record = {
@@ -148,7 +161,9 @@ def run_experiment(cfg: DictConfig) -> dict:
         "data_fingerprint": plan.identity["data_fingerprint"],
         "weights_fingerprint": plan.identity["weights_fingerprint"],
         "dataset_root": str(dataset.root),
-        "wall_time_s": time.perf_counter() - started,
+        "wall_time_s": outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
+        "train_time_s": outcome.train_seconds, "resumes": outcome.resumes,
+        "images": image_counts(dataset, screened, {"val": val_counts, "test": test_counts}),
         "train_images_per_s": outcome.images_per_s,
         "eval_images_per_s": n_test / eval_seconds if eval_seconds > 0 else None,
         "peak_memory_mb": peak_memory_mb(device),
@@ -156,17 +171,16 @@ def run_experiment(cfg: DictConfig) -> dict:
         "git_commit": git_commit(), "versions": package_versions(),
         "unreadable_images": outcome.unreadable_images,
     }
-    write_json_atomic(record, plan.record_path)
+    write_record(record, plan.record_path)
     print_summary(record)
     log.info("Record written to %s", plan.record_path)
     return record
 
 
 def print_summary(record: dict) -> None:
-    rows = [[name, f"{record['accuracy']['val'][name]:.2f}", f"{record['accuracy']['test'][name]:.2f}"]
-            for name in record["tasks"]]
-    rows.append(["average", f"{record['accuracy']['val']['average']:.2f}",
-                 f"{record['accuracy']['test']['average']:.2f}"])
+    acc = {split: record["accuracy"].get(split, {}) for split in ("val", "test")}
+    cell = lambda split, name: f"{acc[split][name]:.2f}" if name in acc[split] else "–"  # noqa: E731
+    rows = [[name, cell("val", name), cell("test", name)] for name in [*record["tasks"], "average"]]
     params = record["params"]
     print(f"\n{record['method']} ({record['mode']}) on {record['dataset']}, {record['model']}, "
           f"seed {record['seed']}")
@@ -175,7 +189,12 @@ def print_summary(record: dict) -> None:
           f"({params['trainable_percent']:.4f}% of CLIP)")
     if record.get("unreadable_images"):
         print(f"WARNING: {record['unreadable_images']} unreadable images were skipped during training.")
-    print(f"run id {record['run_id']}, wall time {record['wall_time_s']:.1f} s")
+    for split, tasks in record.get("images", {}).items():
+        skipped = [f"{t} {n['skipped']} of {n['listed']}" for t, n in tasks.items() if n.get("skipped")]
+        if skipped:
+            print(f"WARNING: unreadable {split} images left out (dataset.unreadable=skip): {', '.join(skipped)}")
+    resumed = f", {record['resumes']} resume(s)" if record.get("resumes") else ""
+    print(f"run id {record['run_id']}, wall time {record['wall_time_s']:.1f} s{resumed}")
 
 
 def check_command_line(overrides: list[str]) -> None:

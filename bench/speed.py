@@ -43,6 +43,7 @@ from bench.engine import build_grad_scaler, build_optimizer, evaluate, train_ima
 from bench.config import method_config, validate
 from bench.errors import guarded
 from bench.feature_cache import speedups
+from bench.preflight import resolve_num_workers
 from bench.run import CONFIG_DIR, resolve_device, seed_everything
 
 OFFICE_HOME_CLASSES = tuple(name.replace("_", " ") for name in (
@@ -95,6 +96,8 @@ class SyntheticData:
     """Random images as a seeded loader would give them: sample i of an epoch is a pure function
     of (i, epoch) with augmentation, of i alone without.  An epoch has `epoch_steps` steps."""
 
+    unreadable = "skip"  # every synthetic image is readable
+
     def __init__(self, n_tasks: int, n_classes: int, batch_size: int, epoch_steps: int,
                  eval_per_task: int, image_size: int):
         self.n_tasks, self.n_classes, self.batch = n_tasks, n_classes, batch_size
@@ -133,7 +136,7 @@ class RealData:
     """The dataset's own loaders (as bench.run builds them), cycled over epochs."""
 
     def __init__(self, data):
-        self.data, self.task_names = data, data.task_names
+        self.data, self.task_names, self.unreadable = data, data.task_names, data.unreadable
         self.eval_images = sum(len(t.test) for t in data.dataset.tasks)
         self._iter, self._epoch = None, -1
 
@@ -443,10 +446,11 @@ def run_speed(cfg: DictConfig, command: str = "python -m bench.speed") -> list[d
         dataset = build_dataset(cfg.dataset)
         tasks = dataset.tasks
         loaders = MultiTaskData(dataset, clip, train_cfg, seed=int(cfg.seed),
-                                num_workers=int(cfg.runtime.num_workers), pin_memory=device.type == "cuda")
+                                num_workers=resolve_num_workers(cfg.runtime.num_workers),
+                                pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
         data = RealData(loaders)
         ips = loader_throughput(loaders, int(scfg.loader_batches))
-        notes.append(f"data loading alone (decode + augment + collate, {cfg.runtime.num_workers} workers, "
+        notes.append(f"data loading alone (decode + augment + collate, {loaders.loader_args['num_workers']} workers, "
                      f"persistent, pin_memory={device.type == 'cuda'}): {ips:.1f} images/s")
         what = f"{dataset.name}, {len(tasks)} tasks"
     else:

@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import logging
+import socket
 import sys
 from pathlib import Path
 
@@ -23,8 +24,10 @@ import submitit
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench.errors import UserError, guarded
-from bench.results import load_record, write_json_atomic
+from bench.errors import RecordError, UserError, guarded
+from bench.lock import holder, lock_path, process_alive
+from bench.records import load_complete_record
+from bench.results import write_json_atomic
 from bench.run import CONFIG_DIR
 
 log = logging.getLogger("bench.sweep")
@@ -102,7 +105,7 @@ def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
         results_dir = run.cfg.runtime.results_dir
         runs.append({"run_id": run.run_id, "method": run.cfg.method.name, "mode": run.cfg.method.mode,
                      "dataset": run.cfg.dataset.name, "seed": run.cfg.seed, "overrides": overrides,
-                     "record": str(run.record_path)})
+                     "record": str(run.record_path), "checkpoint_dir": str(run.cfg.runtime.checkpoint_dir)})
     return runs, sweep_dir(results_dir or "results/runs", name)
 
 
@@ -110,8 +113,14 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
     runs, folder = plan(name, extra)
     name = folder.name
     write_json_atomic(runs, folder / "expected.json")
-    todo = [r for r in runs if load_record(Path(r["record"])) is None]
-    print(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo)} complete, submitting {len(todo)}")
+    jobs_file = folder / "jobs.json"
+    known = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
+    states = {r["run_id"]: run_state(r, known, folder) for r in runs}
+    busy = [r for r in runs if states[r["run_id"]][0] in ("RUNNING", "PENDING")]
+    todo = [r for r in runs if states[r["run_id"]][0] not in ("COMPLETE", "RUNNING", "PENDING")]
+    # UNKNOWN (SLURM forgot the job) is relaunched: if it still runs, its run lock stops the copy
+    print(f"sweep {name}: {len(runs)} runs, {len(runs) - len(todo) - len(busy)} complete, "
+          f"{len(busy)} running or pending (left alone), submitting {len(todo)}")
     if not todo:
         return []
     # requeues on time-out/preemption before a job counts as failed
@@ -120,13 +129,68 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
     params = {"timeout_min": 720, **executor_params}
     executor.update_parameters(name=f"cpb-{name}", **params)
     jobs = executor.map_array(SweepJob(), [r["overrides"] for r in todo])
-    jobs_file = folder / "jobs.json"
-    known = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
     for run, job in zip(todo, jobs):
         known[run["run_id"]] = {"job_id": job.job_id, "cluster": executor.cluster}
         print(f"  {job.job_id}  {run['run_id']}  {' '.join(run['overrides'])}")
     write_json_atomic(known, jobs_file)
     return [{"run": r, "job": j} for r, j in zip(todo, jobs)]
+
+
+SLURM_STATES = {"PENDING": "PENDING", "REQUEUED": "PENDING", "REQUEUE_HOLD": "PENDING", "REQUEUE_FED": "PENDING",
+                "CONFIGURING": "PENDING", "SUSPENDED": "PENDING", "RESIZING": "PENDING",
+                "RUNNING": "RUNNING", "COMPLETING": "RUNNING", "STAGE_OUT": "RUNNING", "SIGNALING": "RUNNING"}
+
+
+def run_state(run: dict, jobs: dict, folder: Path) -> tuple[str, str]:
+    """(COMPLETE | RUNNING | PENDING | FAILED | NOT SUBMITTED | UNKNOWN, detail) for one run.
+
+    A valid record decides COMPLETE.  Then the scheduler: SLURM's job state, or for a local
+    job its process (the job id is its pid) and result file.  The run lock (bench/lock.py)
+    adds RUNNING for a run started outside the sweep; a lock left on another host by a job
+    the scheduler says has ended is stale and does not keep the run from being relaunched."""
+    try:
+        if load_complete_record(Path(run["record"])) is not None:
+            return "COMPLETE", ""
+    except RecordError as error:
+        return "FAILED", str(error).split(". ")[0]
+    state, detail = _job_state(jobs[run["run_id"]], folder) if run["run_id"] in jobs else ("NOT SUBMITTED", "")
+    if state in ("RUNNING", "PENDING"):
+        return state, detail
+    owner = holder(lock_path(run["checkpoint_dir"], run["run_id"]))
+    if owner is not None and (state == "NOT SUBMITTED" or owner.get("host") == socket.gethostname()):
+        return "RUNNING", f"pid {owner.get('pid')} on {owner.get('host')} (run lock)"
+    return state, detail
+
+
+def _job_state(info: dict, folder: Path) -> tuple[str, str]:
+    job_folder = folder / "submitit" / "%j"
+    if info["cluster"] != "slurm":
+        return _local_state(submitit.LocalJob(job_folder, info["job_id"]), info["job_id"])
+    try:
+        state = submitit.SlurmJob(job_folder, info["job_id"]).state.split()[0]
+    except Exception:  # noqa: BLE001 - a job the scheduler forgot is reported, not fatal
+        return "UNKNOWN", f"SLURM has no state for job {info['job_id']}"
+    if state in SLURM_STATES:
+        return SLURM_STATES[state], f"job {info['job_id']}"
+    if state.upper() == "UNKNOWN":
+        return "UNKNOWN", f"SLURM has no state for job {info['job_id']}"
+    return "FAILED", f"job {info['job_id']} {state.lower()} without a record"
+
+
+def _local_state(job, job_id: str) -> tuple[str, str]:
+    """A local job: its process (the job id is its pid) and its result file."""
+    result = job.paths.result_pickle
+    if result.exists():
+        try:
+            outcome, value = submitit.core.utils.pickle_load(result)
+        except Exception:  # noqa: BLE001 - being written right now
+            return "RUNNING", f"process {job_id}"
+        if outcome == "error":
+            return "FAILED", f"process {job_id}: " + str(value).strip().splitlines()[-1][:200]
+        return "FAILED", f"process {job_id} ended without a record"
+    if job_id.isdigit() and process_alive(int(job_id)):
+        return "RUNNING", f"process {job_id}"
+    return "FAILED", f"process {job_id} is gone without a result (killed?)"
 
 
 def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
@@ -135,26 +199,14 @@ def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
     jobs = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
     states: dict[str, list[dict]] = {}
     for run in runs:
-        if load_record(Path(run["record"])) is not None:
-            state = "COMPLETE"
-        elif run["run_id"] not in jobs:
-            state = "NOT SUBMITTED"
-        else:
-            info = jobs[run["run_id"]]
-            job_folder = folder / "submitit" / "%j"
-            job_class = submitit.SlurmJob if info["cluster"] == "slurm" else submitit.LocalJob
-            try:
-                state = job_class(job_folder, info["job_id"]).state
-            except Exception:  # noqa: BLE001 - a job the scheduler forgot is reported, not fatal
-                state = "UNKNOWN"
-            if state in ("COMPLETED", "DONE"):
-                state = "FAILED (no record)"
-        states.setdefault(state, []).append(run)
+        state, detail = run_state(run, jobs, folder)
+        states.setdefault(state, []).append({**run, "detail": detail})
     for state, members in sorted(states.items()):
         print(f"{state:>16}: {len(members)}")
         if state != "COMPLETE":
             for run in members:
-                print(f"{'':>18}{run['run_id']}  {' '.join(run['overrides'])}")
+                print(f"{'':>18}{run['run_id']}  {run['detail'] + '  ' if run['detail'] else ''}"
+                      f"{' '.join(run['overrides'])}")
     return states
 
 

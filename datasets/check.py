@@ -8,25 +8,23 @@ Usage (from the repository root)::
 Loads ``configs/dataset/<name>.yaml`` with OmegaConf, applies
 ``dataset.key=value`` overrides, builds the dataset, opens every image (PIL
 ``verify``) and prints a per-domain table. Exit codes: 0 all good, 1 problems
-found (unreadable or missing files, overlapping splits, classes without train
-images), 2 the dataset could not be built (the one-paragraph DatasetError, no
+found (unreadable or missing files, empty or overlapping splits, classes without
+train images), 2 the dataset could not be built (the one-paragraph DatasetError, no
 traceback) or bad arguments.
 """
 from __future__ import annotations
 
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from PIL import Image
-
 from bench.errors import EXIT_USER_ERROR, UserError
 
 from .base import DatasetError
 from .registry import build_dataset
+from .verify import image_problem
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "bench" / "configs" / "dataset"
 
@@ -73,15 +71,9 @@ class CheckReport:
 
 
 def _verify(path: str) -> str | None:
-    """None if ``path`` is a readable image, else 'missing' or 'unreadable'."""
-    if not os.path.isfile(path):
-        return "missing"
-    try:
-        with Image.open(path) as im:
-            im.verify()
-    except Exception:  # PIL raises many exception types for corrupt files
-        return "unreadable"
-    return None
+    """None if ``path`` is a readable image, else 'missing' or 'unreadable' (datasets.verify)."""
+    problem = image_problem(path)
+    return None if problem is None else ("missing" if problem == "missing" else "unreadable")
 
 
 def check_dataset(cfg: Mapping[str, Any], workers: int = 8) -> CheckReport:
@@ -107,6 +99,11 @@ def check_dataset(cfg: Mapping[str, Any], workers: int = 8) -> CheckReport:
                 if files:
                     shown = ", ".join(files[:5]) + (" ..." if len(files) > 5 else "")
                     problems.append(f"{task.name}: {len(files)} {kind} file(s): {shown}")
+            for split, samples in splits.items():
+                if not samples:
+                    problems.append(f"{task.name}: the {split} split is empty (train {rep.train}, val {rep.val}, "
+                                    f"test {rep.test}); raise dataset.{split}_fraction or fix the split files"
+                                    if split != "train" else f"{task.name}: the train split is empty")
             sets = {s: {p for p, _ in samples} for s, samples in splits.items()}
             for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
                 overlap = sets[a] & sets[b]

@@ -24,10 +24,14 @@ import math
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from bench import faults
+from bench.results import storage_error
 
 from .base import DatasetError, MultiDomainDataset
 from .imagefolder import build_imagefolder
@@ -151,6 +155,7 @@ def generate_toy(out_dir: str) -> None:
             for i in range(IMAGES_PER_CLASS):
                 im = render_image(domain, shape, rng)
                 path = os.path.join(folder, f"{shape}_{i:03d}.{ext}")
+                faults.before_write(path)
                 if ext == "jpg":
                     im.save(path, format="JPEG", quality=90)
                 else:
@@ -188,11 +193,11 @@ def ensure_toy(root: str) -> bool:
         if os.path.isdir(root) and not os.listdir(root):
             os.rmdir(root)
         os.rename(tmp, root)
-    except OSError:
+    except OSError as error:  # a full disk, a quota: no half dataset is left behind
         shutil.rmtree(tmp, ignore_errors=True)
         if os.path.isfile(os.path.join(root, META_FILE)):
             return False  # another process won the race
-        raise
+        raise storage_error(error, Path(root)) from None
     return True
 
 

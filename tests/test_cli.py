@@ -39,6 +39,9 @@ def test_default_toy_run_end_to_end(default_run):
     assert record["config"]["model"]["arch"] == "cpb-tiny"
     # the run's logs and checkpoint stay in outputs/, never in results/
     assert list((cwd / "outputs").rglob("checkpoint.pt")) and list((cwd / "outputs").rglob("*.log"))
+    # open_clip's INFO lines go to the log file only, not to the console
+    assert "Parsing model identifier" not in proc.stdout + proc.stderr
+    assert any("Parsing model identifier" in p.read_text() for p in (cwd / "outputs").rglob("*.log"))
 
 
 def test_rerun_of_a_complete_run_is_skipped(default_run):

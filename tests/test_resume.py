@@ -1,16 +1,19 @@
-"""A run killed with SIGKILL mid-epoch and started again ends with the same record."""
+"""A run killed with SIGKILL at an exact step (CPB_FAULT, bench/faults.py) and started again
+ends with exactly the record of an uninterrupted run."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
-import time
+
+import pytest
+import torch
 
 from bench.sweep import compose_config, expand_grid
 from conftest import REPO
 
-RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=8",
+RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=4",
        "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
 
 
@@ -23,27 +26,33 @@ def comparable(record):
         "history": [{k: v for k, v in epoch.items()} for epoch in record["history"]]}
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_same_record(tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
     from bench.run import run_experiment
-    reference = run_experiment(compose_config(RUN + runtime_overrides(tmp_path / "a")))
+    return run_experiment(compose_config(RUN + runtime_overrides(tmp_path_factory.mktemp("reference"))))
+
+
+@pytest.mark.parametrize("kill_at_step", [3, 7])  # mid first epoch; first step after an epoch end
+def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_step):
+    from bench.run import run_experiment
 
     killed = tmp_path / "b"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.Popen([sys.executable, "-m", "bench.run", *RUN, *runtime_overrides(killed)],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoint = killed / "checkpoints" / reference["run_id"] / "checkpoint.pt"
-    deadline = time.time() + 240
-    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    # let it get a few steps further into the epoch, then kill it without warning
-    time.sleep(0.5)
-    assert proc.poll() is None, "the run finished before it could be killed; make it longer"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    # the same number of threads as the reference run in this process: same float reductions
+    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT=f"kill_at_step:{kill_at_step}",
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *RUN, *runtime_overrides(killed)],
+                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]  # killed exactly at that step
     assert not (killed / "results" / "runs" / f"{reference['run_id']}.json").exists()
+    checkpoint = torch.load(killed / "checkpoints" / reference["run_id"] / "checkpoint.pt", weights_only=False)
+    assert checkpoint["outcome"]["steps_run"] == kill_at_step - 1  # the last checkpoint: the step before
 
     resumed = run_experiment(compose_config(RUN + runtime_overrides(killed)))
     assert comparable(resumed) == comparable(reference)
+    assert resumed["resumes"] == 1 and reference["resumes"] == 0
+    # time is accumulated over both processes (the killed one up to its last checkpoint)
+    assert resumed["train_time_s"] > checkpoint["outcome"]["train_seconds"] > 0
+    assert resumed["wall_time_s"] > checkpoint["outcome"]["earlier_wall_s"] > 0
 
 
 def test_grid_expansion():

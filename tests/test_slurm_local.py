@@ -1,9 +1,9 @@
 """End-to-end tests against a real single-node SLURM started by scripts/slurm_local.sh.
 
-The `slurm_cluster` fixture (session scope) installs SLURM if it is missing and possible
-(root + apt-get), starts munged/slurmctld/slurmd, yields the environment clients need
+The `slurm_cluster` fixture (session scope) needs SLURM installed (`scripts/slurm_local.sh
+install`, as .ci/run does; the tests never install packages), starts munged/slurmctld/slurmd, yields the environment clients need
 ({"SLURM_CONF": ...}, also set in os.environ for the session) and stops the daemons at the
-end. Without root or apt the tests are skipped with the reason; with CI=true they fail
+end. Without root or SLURM the tests are skipped with the reason; with CI=true they fail
 instead, so CI never silently skips them. Run `scripts/slurm_local.sh install` in CI first.
 """
 

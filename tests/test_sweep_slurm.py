@@ -39,11 +39,17 @@ def test_nonblocking_sweep_with_requeue(slurm_cluster, tmp_path):
     extra = ["train.epochs=2", "train.steps_per_epoch=6", "runtime.checkpoint_every_steps=1",
              "train.batch_size=4", "runtime.progress=false", *runtime_overrides(tmp_path)]
     params = {"slurm_partition": "debug", "cpus_per_task": 1, "mem_gb": 2, "timeout_min": 10}
-    submitted = launch(str(preset), extra, "slurm", params)  # returns without waiting
+    # the coop job stops at step 4 (after its step-3 checkpoint) until SLURM signals it: no race
+    faults = tmp_path / "faults"
+    os.environ.update(CPB_FAULT="hold_at_step:4", CPB_FAULT_STATE=str(faults))  # submitit copies the env
+    try:
+        submitted = launch(str(preset), extra, "slurm", params)  # returns without waiting
+    finally:
+        os.environ.pop("CPB_FAULT"), os.environ.pop("CPB_FAULT_STATE")
     assert len(submitted) == 2
     coop = next(s for s in submitted if s["run"]["method"] == "coop")
-    checkpoint = tmp_path / "checkpoints" / coop["run"]["run_id"] / "checkpoint.pt"
-    wait_for(checkpoint.exists, 240, "the coop job's first checkpoint")
+    wait_for((faults / "held").exists, 240, "the coop job to reach step 4")
+    assert coop["run"]["run_id"] in [r["run_id"] for r in status(str(preset), extra)["RUNNING"]]
     coop["job"]._interrupt(timeout=True)  # what SLURM does at the time limit: SIGUSR2, then requeue
     for item in submitted:
         item["job"].result()

@@ -1,0 +1,87 @@
+"""Deterministic fault injection for the reliability tests (docs/reliability.md).
+
+`CPB_FAULT` holds comma-separated faults; each fires once, at an exact point, so a test
+never races the clock:
+
+- `kill_at_step:K`   SIGKILL this process right after training step K (1-based, counted
+                     over the whole run, resumes included), before any checkpoint of step K;
+- `raise_at_step:K`  raise RuntimeError there instead (an ordinary crash);
+- `hold_at_step:K`   write `<CPB_FAULT_STATE>/held` and wait there until a signal ends or
+                     interrupts the process (a scheduler's time-out or preemption);
+- `enospc_at_write:K` the K-th atomic file write of this process leaves a partial
+                     temporary file and raises OSError(ENOSPC), as a full disk does;
+- `eio_at_write:K`   the same with OSError(EIO) (any other write failure).
+
+With `CPB_FAULT_STATE=<folder>` a fault that has fired is remembered there
+(`fired-<fault>`), so a resumed or requeued process runs on untouched; without it, a
+fault fires at most once per process.  Unset (the normal case) every hook is a no-op.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import time
+from pathlib import Path
+
+_fired_here: set[str] = set()
+_writes = 0
+
+
+def _faults() -> dict[str, int]:
+    spec = os.environ.get("CPB_FAULT", "")
+    faults = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        kind, _, k = item.partition(":")
+        faults[kind] = int(k)
+    return faults
+
+
+def _fire_once(name: str) -> bool:
+    """True the first time `name` fires (per CPB_FAULT_STATE folder, else per process)."""
+    state = os.environ.get("CPB_FAULT_STATE")
+    if state:
+        marker = Path(state) / f"fired-{name.replace(':', '-')}"
+        if marker.exists():
+            return False
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        return True
+    if name in _fired_here:
+        return False
+    _fired_here.add(name)
+    return True
+
+
+def at_step(step: int) -> None:
+    """Called by the training loop after each optimisation step (`step` counts from 1)."""
+    faults = _faults()
+    if faults.get("kill_at_step") == step and _fire_once(f"kill_at_step:{step}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if faults.get("raise_at_step") == step and _fire_once(f"raise_at_step:{step}"):
+        raise RuntimeError(f"injected fault: raise_at_step:{step} (CPB_FAULT)")
+    if faults.get("hold_at_step") == step and _fire_once(f"hold_at_step:{step}"):
+        held = Path(os.environ.get("CPB_FAULT_STATE", ".")) / "held"
+        held.write_text(str(os.getpid()))
+        while True:  # until a signal handler exits the process (time-out, preemption, kill)
+            time.sleep(0.1)
+
+
+def before_write(tmp: Path) -> None:
+    """Called by every atomic write before it writes `tmp` (its temporary file)."""
+    global _writes
+    faults = {k: v for k, v in _faults().items() if k.endswith("_at_write")}
+    if not faults:
+        return
+    _writes += 1
+    for kind, code in (("enospc_at_write", errno.ENOSPC), ("eio_at_write", errno.EIO)):
+        if faults.get(kind) == _writes and _fire_once(f"{kind}:{_writes}"):
+            Path(tmp).write_bytes(b"partial")  # a full disk leaves half a file behind
+            raise OSError(code, os.strerror(code), str(tmp))
+
+
+def reset() -> None:
+    """Forget what fired and the write count (for tests that inject faults in-process)."""
+    global _writes
+    _writes = 0
+    _fired_here.clear()
