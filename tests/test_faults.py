@@ -25,7 +25,7 @@ from bench.sweep import compose_config
 from conftest import REPO, wait_for
 
 SHORT = ["dataset=toy", "method=coop", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4",
-         "train.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
+         "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +44,10 @@ def dirs(root: Path) -> list[str]:
 
 def launch(overrides: list[str], capsys) -> tuple[int, str]:
     """`python -m bench.run` in this process: (exit code, stdout + stderr)."""
-    from bench.run import main_guarded
+    from bench.errors import guarded
+    from bench.run import run_experiment
     try:
-        main_guarded(compose_config(overrides))
+        guarded(run_experiment)(compose_config(overrides))
         code = 0
     except SystemExit as stop:
         code = stop.code
