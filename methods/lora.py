@@ -69,13 +69,15 @@ class LoRA(TowersWithTaskWeights):
         drawn independently for q, k and v, with each row's set."""
         down = self.routing.pick(getattr(self, f"{tower}_A")[:, layer]).to(x.dtype)  # (1|N, 3, r, d)
         up = self.routing.pick(getattr(self, f"{tower}_B")[:, layer]).to(x.dtype)    # (1|N, 3, d, r)
-        x = x.unsqueeze(2).expand(-1, -1, 3, -1)                                    # (N, L, 3, d)
-        if self.training and self.dropout.p > 0:
-            x = self.dropout(x)
+        rows = "nlpd"
+        if self.training and self.dropout.p > 0:  # one mask per projection: x' (N, L, 3, d)
+            x = self.dropout(x.unsqueeze(2).expand(-1, -1, 3, -1))
+        else:  # no dropout: the same x for q, k and v, not copied
+            rows = "nld"
         if down.shape[0] == 1:
-            low = torch.einsum("nlpd,prd->nlpr", x, down[0])
+            low = torch.einsum(f"{rows},prd->nlpr", x, down[0])
             update = torch.einsum("nlpr,pdr->nlpd", low, up[0])
         else:
-            low = torch.einsum("nlpd,nprd->nlpr", x, down)
+            low = torch.einsum(f"{rows},nprd->nlpr", x, down)
             update = torch.einsum("nlpr,npdr->nlpd", low, up)
         return self.scale * update.flatten(2)

@@ -265,6 +265,10 @@ def test_lora_dropout_only_while_training(tiny_clip):
         method.eval()
         clean = [method(images, task_ids) for _ in range(2)]
     assert not torch.equal(noisy[0], noisy[1]) and torch.equal(clean[0], clean[1])
+    method.dropout.p = 1e-12  # the dropout path (a mask per projection) keeps everything: eval's result
+    method.train()
+    with torch.no_grad():
+        torch.testing.assert_close(method(images, task_ids), clean[0], atol=1e-5, rtol=1e-6)
 
 
 def test_coop_csc_shares_a_class_across_tasks_in_mt_only(tiny_clip):
