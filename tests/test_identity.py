@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UserError
 from bench.identity import file_sha256, weights_fingerprint
 from bench.run import plan_run, run_experiment
 from bench.sweep import compose_config
@@ -52,10 +52,14 @@ def test_a_corrupted_copy_is_trained_not_resumed(two_roots, tmp_path):
     shutil.copytree(first, corrupted)
     victim = corrupted / "d1" / "circle" / "00003.jpg"
     victim.write_bytes(victim.read_bytes()[:20])
-    plan = plan_run(compose_config(overrides(corrupted, tmp_path, "runtime.skip_done=false")))
+    again = overrides(corrupted, tmp_path, "runtime.skip_done=false")
+    plan = plan_run(compose_config(again))
     assert plan.run_id != clean["run_id"] and not plan.checkpoint_path.exists()
     clean_record = (tmp_path / "runs" / f"{clean['run_id']}.json").read_bytes()
-    run_experiment(compose_config(overrides(corrupted, tmp_path, "runtime.skip_done=false")))
+    with pytest.raises(UserError, match="00003.jpg"):  # by default a broken image stops the run
+        run_experiment(compose_config(again))
+    skipped = run_experiment(compose_config(again + ["dataset.unreadable=skip"]))
+    assert skipped["run_id"] != clean["run_id"] and skipped["history"]
     assert (tmp_path / "runs" / f"{clean['run_id']}.json").read_bytes() == clean_record
 
 
