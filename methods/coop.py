@@ -67,6 +67,12 @@ class CoOp(Method):
                         for key in entries]
         self.context = nn.Parameter(torch.stack(contexts))  # (entries, M, d_text)
         self.csc = cfg.csc
+        if self.csc:  # entry of class c of task t
+            rows = torch.zeros(len(self.tasks), self.max_classes, dtype=torch.long)
+            for t, task in enumerate(self.tasks):
+                for c, name in enumerate(task.classnames):
+                    rows[t, c] = entries[(set_names[self.set_of_task[t]], name)]
+            self.register_buffer("context_entry", rows.to(self.class_mask.device), persistent=False)
 
     def text_key(self, task: int):
         return self.set_of_task[task]
