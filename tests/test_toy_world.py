@@ -3,6 +3,7 @@ weights every time, and can be regenerated bit for bit (slow)."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import subprocess
@@ -69,3 +70,17 @@ def test_pretraining_regenerates_the_shipped_checkpoint(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sha256(out) == TOY_CHECKPOINT_SHA256
     assert out.with_suffix(".csv").is_file() and out.with_suffix(".png").is_file()
+
+
+def test_zero_shot_on_the_toy_default_is_far_above_chance_and_painting_is_hardest(tmp_path):
+    """The pretrained tiny CLIP knows the shapes (chance: 20 %) and the style it never saw is
+    the hardest domain (the whole run, as a user runs it: a few seconds)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "method=zeroshot", "runtime.progress=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
+    assert record["pretrained"] == "cpb-toy"
+    test = record["accuracy"]["test"]
+    assert test["average"] >= 40
+    assert test["painting"] == min(test[task] for task in record["tasks"])
