@@ -1,8 +1,10 @@
 """Build a frozen `PromptableCLIP` from the `model` config group.
 
 `model.arch` is any open_clip architecture (its JSON configs plus ours in
-bench/model_configs/); `model.pretrained` is an open_clip tag (e.g. `openai`), a local
-checkpoint path, or `none` for random weights.  Pretrained tags are resolved *before*
+bench/model_configs/); `model.pretrained` is an open_clip tag (e.g. `openai`), one of our
+own tags (`OUR_CHECKPOINTS`: weights shipped inside this package, e.g. `cpb-toy`, the tiny
+CLIP pretrained on toy images by `python -m bench.pretrain_toy`), a local checkpoint path,
+or `none` for random weights.  Pretrained tags are resolved *before*
 open_clip is asked to download anything, so an offline machine gets one clear paragraph
 at once instead of a minute of retries and a hub traceback.
 """
@@ -22,6 +24,9 @@ from bench.clip import ModelError, PromptableCLIP
 
 log = logging.getLogger(__name__)
 _OUR_CONFIGS = Path(__file__).parent / "model_configs"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: Our own pretrained tags: tag -> (the architecture it fits, its file in bench/weights/).
+OUR_CHECKPOINTS = {"cpb-toy": ("cpb-tiny", "cpb-tiny-toy.pt")}
 _HUB_HOST = ("huggingface.co", 443)
 open_clip.add_model_config(_OUR_CONFIGS)
 
@@ -57,6 +62,17 @@ def resolve_pretrained(arch: str, pretrained: str | None, cache_dir: str | None)
     """Return (checkpoint path or None, the tag's open_clip config) for `pretrained`."""
     if pretrained in (None, "", "none", "None"):
         return None, {}
+    if pretrained in OUR_CHECKPOINTS:
+        fits, filename = OUR_CHECKPOINTS[pretrained]
+        if arch != fits:
+            raise ModelError(f"model.pretrained={pretrained} holds weights for model.arch={fits}, not "
+                             f"{arch}. Use model.arch={fits}, or another model.pretrained for {arch}.")
+        path = WEIGHTS_DIR / filename
+        if not path.is_file():
+            raise ModelError(f"The weights of model.pretrained={pretrained} should ship with the package "
+                             f"at {path} but are missing. Regenerate them with `python -m "
+                             "bench.pretrain_toy`, or reinstall the package.")
+        return str(path), {}
     if os.path.isfile(os.path.expanduser(pretrained)):
         return os.path.expanduser(pretrained), {}
     tag_info = open_clip.get_pretrained_cfg(arch, pretrained)

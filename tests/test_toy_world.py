@@ -1,0 +1,86 @@
+"""The toy world: the shipped pretrained tiny CLIP is the documented file, loads the same
+weights every time, and can be regenerated bit for bit (slow)."""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.clip import ModelError
+from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR, build_clip, resolve_pretrained
+from bench.pretrain_toy import TOY_CHECKPOINT_SHA256, sha256
+
+REPO = Path(__file__).resolve().parents[1]
+ARCH, FILENAME = OUR_CHECKPOINTS["cpb-toy"]
+SHIPPED = WEIGHTS_DIR / FILENAME
+
+
+def test_shipped_checkpoint_has_the_documented_hash_and_size():
+    assert SHIPPED.stat().st_size <= 8_000_000
+    digest = sha256(SHIPPED)
+    assert digest == TOY_CHECKPOINT_SHA256
+    readme_hashes = re.findall(r"\b[0-9a-f]{64}\b", (REPO / "README.md").read_text())
+    assert digest in readme_hashes, "README.md must state the shipped checkpoint's SHA-256"
+    assert SHIPPED.with_suffix(".csv").is_file() and SHIPPED.with_suffix(".png").is_file()
+
+
+def test_toy_default_loads_the_shipped_weights_exactly():
+    state = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    first, second = build_clip(ARCH, "cpb-toy"), build_clip(ARCH, "cpb-toy")
+    loaded = first.model.state_dict()
+    assert set(loaded) == set(state)
+    for name, tensor in state.items():
+        assert torch.equal(loaded[name], tensor.to(loaded[name].dtype)), name
+        assert torch.equal(loaded[name], second.model.state_dict()[name]), name
+    torch.manual_seed(0)
+    random = build_clip(ARCH, "none").model.state_dict()
+    assert not torch.equal(random["visual.conv1.weight"], loaded["visual.conv1.weight"])
+
+
+def test_our_tag_checks_the_architecture():
+    with pytest.raises(ModelError, match="model.arch=cpb-tiny"):
+        resolve_pretrained("ViT-B-16", "cpb-toy", None)
+
+
+def test_weights_are_package_data():
+    """A non-editable `pip install .` ships the checkpoint and its curve."""
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["bench"]
+    for path in (SHIPPED, SHIPPED.with_suffix(".csv"), SHIPPED.with_suffix(".png")):
+        relative = path.relative_to(REPO / "bench").as_posix()
+        assert any(fnmatch.fnmatch(relative, p) for p in patterns), relative
+
+
+@pytest.mark.slow
+def test_pretraining_regenerates_the_shipped_checkpoint(tmp_path):
+    """`python -m bench.pretrain_toy` gives the shipped file bit for bit (same torch version
+    and CPU type; minutes of CPU)."""
+    out = tmp_path / "regenerated.pt"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "bench.pretrain_toy", "--out", str(out), "--no-progress"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=3600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sha256(out) == TOY_CHECKPOINT_SHA256
+    assert out.with_suffix(".csv").is_file() and out.with_suffix(".png").is_file()
+
+
+def test_zero_shot_on_the_toy_default_is_far_above_chance_and_painting_is_hardest(tmp_path):
+    """The pretrained tiny CLIP knows the shapes (chance: 20 %) and the style it never saw is
+    the hardest domain (the whole run, as a user runs it: a few seconds)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "method=zeroshot", "runtime.progress=false"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
+    assert record["pretrained"] == "cpb-toy"
+    test = record["accuracy"]["test"]
+    assert test["average"] >= 40
+    assert test["painting"] == min(test[task] for task in record["tasks"])
