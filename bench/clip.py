@@ -16,6 +16,10 @@ Where prompts go (MaPLe's convention, shared by CoOp, VPT and MmAP here):
 * vision, layer i >= 1: `TowerPrompts.deep[i]` overwrites the last n hidden states.
 
 A prompt tensor's leading dimension is either the batch size or 1 (broadcast).
+
+Blocks run through `bench.blocks.run_block` (open_clip's arithmetic without its strided
+batched matmul; see there); with the speed-ups on (bench/feature_cache.py) deep prompts are
+written in place and each tower's last block runs at its pooled positions only.
 """
 from __future__ import annotations
 
