@@ -16,6 +16,10 @@ Where prompts go (MaPLe's convention, shared by CoOp, VPT and MmAP here):
 * vision, layer i >= 1: `TowerPrompts.deep[i]` overwrites the last n hidden states.
 
 A prompt tensor's leading dimension is either the batch size or 1 (broadcast).
+
+Blocks run through `bench.blocks.run_block` (open_clip's arithmetic without its strided
+batched matmul; see there); with the speed-ups on (bench/feature_cache.py) deep prompts are
+written in place and each tower's last block runs at its pooled positions only.
 """
 from __future__ import annotations
 
@@ -26,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.blocks import run_block
 from bench.errors import UserError
+from bench.feature_cache import SPEEDUPS
 
 
 class ModelError(UserError):
@@ -65,6 +71,28 @@ class TowerPrompts:
 
 def _expand(prompt: torch.Tensor, batch: int, dtype: torch.dtype) -> torch.Tensor:
     return prompt.to(dtype).expand(batch, -1, -1) if prompt.shape[0] == 1 else prompt.to(dtype)
+
+
+def _put(x: torch.Tensor, prompt: torch.Tensor, start: int) -> torch.Tensor:
+    """x with positions start..start+n replaced by `prompt` (N or 1, n, D).  Speed-up: written
+    in place (x is a fresh block output or embedding that autograd has not saved; if it had,
+    backward would raise, not mis-compute); baseline: a new tensor per layer, as torch.cat."""
+    n = prompt.shape[1]
+    if SPEEDUPS.enabled:
+        x[:, start:start + n] = prompt.to(x.dtype)
+        return x
+    return torch.cat([x[:, :start], _expand(prompt, x.shape[0], x.dtype), x[:, start + n:]], 1)
+
+
+def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, deep: dict[int, torch.Tensor], start: int,
+                mask: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+    """The tower's blocks in turn, deep prompts replacing positions start.. before their layer;
+    with `rows`, the last block's output at those positions only (N, 1, D)."""
+    for i, block in enumerate(blocks):
+        if i in deep:
+            x = _put(x, deep[i], start)
+        x = run_block(block, x, mask, rows if i == len(blocks) - 1 else None)
+    return x
 
 
 class PromptableCLIP(nn.Module):
@@ -170,15 +198,14 @@ class PromptableCLIP(nn.Module):
         if n and tokens.device.type == "cpu":  # on an accelerator the caller checks (no sync)
             self.check_prompt_room(tokens, n)
         if prompts.input is not None:
-            x = torch.cat([x[:, :1], _expand(prompts.input, x.shape[0], x.dtype), x[:, 1 + n:]], 1)
+            x = _put(x, prompts.input, 1)
         x = x + text.positional_embedding[:length].to(dtype)
         mask = text.attn_mask[:length, :length]
-        for i, block in enumerate(text.transformer.resblocks):
-            if i in prompts.deep:
-                x = torch.cat([x[:, :1], _expand(prompts.deep[i], x.shape[0], x.dtype), x[:, 1 + n:]], 1)
-            x = block(x, attn_mask=mask)
+        # Causal and pooled at EOT: the last block is needed at the EOT rows only (speed-up).
+        rows = eot if SPEEDUPS.enabled else None
+        x = _run_blocks(text.transformer.resblocks, x, prompts.deep, 1, mask, rows)
         x = text.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+        pooled = x[:, 0] if rows is not None else x[torch.arange(x.shape[0], device=x.device), eot]
         projection = text.text_projection
         if projection is not None:
             pooled = projection(pooled) if isinstance(projection, nn.Linear) else pooled @ projection
@@ -204,11 +231,11 @@ class PromptableCLIP(nn.Module):
             raise ModelError("Deep visual prompts replace tokens inserted at the input; "
                              "give TowerPrompts.input as well.")
         x = visual.ln_pre(x)
-        for i, block in enumerate(visual.transformer.resblocks):
-            if i in prompts.deep:
-                x = torch.cat([x[:, :-n], _expand(prompts.deep[i], x.shape[0], x.dtype)], dim=1)
-            x = block(x)
-        if n:
+        # Pooled at CLS: the last block is needed at position 0 only (speed-up).
+        cls_only = SPEEDUPS.enabled and visual.attn_pool is None and visual.pool_type == "tok"
+        rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if cls_only else None
+        x = _run_blocks(visual.transformer.resblocks, x, prompts.deep, x.shape[1] - n, None, rows)
+        if n and not cls_only:
             x = x[:, :-n]
         pooled, _ = visual._pool(x)
         if visual.proj is not None:

@@ -156,6 +156,7 @@ class SpeedConfig:
     eval_images: int = setting(8, "synthetic: evaluation images per task", min=1)
     eval_repeats: int = setting(1, "timed evaluations, after one warm-up evaluation", min=1)
     augment: list[bool] = setting([True, False], "training rows; false only where it changes something")
+    wrapper_rounds: int = setting(3, "wrapper vs open_clip timing: interleaved rounds (0: skip it)", min=0)
     loader_batches: int = setting(5, "real data: batches timed for decoding + augmentation alone", min=1)
     output: str = setting("results/speed.md", "the table; rows also accumulate in the .json beside it")
 

@@ -9,13 +9,20 @@
   nor trained: zeroshot, vpt) and once per evaluation for every method, with one text pass
   per distinct prompt set (tasks with identical prompts share it);
 * a tower with no trainable input runs under `torch.no_grad()` (coop, zeroshot: images);
+* the last block of each tower runs at the pooled positions only (CLS, EOT): its keys and
+  values come from every position, its query, attention output and MLP from one row per
+  sample (bench/blocks.py);
+* deep prompts are written into the hidden states in place instead of one torch.cat per layer;
 * image features of a frozen, unprompted image tower (coop, zeroshot) are cached per sample
   for the run: evaluation images always, training images when augmentation is off.  With
   augmentation on they are cached only with `cache_augmented_images=True`, which is an
   approximation (the first epoch's crops are reused) and is reported as such.
 
 With it off (the baseline) every step recomputes everything on the full 77-token context,
-one text pass per task, as the reference implementations (CoOp, MaPLe on Dassl) do.
+one text pass per task, as the reference implementations (CoOp, MaPLe on Dassl) do.  Both
+paths run open_clip's blocks through bench/blocks.py (one matmul per projection), which does
+the blocks' own arithmetic at the speed of the reference code's sequence-first layout: that is
+the plain path's cost, not a speed-up.
 """
 from __future__ import annotations
 

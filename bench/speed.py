@@ -16,6 +16,9 @@ the resident set's high-water mark (VmHWM, reset through /proc/self/clear_refs a
 Data: `speed.data=synthetic` (default) draws random images for tasks that share Office-Home's
 65 class names; `speed.data=real` uses dataset=...'s loaders (workers, pinned memory,
 persistent workers from runtime.num_workers) and also times decoding + augmentation alone.
+It also times the wrapper against open_clip (`speed.wrapper_rounds`): `PromptableCLIP`'s
+encode_image / encode_text with no prompts against the model's own, forward + backward and
+forward only, so a slowdown of the wrapper shows as a ratio in every run.
 Rows are kept in results/speed.json (keyed by setting, so `-m` sweeps add up) and the table
 is written to results/speed.md.
 """
@@ -26,6 +29,7 @@ import copy
 import ctypes
 import gc
 import json
+import statistics
 import sys
 import time
 from collections import defaultdict
@@ -42,7 +46,7 @@ from bench.data import MultiTaskBatch
 from bench.engine import build_grad_scaler, build_optimizer, evaluate, train_images_fixed, train_step
 from bench.config import method_config, validate
 from bench.errors import guarded
-from bench.feature_cache import speedups
+from bench.feature_cache import SPEEDUPS, speedups
 from bench.preflight import resolve_num_workers
 from bench.run import CONFIG_DIR, resolve_device, seed_everything
 
@@ -357,6 +361,67 @@ def loader_throughput(data, batches: int) -> float:
     return images / (time.perf_counter() - started)
 
 
+# ---- the wrapper against open_clip ------------------------------------------------------------
+WRAPPER_PASSES = ("forward + backward", "forward")
+
+
+@contextlib.contextmanager
+def _positional_embeddings_trainable(clip):
+    """Gradients through every block of both towers (as prompt gradients run) for a backward
+    timing of a frozen CLIP; restored afterwards."""
+    tables = [clip.model.visual.positional_embedding, clip._text.positional_embedding]
+    saved = [t.requires_grad for t in tables]
+    for table in tables:
+        table.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for table, flag in zip(tables, saved):
+            table.requires_grad_(flag)
+            table.grad = None
+
+
+def wrapper_vs_open_clip(clip, classnames, n_images: int, rounds: int, device) -> list[dict]:
+    """Median seconds of open_clip's encode_image / encode_text and of PromptableCLIP's with no
+    prompts, speed-ups off (full context, as open_clip) and on, on the same inputs: `n_images`
+    images and one task's class prompts; interleaved rounds after one warm-up round."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(n_images, 3, clip.image_size, clip.image_size, generator=generator).to(device)
+    tokens = clip.tokenize([f"a photo of a {name}." for name in classnames]).to(device)
+    towers = {"image": (lambda: clip.model.encode_image(images, normalize=True),
+                        lambda: clip.encode_image(images)),
+              "text": (lambda: clip.model.encode_text(tokens, normalize=True),
+                       lambda: clip.encode_text(tokens, truncate=SPEEDUPS.enabled))}
+    timers = Timers(device, True)
+    rows = []
+    with _positional_embeddings_trainable(clip):
+        for tower, (reference, wrapper) in towers.items():
+            for what in WRAPPER_PASSES:
+                seconds = defaultdict(list)
+                for round_ in range(1 + rounds):
+                    for name, enabled, encode in (("open_clip", True, reference), ("baseline", False, wrapper),
+                                                  ("fast", True, wrapper)):
+                        timers.seconds.clear()
+                        with speedups(enabled), timers(name), torch.set_grad_enabled(what != "forward"):
+                            features = encode()
+                            if what != "forward":
+                                features.sum().backward()
+                        if round_:
+                            seconds[name].append(timers.seconds[name])
+                medians = {name: statistics.median(values) for name, values in seconds.items()}
+                rows.append({"tower": tower, "pass": what, **medians})
+    return rows
+
+
+def wrapper_table(rows: list[dict]) -> str:
+    lines = ["| tower | pass | open_clip s | wrapper, baseline s | open_clip / wrapper | wrapper, fast s "
+             "| open_clip / wrapper |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['tower']} | {r['pass']} | {r['open_clip']:.3f} | {r['baseline']:.3f} "
+                     f"| {r['open_clip'] / r['baseline']:.2f}x | {r['fast']:.3f} | {r['open_clip'] / r['fast']:.2f}x |")
+    return "\n".join(lines)
+
+
 # ---- the table --------------------------------------------------------------------------------
 def _fmt(value, digits=2):
     return "–" if value is None else f"{value:.{digits}f}"
@@ -415,6 +480,8 @@ def write_report(all_rows: list[dict], path: Path, extras: dict) -> str:
         rows = [r for r in all_rows if r["setting"] == setting]
         body, _ = table(rows)
         text_parts.append(f"## {info['title']}\n\n`{info['command']}` ({info['when']})\n\n{body}\n")
+        if info.get("wrapper"):
+            text_parts.append(f"{info['wrapper_title']}\n\n{wrapper_table(info['wrapper'])}\n")
         for line in info.get("notes", []):
             text_parts.append(f"- {line}")
         text_parts.append("")
@@ -468,6 +535,13 @@ def run_speed(cfg: DictConfig, command: str = "python -m bench.speed") -> list[d
     # The first configuration measured in a process runs slow (thread pools, allocator, lazy
     # initialisation): one discarded run of it first, so it does not penalise either path.
     measure(configs[0], clip, tasks, data, scfg, train_cfg, device, "baseline", augments[:1], seed=int(cfg.seed))
+    if int(scfg.wrapper_rounds) > 0:
+        info["wrapper"] = wrapper_vs_open_clip(clip, tasks[0].classnames, int(scfg.batch_size),
+                                               int(scfg.wrapper_rounds), device)
+        info["wrapper_title"] = (f"Wrapper vs open_clip ({scfg.batch_size} images; {len(tasks[0].classnames)} class "
+                                 f"prompts; no prompts; medians of {scfg.wrapper_rounds} interleaved rounds; "
+                                 "baseline: speed-ups off, full context; fast: speed-ups on, truncated text)")
+        print(info["wrapper_title"] + "\n" + wrapper_table(info["wrapper"]) + "\n", flush=True)
     for method_cfg in configs:
         for variant in VARIANTS[scfg.variant]:
             for row in measure(method_cfg, clip, tasks, data, scfg, train_cfg, device, variant, augments,

@@ -139,3 +139,4 @@ def test_speed_command_writes_a_table(tmp_path):
         ("coop", "fast", False), ("vpt", "baseline", True), ("vpt", "fast", True)}
     text = (tmp_path / "speed.md").read_text()
     assert "| coop | mt | off |" in text and (tmp_path / "speed.json").is_file()
+    assert "Wrapper vs open_clip" in text and "| image | forward + backward |" in text and "| text | forward |" in text
