@@ -206,10 +206,9 @@ def test_starts_as_zero_shot_and_leaves_the_shared_clip_alone(tiny_clip, name, m
         zeroshot.train(training)
         with torch.no_grad():
             got, want = method(images, task_ids), zeroshot(images, task_ids)
-        if mode == "mt":  # B = 0 (lora) or the very biases (bitfit), through the same kernels
-            assert torch.equal(got, want)
-        else:  # ST's text passes hold one task each (zero-shot shares them), bitfit adds biases
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-6)  # after the kernel: rounding
+        # B = 0 (lora) or the very biases (bitfit); equal up to float rounding, since zero-shot's
+        # plain blocks take the fused path of bench/blocks.py and LoRA's modules open_clip's own
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-6)
     if name == "lora":  # the update itself is exactly zero at init, in every mode
         with method.routing(method.set_index[task_ids]):
             assert not method.qkv_update("vision", 0, torch.randn(6, 5, tiny_clip.vision_width)).any()
