@@ -39,7 +39,7 @@ shipped file (torch 2.14.1 CPU, open_clip 3.3.0, x86-64; 7,835,427 bytes) has SH
     228a9fe2d0a57b299c8854ae2d33d2c5887050de129923a9caa0931728ce3115
 
 (``TOY_CHECKPOINT_SHA256``, also in the README); ``python -m pytest -m slow`` regenerates
-it and compares.  Wall time: about 6 minutes on an idle core, 18 on a 2-core machine
+it and compares.  Wall time: 5.5 minutes on a quiet 2-core machine (one thread), 18 on one
 shared with other jobs.
 """
 from __future__ import annotations
