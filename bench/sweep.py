@@ -109,6 +109,29 @@ def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
     return runs, sweep_dir(results_dir or "results/runs", name)
 
 
+def run_here(name: str, extra: list[str]) -> dict[str, int]:
+    """Run the sweep's missing runs in this process, one after another (a machine without a
+    scheduler).  Several such processes may share a sweep: each run's lock sends a process
+    past the runs another one is computing, so together they drain it like a work queue."""
+    from bench.errors import RunBusyError
+    from bench.run import run_experiment
+
+    runs, folder = plan(name, extra)
+    write_json_atomic(runs, folder / "expected.json")
+    counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
+    for run in runs:
+        try:
+            run_experiment(compose_config(run["overrides"]))
+            counts["complete"] += 1
+        except RunBusyError:
+            counts["busy elsewhere"] += 1
+        except UserError as error:  # reported, and the sweep goes on; `status` lists it as FAILED
+            print(f"run {run['run_id']} failed: {error}", file=sys.stderr)
+            counts["failed"] += 1
+    print(f"sweep {folder.name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    return counts
+
+
 def launch(name: str, extra: list[str], cluster: str | None, executor_params: dict) -> list[dict]:
     runs, folder = plan(name, extra)
     name = folder.name
@@ -214,7 +237,9 @@ def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
-    parser.add_argument("action", choices=["launch", "status", "list"], nargs="?", default="status")
+    parser.add_argument("action", choices=["launch", "status", "list", "run"], nargs="?", default="status",
+                        help="launch: submit the missing runs (submitit) | status | list | run: run the "
+                             "missing runs here, one after another")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     parser.add_argument("--cluster", default=None, help="slurm | local | debug (default: slurm if available)")
     parser.add_argument("--param", action="append", default=[],
@@ -226,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run['run_id']}  {' '.join(run['overrides'])}")
     elif args.action == "status":
         status(args.preset, args.overrides)
+    elif args.action == "run":
+        run_here(args.preset, args.overrides)
     else:
         params = {}
         for item in args.param:
