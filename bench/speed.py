@@ -384,7 +384,9 @@ def _positional_embeddings_trainable(clip):
 def wrapper_vs_open_clip(clip, classnames, n_images: int, rounds: int, device) -> list[dict]:
     """Median seconds of open_clip's encode_image / encode_text and of PromptableCLIP's with no
     prompts, speed-ups off (full context, as open_clip) and on, on the same inputs: `n_images`
-    images and one task's class prompts; interleaved rounds after one warm-up round."""
+    images and one task's class prompts; interleaved rounds after one warm-up round.  Eval mode,
+    as in evaluation (forward only, open_clip's attention takes PyTorch's fused inference path)."""
+    clip.eval()
     generator = torch.Generator().manual_seed(0)
     images = torch.randn(n_images, 3, clip.image_size, clip.image_size, generator=generator).to(device)
     tokens = clip.tokenize([f"a photo of a {name}." for name in classnames]).to(device)
