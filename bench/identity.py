@@ -62,17 +62,12 @@ def data_fingerprint(dataset) -> str:
     return hasher.hexdigest()[:16]
 
 
-def _hash_cache_file() -> Path:
-    cache = os.environ.get("CPB_CACHE", "~/.cache/clip-prompt-bench")
-    return Path(os.path.expanduser(cache)) / "weights_sha256.json"
-
-
-def file_sha256(path: str) -> str:
-    """SHA-256 of a file's content, cached by (absolute path, size, mtime)."""
+def file_sha256(path: str, cache_dir: str) -> str:
+    """SHA-256 of a file's content, cached in `cache_dir` by (absolute path, size, mtime)."""
     path = os.path.abspath(os.path.expanduser(path))
     stat = os.stat(path)
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = _hash_cache_file()
+    cache_file = Path(os.path.expanduser(cache_dir)) / "weights_sha256.json"
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
@@ -92,12 +87,17 @@ def file_sha256(path: str) -> str:
     return cache[key]
 
 
-def weights_fingerprint(pretrained: str | None) -> str:
-    """`none`, `tag:<name>`, or `sha256:<content hash>` of a local checkpoint."""
+def weights_fingerprint(pretrained: str | None, cache_dir: str) -> str:
+    """`none`, `tag:<name>` for an open_clip tag, or `sha256:<content hash>` of a local
+    checkpoint or of one of our own tags' shipped files (hash cached in `cache_dir`)."""
+    from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
+
     if pretrained in (None, "", "none", "None"):
         return "none"
+    if pretrained in OUR_CHECKPOINTS and (WEIGHTS_DIR / OUR_CHECKPOINTS[pretrained][1]).is_file():
+        return "sha256:" + file_sha256(str(WEIGHTS_DIR / OUR_CHECKPOINTS[pretrained][1]), cache_dir)
     if os.path.isfile(os.path.expanduser(str(pretrained))):
-        return "sha256:" + file_sha256(str(pretrained))
+        return "sha256:" + file_sha256(str(pretrained), cache_dir)
     return f"tag:{pretrained}"
 
 

@@ -84,7 +84,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
 
     validate(cfg)
     dataset = build_dataset(cfg.dataset)
-    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained))
+    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
     run_id = run_id_of(ident)
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
                    Path(cfg.runtime.results_dir) / f"{run_id}.json",

@@ -100,6 +100,10 @@ def test_weights_are_named_by_tag_or_content(tmp_path):
     one, two = tmp_path / "a.bin", tmp_path / "b.bin"
     one.write_bytes(b"weights one")
     two.write_bytes(b"weights two")
-    assert weights_fingerprint("none") == "none" and weights_fingerprint("openai") == "tag:openai"
-    assert weights_fingerprint(str(one)) != weights_fingerprint(str(two))
-    assert weights_fingerprint(str(one)) == "sha256:" + file_sha256(str(one))  # cached the second time
+    cache = str(tmp_path / "cache")
+    assert weights_fingerprint("none", cache) == "none" and weights_fingerprint("openai", cache) == "tag:openai"
+    assert weights_fingerprint(str(one), cache) != weights_fingerprint(str(two), cache)
+    assert weights_fingerprint(str(one), cache) == "sha256:" + file_sha256(str(one), cache)
+    assert str(one) in (tmp_path / "cache" / "weights_sha256.json").read_text()  # the hash is cached
+    from bench.pretrain_toy import TOY_CHECKPOINT_SHA256
+    assert weights_fingerprint("cpb-toy", cache) == f"sha256:{TOY_CHECKPOINT_SHA256}"  # our tag: its file
