@@ -9,8 +9,9 @@
 * data fingerprint: the tasks (domains), their class lists, and every split's samples as
   (path relative to the dataset root, label, file size): split files and the image list
   are covered, cheaply (one stat per file, no decoding);
-* weights fingerprint: `none`, the open_clip tag, or the SHA-256 of a local checkpoint's
-  content (cached by path, size and mtime, so a 600 MB file is hashed once).
+* weights fingerprint: `none`, the open_clip tag, or the SHA-256 of the content of a local
+  checkpoint or of our own tag's shipped file (`cpb-toy`), cached by path, size and mtime
+  in `runtime.cache_dir`, so a 600 MB file is hashed once.
 
 The experiment id is the same hash without the seed: the report averages exactly the runs
 that share it (DomainBed's grouping), so two settings are never merged into one row.
