@@ -301,8 +301,9 @@ def test_read_only_output_folder_is_found_before_any_work(tmp_path, read_only_di
 
 # ---- a full disk ---------------------------------------------------------------------------------------
 def test_out_of_space_on_a_checkpoint_keeps_the_last_good_one(tmp_path, capsys, monkeypatch):
-    # writes: 1 the image-check cache, 2 the checkpoint of step 1, 3 that of the epoch end (step 2)
-    monkeypatch.setenv("CPB_FAULT", "enospc_at_write:3")
+    # writes: 1 the weights-hash cache, 2 the image-check cache, 3 the checkpoint of step 1, 4 that of
+    # the epoch end (step 2)
+    monkeypatch.setenv("CPB_FAULT", "enospc_at_write:4")
     code, out = launch(SHORT + dirs(tmp_path), capsys)
     message = one_paragraph(out)
     folder = next((tmp_path / "checkpoints").iterdir())
@@ -320,7 +321,7 @@ def test_out_of_space_on_the_record_keeps_other_records(tmp_path, finished_run, 
     other.parent.mkdir(parents=True)
     other.write_text(json.dumps(record))
     before = digest(other)
-    monkeypatch.setenv("CPB_FAULT", "enospc_at_write:4")  # cache, checkpoints of step 1 and epoch end, record
+    monkeypatch.setenv("CPB_FAULT", "enospc_at_write:5")  # 2 caches, checkpoints of step 1 and epoch end, record
     code, out = launch(SHORT + dirs(tmp_path) + ["seed=2"], capsys)
     message = one_paragraph(out)
     assert code == 2 and f"No space left on {tmp_path / 'results'}" in message
@@ -329,7 +330,7 @@ def test_out_of_space_on_the_record_keeps_other_records(tmp_path, finished_run, 
 
 
 def test_write_error_on_a_checkpoint_is_one_paragraph(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("CPB_FAULT", "eio_at_write:2")
+    monkeypatch.setenv("CPB_FAULT", "eio_at_write:3")  # after the weights-hash and image-check caches
     code, out = launch(SHORT + dirs(tmp_path), capsys)
     message = one_paragraph(out)
     assert code == 2 and "checkpoint.pt failed (Input/output error)" in message and no_temp_files(tmp_path)
