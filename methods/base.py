@@ -6,11 +6,13 @@ image and text features from the frozen `PromptableCLIP` and the method's prompt
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
 from bench.clip import PromptableCLIP, TowerPrompts
+from bench.config import MethodConfig, setting
 from bench.feature_cache import SPEEDUPS, ImageFeatureCache
 from bench.seeding import stable_seed
 from methods.contract import MethodContract, MethodError
@@ -21,6 +23,20 @@ def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.T
     (DomainBed's per-name seeding): a task's ST parameters start where a single-task run's do."""
     generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
     return torch.randn(*shape, generator=generator) * std
+
+
+def seeded_uniform(shape: Sequence[int], bound: float, *seed_parts: Any) -> torch.Tensor:
+    """U(-bound, bound) from its own generator (see `seeded_normal`); nn.Linear's default init
+    of weight and bias is bound = 1/sqrt(fan_in)."""
+    generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
+    return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
+
+
+@dataclass
+class TemplateConfig(MethodConfig):
+    """The settings of a method whose text side is the hand-crafted template."""
+
+    template: str = setting("a photo of a {}.", "class prompt of the text tower: template.format(class name)")
 
 
 def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:

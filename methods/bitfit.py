@@ -21,24 +21,18 @@ ST over 4 tasks.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import functools
 
 import torch
 from torch import nn
 
 from bench.clip import ModelError
-from bench.config import MethodConfig, setting
+from methods.base import TemplateConfig
 from methods.registry import register_method
 from methods.routing import RoutedAttention, RoutedLayerNorm, RoutedLinear, TowersWithTaskWeights
 
 
-@dataclass
-class BitFitConfig(MethodConfig):
-    template: str = setting("a photo of a {}.", "class prompt of the text tower")
-
-
-@register_method("bitfit", config=BitFitConfig, label="BitFit")
+@register_method("bitfit", config=TemplateConfig, label="BitFit")
 class BitFit(TowersWithTaskWeights):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

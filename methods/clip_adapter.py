@@ -19,22 +19,22 @@ Trainable parameters per set: 2 e^2 / `reduction`; ViT-B/16 (e = 512, reduction 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import MethodConfig, setting
-from methods.base import Method
+from bench.config import setting
+from methods.base import Method, TemplateConfig, seeded_uniform
 from methods.registry import register_method
-from methods.routing import per_row_linear, seeded_uniform
+from methods.routing import per_row_linear
 
 
 @dataclass
-class CLIPAdapterConfig(MethodConfig):
+class CLIPAdapterConfig(TemplateConfig):
     ratio: float = setting(0.2, "residual ratio a: f' = a adapter(f) + (1 - a) f", min=0.0, max=1.0)
     reduction: int = setting(4, "bottleneck width = embedding width / reduction", min=1)
-    template: str = setting("a photo of a {}.", "class prompt of the text tower")
 
 
 @register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter")
@@ -49,9 +49,9 @@ class CLIPAdapter(Method):
         self.ratio = float(cfg.ratio)
         width = clip.model.visual.output_dim
         hidden = width // int(cfg.reduction)
-        self.down = nn.Parameter(torch.stack([seeded_uniform((hidden, width), width, seed, "adapter", "down", n)
+        self.down = nn.Parameter(torch.stack([seeded_uniform((hidden, width), 1.0 / math.sqrt(width), seed, "adapter", "down", n)
                                               for n in set_names]))  # (sets, e/4, e)
-        self.up = nn.Parameter(torch.stack([seeded_uniform((width, hidden), hidden, seed, "adapter", "up", n)
+        self.up = nn.Parameter(torch.stack([seeded_uniform((width, hidden), 1.0 / math.sqrt(hidden), seed, "adapter", "up", n)
                                             for n in set_names]))    # (sets, e, e/4)
 
     def text_key(self, task: int):

@@ -22,6 +22,7 @@ Trainable parameters per set: M d_text + (e e/16 + e/16) + (e/16 d_text + d_text
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -31,9 +32,9 @@ from torch import nn
 
 from bench.clip import TowerPrompts
 from bench.config import MethodConfig, setting
-from methods.base import Method, seeded_normal
+from methods.base import Method, seeded_normal, seeded_uniform
 from methods.registry import register_method
-from methods.routing import per_row_linear, seeded_uniform
+from methods.routing import per_row_linear
 
 
 @dataclass
@@ -64,7 +65,7 @@ class CoCoOp(Method):
         hidden = embed // cfg.meta_reduction
 
         def linear_init(shape, fan_in, part):
-            return nn.Parameter(torch.stack([seeded_uniform(shape, fan_in, seed, "cocoop", part, name)
+            return nn.Parameter(torch.stack([seeded_uniform(shape, 1.0 / math.sqrt(fan_in), seed, "cocoop", part, name)
                                              for name in set_names]))
         self.meta_w1, self.meta_b1 = linear_init((hidden, embed), embed, "w1"), linear_init((hidden,), embed, "b1")
         self.meta_w2, self.meta_b2 = linear_init((width, hidden), hidden, "w2"), linear_init((width,), hidden, "b2")

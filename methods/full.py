@@ -8,22 +8,15 @@ Office-Home).  Use AdamW with a small learning rate (configs/method/full.yaml).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from bench.config import MethodConfig, setting
-from methods.base import Method
+from methods.base import Method, TemplateConfig
 from methods.registry import register_method
 
 
-@dataclass
-class FullConfig(MethodConfig):
-    template: str = setting("a photo of a {}.", "hand-crafted text template")
-
-
-@register_method("full", config=FullConfig, label="Full FT")
+@register_method("full", config=TemplateConfig, label="Full FT")
 class FullFineTuning(Method):
     modes = ("mt", "st")
 

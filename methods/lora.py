@@ -23,6 +23,7 @@ Trainable parameters per set: 2 x 3 x r x (L_text d_text + L_vision d_vision); V
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 import functools
 from typing import Literal
@@ -30,20 +31,20 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.config import MethodConfig, setting
+from bench.config import setting
 from methods.registry import register_method
-from methods.routing import RoutedAttention, TowersWithTaskWeights, seeded_uniform, tower_blocks
+from methods.base import TemplateConfig, seeded_uniform
+from methods.routing import RoutedAttention, TowersWithTaskWeights, tower_blocks
 
 
 @dataclass
-class LoRAConfig(MethodConfig):
+class LoRAConfig(TemplateConfig):
     rank: int = setting(2, "rank r of each low-rank update B A", min=1)
     alpha: float = setting(1.0, "LoRA alpha: the update is scaled by alpha / sqrt(r) or alpha / r", above=0)
     scaling: Literal["sqrt_rank", "rank"] = setting(
         "sqrt_rank", "s = alpha / sqrt(r) (CLIP-LoRA's released code) | alpha / r (Hu et al.)")
     dropout: float = setting(0.25, "dropout on the LoRA input while training (one mask per projection)",
                              min=0.0, max=0.99)
-    template: str = setting("a photo of a {}.", "class prompt of the text tower")
 
 
 @register_method("lora", config=LoRAConfig, label="LoRA")
@@ -56,7 +57,7 @@ class LoRA(TowersWithTaskWeights):
         for tower, blocks in tower_blocks(self.clip).items():
             width = blocks[0].attn.embed_dim
             shape = (len(blocks), 3, rank, width)  # per layer: q, k, v
-            down = torch.stack([seeded_uniform(shape, width, seed, "lora", tower, "A", name)
+            down = torch.stack([seeded_uniform(shape, 1.0 / math.sqrt(width), seed, "lora", tower, "A", name)
                                 for name in self.set_names])
             self.register_parameter(f"{tower}_A", nn.Parameter(down))  # (sets, L, 3, r, d)
             self.register_parameter(f"{tower}_B", nn.Parameter(  # (sets, L, 3, d, r)

@@ -30,14 +30,8 @@ from torch import nn
 
 from bench.clip import TowerPrompts
 from bench.config import MethodConfig, setting
-from methods.base import Method, prompted_layers, seeded_normal, stable_seed
+from methods.base import Method, prompted_layers, seeded_normal, seeded_uniform
 from methods.registry import register_method
-
-
-def seeded_uniform(shape, bound: float, *seed_parts) -> torch.Tensor:
-    """U(-bound, bound) from its own generator (see `seeded_normal`)."""
-    generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
-    return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
 
 
 @dataclass

@@ -7,7 +7,7 @@ so MT at its initial values is bit-for-bit the model it starts from); ST gathers
 and applies it with a batched product or a broadcast addition, which is exact: no copy of CLIP
 per task is needed (cf. methods/full.py).
 
-* `per_row_linear` / `seeded_uniform`: small per-set layers after a tower (clip_adapter,
+* `per_row_linear`: small per-set layers after a tower (clip_adapter,
   cocoop's meta-net), initialised as torch's nn.Linear does, from a per-name seed.
 * `private_towers(clip)`: a structural copy of a PromptableCLIP (new module objects, the same
   frozen weight tensors, no memory for weights) whose modules a method may replace without
@@ -22,23 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.clip import ModelError, PromptableCLIP
-from methods.base import Method, stable_seed
-
-
-def seeded_uniform(shape: Sequence[int], fan_in: int, *seed_parts) -> torch.Tensor:
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)): nn.Linear's default init of weight and bias
-    (kaiming_uniform with a = sqrt(5)), from a per-name generator (see seeded_normal)."""
-    generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
-    bound = 1.0 / math.sqrt(fan_in)
-    return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
+from methods.base import Method
 
 
 def per_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

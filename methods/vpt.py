@@ -23,18 +23,17 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, setting
-from methods.base import Method, prompted_layers, seeded_normal
+from bench.config import setting
+from methods.base import Method, TemplateConfig, prompted_layers, seeded_normal
 from methods.registry import register_method
 
 
 @dataclass
-class VPTConfig(MethodConfig):
+class VPTConfig(TemplateConfig):
     n_tokens: int = setting(8, "visual prompt tokens per layer (0: zero-shot CLIP exactly)", min=0)
     deep: bool = setting(True, "true: fresh tokens replace the prompts at every prompted layer | false: input only")
     prompt_depth: Optional[int] = setting(None, "prompted vision layers when deep (null: all of them)", min=1)
     init_std: float = setting(0.02, "prompts ~ N(0, init_std^2), as MaPLe's VPT", min=0)
-    template: str = setting("a photo of a {}.", "hand-crafted text template")
 
 
 @register_method("vpt", config=VPTConfig, label="VPT")

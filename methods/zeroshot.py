@@ -12,14 +12,13 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from bench.config import MethodConfig, setting
-from methods.base import Method
+from bench.config import setting
+from methods.base import Method, TemplateConfig
 from methods.registry import register_method
 
 
 @dataclass
-class ZeroShotConfig(MethodConfig):
-    template: str = setting("a photo of a {}.", "the text of class c is template.format(c)")
+class ZeroShotConfig(TemplateConfig):
     templates: Optional[list[str]] = setting(None, "several templates: their features are averaged (ensemble)")
 
 
