@@ -1,6 +1,6 @@
 """Toy multi-domain dataset, generated on first use (tests, smoke runs, demos).
 
-4 domains in visibly different styles x 5 shape classes x 40 images of 64x64:
+4 domains in visibly different styles x 5 shape classes x 200 images of 64x64:
 
 * ``photo`` -- filled, shaded shape on a noisy textured background (JPEG);
 * ``sketch`` -- black outline on white paper (PNG);
@@ -14,7 +14,7 @@ seed: the same bytes every time on a given Pillow/libjpeg) and takes about a
 second. It is written into a temporary folder next to ``root`` and renamed
 into place, so a killed or concurrent generation never leaves a half dataset;
 afterwards the cached copy is reused (``<root>/toy_meta.json`` marks it
-complete). Bump the folder name (``toy_v1``) when the generator changes.
+complete). Bump the folder name (``toy_v2``) when the generator changes.
 Splits and few-shot are those of the generic ImageFolder builder.
 """
 from __future__ import annotations
@@ -38,11 +38,11 @@ from .imagefolder import build_imagefolder
 from .registry import register_dataset
 from .splits import as_list, expand_root
 
-VERSION = 1
+VERSION = 2
 SEED = 20240101
 DOMAINS = ("photo", "sketch", "clipart", "painting")
 CLASSES = ("circle", "square", "triangle", "cross", "star")
-IMAGES_PER_CLASS = 40
+IMAGES_PER_CLASS = 200
 SIZE = 64
 SUPERSAMPLE = 2  # draw at 2x and downsample for anti-aliased edges
 META_FILE = "toy_meta.json"

@@ -354,7 +354,7 @@ def test_toy_generation_is_deterministic(tmp_path):
     toy_module.generate_toy(str(a))
     toy_module.generate_toy(str(b))
     files = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert len(files) == 4 * 5 * 40 + 1
+    assert len(files) == 4 * 5 * 200 + 1
     match, mismatch, errors = filecmp.cmpfiles(a, b, files, shallow=False)
     assert not mismatch and not errors
     with Image.open(a / "photo" / "star" / "star_000.jpg") as im:
@@ -362,12 +362,12 @@ def test_toy_generation_is_deterministic(tmp_path):
 
 
 def test_toy_build_and_cache(tmp_path, monkeypatch):
-    root = tmp_path / "cache" / "toy_v1"
+    root = tmp_path / "cache" / "toy_v2"
     cfg = load_dataset_config("toy", [f"dataset.root={root}"])
     ds = build_dataset(cfg)
     assert ds.task_names == ("photo", "sketch", "clipart", "painting")
     assert ds.tasks[0].classnames == ("circle", "cross", "square", "star", "triangle")
-    assert [len(ds.tasks[0].split(s)) for s in ("train", "val", "test")] == [120, 40, 40]
+    assert [len(ds.tasks[0].split(s)) for s in ("train", "val", "test")] == [600, 200, 200]
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp left
 
     def fail(_):
@@ -381,13 +381,13 @@ def test_toy_build_and_cache(tmp_path, monkeypatch):
 def test_toy_env_default_root(tmp_path, monkeypatch):
     monkeypatch.setenv("CPB_CACHE", str(tmp_path))
     cfg = load_dataset_config("toy")
-    assert cfg.root == f"{tmp_path}/toy_v1"
+    assert cfg.root == f"{tmp_path}/toy_v2"
     monkeypatch.delenv("CPB_CACHE")
-    assert load_dataset_config("toy").root == "~/.cache/clip-prompt-bench/toy_v1"
+    assert load_dataset_config("toy").root == "~/.cache/clip-prompt-bench/toy_v2"
 
 
 def test_toy_half_written_folder_is_rejected(tmp_path):
-    root = tmp_path / "toy_v1"
+    root = tmp_path / "toy_v2"
     (root / "photo").mkdir(parents=True)
     with pytest.raises(DatasetError, match="not a complete toy dataset"):
         build_dataset(load_dataset_config("toy", [f"dataset.root={root}"]))

@@ -132,16 +132,16 @@ def test_image_that_passes_the_check_but_not_the_decode(tmp_path, toy_copy, caps
     bad = Path(test_split(root, "sketch", split)[2])
     corrupt_middle(bad)
     assert image_problem(str(bad)) is None  # the cheap check cannot see it
-    # train: one epoch of 4 steps x 30 images per task draws each of the 120 train images once
-    more = ["train.batch_size=30", "train.steps_per_epoch=4"] if split == "train" else []
+    # train: one epoch of 4 steps x 150 images per task draws each of the 600 train images once
+    more = ["train.batch_size=150", "train.steps_per_epoch=4"] if split == "train" else []
     overrides = SHORT + [f"dataset.root={root}", *more] + dirs(tmp_path)
     code, out = launch(overrides, capsys)
     message = one_paragraph(out)
     assert code == 2 and str(bad) in message and "dataset.unreadable=skip" in message
-    if split == "test":  # with the opt-in: left out and counted, the denominator is 39
+    if split == "test":  # with the opt-in: left out and counted, the denominator is 199
         code, out = launch(overrides + ["dataset.unreadable=skip"], capsys)
         record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
-        assert code == 0 and record["images"]["test"]["sketch"] == {"listed": 40, "evaluated": 39, "skipped": 1}
+        assert code == 0 and record["images"]["test"]["sketch"] == {"listed": 200, "evaluated": 199, "skipped": 1}
 
 
 def test_skip_unreadable_records_counts_and_denominator(tmp_path, toy_copy, capsys):
@@ -153,13 +153,13 @@ def test_skip_unreadable_records_counts_and_denominator(tmp_path, toy_copy, caps
     code, out = launch(SHORT + [f"dataset.root={root}", "dataset.unreadable=skip"] + dirs(tmp_path), capsys)
     assert code == 0, out
     record = json.loads(next((tmp_path / "results").glob("*.json")).read_text())
-    assert record["images"]["test"]["sketch"] == {"listed": 40, "evaluated": 39, "skipped": 1}
-    assert record["images"]["test"]["photo"] == {"listed": 40, "evaluated": 40, "skipped": 0}
-    assert record["images"]["train"]["photo"] == {"listed": 120, "skipped": 1}
-    # the denominator is the 39 readable images: every accuracy is a multiple of 100/39
-    hits = record["accuracy"]["test"]["sketch"] * 39 / 100
+    assert record["images"]["test"]["sketch"] == {"listed": 200, "evaluated": 199, "skipped": 1}
+    assert record["images"]["test"]["photo"] == {"listed": 200, "evaluated": 200, "skipped": 0}
+    assert record["images"]["train"]["photo"] == {"listed": 600, "skipped": 1}
+    # the denominator is the 199 readable images: every accuracy is a multiple of 100/199
+    hits = record["accuracy"]["test"]["sketch"] * 199 / 100
     assert abs(hits - round(hits)) < 1e-6
-    assert "unreadable test images left out" in out and "sketch 1 of 40" in out
+    assert "unreadable test images left out" in out and "sketch 1 of 200" in out
 
 
 def test_split_file_line_naming_a_missing_image(tmp_path, toy_copy, capsys):
@@ -183,7 +183,7 @@ def test_split_file_line_naming_a_missing_image(tmp_path, toy_copy, capsys):
 
 # ---- empty splits ----------------------------------------------------------------------------------
 def test_empty_validation_split_is_an_error_with_counts_and_fix(tmp_path, capsys):
-    code, out = launch(SHORT + ["dataset.val_fraction=0.01"] + dirs(tmp_path), capsys)
+    code, out = launch(SHORT + ["dataset.val_fraction=0.002"] + dirs(tmp_path), capsys)
     message = one_paragraph(out)
     assert code == 2 and "photo val" in message and "val 0" in message and "dataset.val_fraction" in message
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").iterdir())
@@ -195,11 +195,11 @@ def test_split_entirely_unreadable_is_empty_even_with_skip(tmp_path, toy_copy, c
         Path(path).write_bytes(b"")
     code, out = launch(SHORT + [f"dataset.root={root}", "dataset.unreadable=skip"] + dirs(tmp_path), capsys)
     message = one_paragraph(out)
-    assert code == 2 and "painting val" in message and "(+40 unreadable)" in message
+    assert code == 2 and "painting val" in message and "(+200 unreadable)" in message
 
 
 def test_datasets_check_does_not_say_ok_for_an_empty_split():
-    proc = subprocess.run([sys.executable, "-m", "datasets.check", "dataset=toy", "dataset.val_fraction=0.01"],
+    proc = subprocess.run([sys.executable, "-m", "datasets.check", "dataset=toy", "dataset.val_fraction=0.002"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "OK" not in proc.stdout
     assert "photo: the val split is empty" in proc.stdout and "dataset.val_fraction" in proc.stdout

@@ -16,7 +16,7 @@ import torch
 
 from bench.clip import ModelError
 from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR, build_clip, resolve_pretrained
-from bench.pretrain_toy import TOY_CHECKPOINT_SHA256, sha256
+from bench.pretrain_toy import HELD_OUT, TOY_CHECKPOINT_SHA256, sha256
 
 REPO = Path(__file__).resolve().parents[1]
 ARCH, FILENAME = OUR_CHECKPOINTS["cpb-toy"]
@@ -72,15 +72,32 @@ def test_pretraining_regenerates_the_shipped_checkpoint(tmp_path):
     assert out.with_suffix(".csv").is_file() and out.with_suffix(".png").is_file()
 
 
-def test_zero_shot_on_the_toy_default_is_far_above_chance_and_painting_is_hardest(tmp_path):
-    """The pretrained tiny CLIP knows the shapes (chance: 20 %) and the style it never saw is
-    the hardest domain (the whole run, as a user runs it: a few seconds)."""
+def run_toy_default(tmp_path: Path, *overrides: str) -> dict:
+    """`python -m bench.run` as a user runs it, in its own folder; returns the run's record."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "method=zeroshot", "runtime.progress=false"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "runtime.progress=false", *overrides],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(next((tmp_path / "results" / "runs").glob("*.json")).read_text())
     assert record["pretrained"] == "cpb-toy"
-    test = record["accuracy"]["test"]
-    assert test["average"] >= 40
-    assert test["painting"] == min(test[task] for task in record["tasks"])
+    return record
+
+
+def test_zero_shot_is_far_above_chance_and_coop_learns_on_the_toy_default(tmp_path):
+    """The pretrained tiny CLIP knows the shapes (chance: 20 %), a style it never saw is the
+    hardest domain, and the default run (CoOp) learns what zero-shot misses there.
+
+    The bars are far outside the noise. Measured (seed 1): CoOp's default run gains 18 points
+    over zero-shot on the held-out sketch test split (200 images) and 7.7 on average (800).
+    The standard error of such a paired difference is sqrt(q / n), q the fraction of images
+    the two classifiers disagree on: even at q = 1/4, 3.5 points on sketch, 1.8 on average."""
+    zero_shot = run_toy_default(tmp_path / "zeroshot", "method=zeroshot")
+    coop = run_toy_default(tmp_path / "coop")
+    assert coop["method"] == "coop" and coop["seed"] == zero_shot["seed"]
+    before, after = zero_shot["accuracy"]["test"], coop["accuracy"]["test"]
+    assert before["average"] >= 40
+    hardest = min(zero_shot["tasks"], key=before.get)
+    assert hardest in HELD_OUT, (hardest, before)
+    assert after["sketch"] >= before["sketch"] + 10, (before, after)
+    assert after["average"] >= before["average"] + 4, (before, after)
