@@ -245,17 +245,27 @@ def test_grouped_uses_each_tasks_group_and_own_prompts(tiny_clip):
     assert n_params == depth * ((2 + 3) * 2 * d_s + (2 + 3) * (64 // d_s + 96 // d_s))
 
 
-@pytest.mark.parametrize("name,overrides", CASES, ids=IDS)
-def test_clip_frozen_and_prompts_trained(tiny_clip, name, overrides):
+def assert_only_own_parameters_train(tiny_clip, name, overrides):
+    """Three steps of `name` leave the shared CLIP bit-identical (no gradient reaches it) and
+    move every one of the method's own parameters; the % of CLIP counts the whole model."""
     frozen = {n: t.clone() for n, t in tiny_clip.model.state_dict().items()}
     method = build_method(method_cfg(name, **overrides), tiny_clip, mixed_tasks(), seed=2)
     trainable = {n: p.detach().clone() for n, p in method.trainable_parameters()}
     assert trainable and not any(n.startswith("clip.") for n in trainable)
+    assert all(not p.requires_grad for p in method.clip.model.parameters())
     train_steps(method, make_batches(2, mixed_tasks()), 3)
+    assert all(p.grad is None for p in method.clip.model.parameters())
     for n, t in tiny_clip.model.state_dict().items():
         assert torch.equal(t, frozen[n]), n
     for n, p in method.trainable_parameters():
         assert not torch.equal(p, trainable[n]), n
+    total = sum(p.numel() for p in tiny_clip.model.parameters())
+    assert sum(p.numel() for p in method.clip.model.parameters()) == total
+
+
+@pytest.mark.parametrize("name,overrides", CASES, ids=IDS)
+def test_clip_frozen_and_prompts_trained(tiny_clip, name, overrides):
+    assert_only_own_parameters_train(tiny_clip, name, overrides)
 
 
 def officehome_like_tasks():
