@@ -258,7 +258,7 @@ class Pretrainer:
         return {f"zeroshot_{d}": 100 * hits[self.probe_style == s].float().mean().item()
                 for s, d in enumerate(DOMAINS)}
 
-def save_curve(rows: list[dict], out: Path) -> None:
+def save_curve(rows: list[dict], out: Path, held_out: list[str]) -> None:
     keys = ["step", "loss", "lr"] + [f"zeroshot_{d}" for d in DOMAINS]
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
@@ -279,7 +279,7 @@ def save_curve(rows: list[dict], out: Path) -> None:
     probed = [r for r in rows if r.get("zeroshot_photo") is not None]
     for d in DOMAINS:
         right.plot([r["step"] for r in probed], [r[f"zeroshot_{d}"] for r in probed], marker="o", ms=3,
-                   label=d + (" (held out)" if d in HELD_OUT else ""))
+                   label=d + (" (held out)" if d in held_out else ""))
     right.axhline(20, color="0.5", ls=":", lw=0.8)
     right.set(xlabel="step", ylabel="accuracy (%)", ylim=(0, 100),
               title=f'zero-shot "{ZERO_SHOT_TEMPLATE}", fresh images')
@@ -335,7 +335,7 @@ def main(argv=None) -> Path:
     buffer = io.BytesIO()  # saved through a buffer: the archive's inner folder is then "archive",
     torch.save(state, buffer)  # not the file's name, so the bytes do not depend on --out
     out.write_bytes(buffer.getvalue())
-    save_curve(rows, out)
+    save_curve(rows, out, args.held_out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, "
           f"SHA-256 {sha256(out)}) in {time.perf_counter() - started:.0f} s")
     return out

@@ -10,8 +10,8 @@
 
 Classes: circle, square, triangle, cross, star; position, size, rotation and
 colours are jittered. Generation is deterministic (``numpy`` RNG with a fixed
-seed: the same bytes every time on a given Pillow/libjpeg) and takes about a
-second. It is written into a temporary folder next to ``root`` and renamed
+seed: the same bytes every time on a given Pillow/libjpeg) and takes about 5
+seconds. It is written into a temporary folder next to ``root`` and renamed
 into place, so a killed or concurrent generation never leaves a half dataset;
 afterwards the cached copy is reused (``<root>/toy_meta.json`` marks it
 complete). Bump the folder name (``toy_v2``) when the generator changes.
