@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import socket
 from pathlib import Path
 
@@ -115,13 +114,14 @@ def build_clip(arch: str, pretrained: str | None = "none", cache_dir: str | None
             model = open_clip.create_model(arch, pretrained=checkpoint, force_quick_gelu=quick_gelu,
                                            force_preprocess_cfg=preprocess or None, device=device,
                                            cache_dir=cache_dir)
-    except RuntimeError as error:
-        if _is_load_failure(error):
-            raise _unreadable_weights(checkpoint, pretrained, arch, error) from None
-        raise ModelError(f"open_clip could not build {arch} from '{checkpoint}': {_first_line(error)}. "
-                         "Check that the checkpoint matches the architecture (model.arch).") from None
-    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, AttributeError) as error:
-        raise _unreadable_weights(checkpoint, pretrained, arch, error) from None
+    except Exception as error:  # noqa: BLE001 - classified below, re-raised untouched when not ours
+        read_error = _read_error(checkpoint) if checkpoint is not None else None
+        if read_error is not None:
+            raise _unreadable_weights(checkpoint, pretrained, arch, read_error) from None
+        if isinstance(error, RuntimeError):
+            raise ModelError(f"open_clip could not build {arch} from '{checkpoint}': {_load_detail(error)}. "
+                             "Check that the checkpoint matches the architecture (model.arch).") from None
+        raise
     model.eval()
     model.requires_grad_(False)
     with _info_to_log_file_only():
@@ -133,10 +133,31 @@ def _first_line(error: Exception) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
 
 
-def _is_load_failure(error: RuntimeError) -> bool:
-    text = str(error)
-    return any(s in text for s in ("PytorchStreamReader", "weights_only", "invalid load key",
-                                   "Invalid magic number", "failed finding central directory", "unpickl"))
+def _load_detail(error: RuntimeError, shown: int = 3) -> str:
+    """torch puts what does not fit (size mismatches, missing and unexpected keys) on the lines
+    after a bare 'Error(s) in loading state_dict for CLIP:'; keep the first few of them."""
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    details = [line for line in lines[1:] if line]
+    if not details:
+        return _first_line(error)
+    more = f" (and {len(details) - shown} more)" if len(details) > shown else ""
+    return "; ".join(line[:200].rstrip(".") for line in details[:shown]) + more
+
+
+def _read_error(checkpoint: str) -> Exception | None:
+    """The exception reading `checkpoint` raises, or None when it reads.  Called only after a
+    build failed, to tell a bad file from weights that do not fit: unpickling random or
+    truncated bytes can raise nearly any type (IndexError, UnicodeDecodeError, struct.error...),
+    so no list of exception types or messages can recognise it."""
+    try:
+        if Path(checkpoint).suffix in (".npz", ".npy"):
+            import numpy
+            numpy.load(checkpoint)
+        else:
+            open_clip.factory.load_state_dict(checkpoint, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - see above: any failure to read is the answer
+        return error
+    return None
 
 
 def _unreadable_weights(checkpoint, pretrained, arch: str, error: Exception) -> ModelError:
