@@ -257,6 +257,7 @@ WEIGHTS_DAMAGE = {
     **{f"random bytes, seed {seed}": lambda seed=seed: random_bytes(4096, seed) for seed in (0, 2, 20, 195)},
     "zero bytes": lambda: b"",
     "truncated": lambda: toy_weights()[: len(toy_weights()) // 2],
+    "random bytes, safetensors": lambda: random_bytes(4096),
     "text": lambda: b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 7835427\n",
 }
 
@@ -265,7 +266,7 @@ WEIGHTS_DAMAGE = {
 def test_pretrained_file_torch_cannot_read(tmp_path, damage):
     from bench.clip import ModelError
     from bench.models import build_clip
-    weights = tmp_path / "open_clip_pytorch_model.bin"
+    weights = tmp_path / ("open_clip_model.safetensors" if "safetensors" in damage else "open_clip_pytorch_model.bin")
     weights.write_bytes(WEIGHTS_DAMAGE[damage]())
     with pytest.raises(ModelError) as caught:
         build_clip("cpb-tiny", str(weights))
