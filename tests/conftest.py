@@ -65,6 +65,13 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+@pytest.fixture(autouse=True)
+def _same_random_draws_in_any_order():
+    """Unseeded torch.randn in a test draws the same tensors whether the test runs alone, in a
+    subset or in the whole suite (the global generator would otherwise carry the state over)."""
+    torch.manual_seed(0)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_caches(tmp_path_factory):
     """Keep tests off the user's caches and offline; the toy dataset is generated once per session."""
