@@ -9,7 +9,6 @@ from timing.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import random
@@ -246,9 +245,9 @@ def test_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, finished_run, c
         "accuracy"] == record["accuracy"]
 
 
-def toy_weights() -> bytes:
+def toy_weights_path() -> Path:
     from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
-    return (WEIGHTS_DIR / OUR_CHECKPOINTS["cpb-toy"][1]).read_bytes()
+    return WEIGHTS_DIR / OUR_CHECKPOINTS["cpb-toy"][1]
 
 
 # Unpickling random bytes fails with whatever type the first bad opcode gives: these seeds cover the
@@ -256,7 +255,7 @@ def toy_weights() -> bytes:
 WEIGHTS_DAMAGE = {
     **{f"random bytes, seed {seed}": lambda seed=seed: random_bytes(4096, seed) for seed in (0, 2, 20, 195)},
     "zero bytes": lambda: b"",
-    "truncated": lambda: toy_weights()[: len(toy_weights()) // 2],
+    "truncated": lambda: (good := toy_weights_path().read_bytes())[: len(good) // 2],
     "random bytes, safetensors": lambda: random_bytes(4096),
     "text": lambda: b"version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 7835427\n",
 }
@@ -278,7 +277,7 @@ def test_pretrained_file_torch_cannot_read(tmp_path, damage):
 def test_pretrained_weights_of_another_shape_name_the_architecture(tmp_path):
     from bench.clip import ModelError
     from bench.models import build_clip
-    state = torch.load(io.BytesIO(toy_weights()), weights_only=True)
+    state = torch.load(toy_weights_path(), weights_only=True)
     state["text_projection"] = state["text_projection"][:, :-1]  # a different embedding width
     weights = tmp_path / "open_clip_pytorch_model.bin"
     torch.save(state, weights)
