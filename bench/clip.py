@@ -18,7 +18,7 @@ Where prompts go (MaPLe's convention, shared by CoOp, VPT and MmAP here):
 A prompt tensor's leading dimension is either the batch size or 1 (broadcast).
 
 Blocks run through `bench.blocks.run_block` (open_clip's arithmetic without its strided
-batched matmul; see there); with the speed-ups on (bench/feature_cache.py) deep prompts are
+batched matmul; see there); with the speed-ups on (bench/speedups.py) deep prompts are
 written in place and each tower's last block runs at its pooled positions only.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import nn
 
 from bench.blocks import run_block
 from bench.errors import UserError
-from bench.feature_cache import SPEEDUPS
+from bench.speedups import SPEEDUPS
 
 
 class ModelError(UserError):

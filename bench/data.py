@@ -16,7 +16,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
-from datasets import ImageListDataset
+from bench.datasets import ImageListDataset
+from bench.schema import TrainConfig
 from bench.seeding import stable_seed
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
@@ -70,31 +71,29 @@ class Unreadable(NamedTuple):
     path: str
 
 
-class MultiTaskBatch(tuple):
-    """(images, labels, task ids, number of unreadable samples), plus `.indices`: the CPU
-    indices of the readable samples in the split's dataset (keys of the image-feature cache),
-    and `.unreadable`: the `Unreadable` samples left out."""
+class MultiTaskBatch(NamedTuple):
+    """A batch of samples from several tasks, fields by name: `images`, `labels` and
+    `task_ids` of the readable samples, `indices` (their CPU indices in the split's dataset:
+    the keys of the image-feature cache; None for data that has none, e.g. synthetic) and
+    `unreadable` (the `Unreadable` samples left out).  DataLoader's pin_memory keeps the type."""
 
-    def __new__(cls, items=(), indices: torch.Tensor | None = None, unreadable=()):
-        batch = super().__new__(cls, items)
-        batch.indices, batch.unreadable = indices, list(unreadable)
-        return batch
-
-    def pin_memory(self):  # DataLoader(pin_memory=True) would otherwise drop the attributes
-        return MultiTaskBatch((x.pin_memory() if isinstance(x, torch.Tensor) else x for x in self),
-                              self.indices, self.unreadable)
+    images: torch.Tensor
+    labels: torch.Tensor
+    task_ids: torch.Tensor
+    indices: torch.Tensor | None = None
+    unreadable: tuple[Unreadable, ...] = ()
 
 
-def collate_multitask(batch):
-    """Stack readable samples into (images, labels, task ids, number of unreadable ones)."""
+def collate_multitask(batch) -> MultiTaskBatch:
+    """Stack the readable samples; the unreadable ones are listed, not stacked."""
     readable = [b for b in batch if not isinstance(b, Unreadable)]
-    unreadable = [b for b in batch if isinstance(b, Unreadable)]
+    unreadable = tuple(b for b in batch if isinstance(b, Unreadable))
     if not readable:
         empty = torch.zeros(0, dtype=torch.long)
-        return MultiTaskBatch((torch.zeros(0), empty, empty, len(unreadable)), empty, unreadable)
+        return MultiTaskBatch(torch.zeros(0), empty, empty, empty, unreadable)
     images, labels, tasks, indices = zip(*readable)
-    return MultiTaskBatch((torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
-                           len(unreadable)), torch.tensor(indices), unreadable)
+    return MultiTaskBatch(torch.stack(images), torch.tensor(labels), torch.tensor(tasks),
+                          torch.tensor(indices), unreadable)
 
 
 class MultiTaskBatchSampler(Sampler):
@@ -149,14 +148,14 @@ class MultiTaskData:
     its batch sampler is re-pointed at each epoch, so workers start once, not per epoch.
     """
 
-    def __init__(self, dataset, clip, cfg, seed: int, num_workers: int = 0, pin_memory: bool = False,
+    def __init__(self, dataset, clip, cfg: TrainConfig, seed: int, num_workers: int = 0, pin_memory: bool = False,
                  unreadable: str = "skip"):
         self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
         self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale)
         self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory,
                                 persistent_workers=num_workers > 0, collate_fn=collate_multitask)
-        self.batch_size = int(cfg.batch_size)
+        self.batch_size = cfg.batch_size
         self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
                                              self.batch_size, seed, 0, cfg.steps_per_epoch,
                                              task_sampling=cfg.task_sampling)
@@ -175,7 +174,7 @@ class MultiTaskData:
         """All tasks' samples of `split` in a fixed order; batches carry their task ids."""
         if split not in self._eval_loaders:
             data = SeededSamples([getattr(t, split) for t in self.dataset.tasks], self.eval_transform)
-            size = int(self.cfg.eval_batch_size)
+            size = self.cfg.eval_batch_size
             batches = [[(i, 0) for i in range(s, min(s + size, len(data)))] for s in range(0, len(data), size)]
             self._eval_loaders[split] = DataLoader(data, batch_sampler=batches, **self.loader_args)
         return self._eval_loaders[split]

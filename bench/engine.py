@@ -1,38 +1,42 @@
 """The one training loop and the one evaluation every method runs through.
 
-Loss: the sum over tasks of each task's mean cross-entropy over its own classes, so an
-ST task's gradient is exactly what it would be if trained alone.  Optimiser: SGD
-(momentum 0.9, CoOp's choice) or AdamW; cosine schedule with a constant warm-up, stepped per
-epoch (`train.schedule`: Dassl's reference schedule or timm's, bench/schedule.py).  bf16 autocast on
-CUDA; no host-device synchronisation inside a step.  Checkpoints (trainable parameters,
-optimiser, scheduler, scaler, step, best validation state) are written atomically every
-epoch and every `checkpoint_every_steps` steps; a restarted run resumes from the latest.
+`fit` trains a method with the `train` config as a small state machine (after Dassl's
+trainer, with the loop's state as one object): `_resume` loads the last checkpoint,
+`_run_epoch` takes the epoch's steps (bench/step.py: the multi-task loss, the optimiser
+step), `_select` evaluates on validation and keeps the best trainable state, and `_save`
+writes a `TrainState` atomically at every epoch end and every `checkpoint_every_steps`
+steps.  The learning-rate schedule is stepped per epoch (`train.schedule`:
+bench/schedule.py).  bf16 autocast on CUDA; no host-device synchronisation inside a step.
+A restarted run resumes from the latest checkpoint; one of another run id is never resumed.
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench import faults
+from bench.atomic_io import atomic_write
+from bench.datasets import DatasetError
+from bench.device import autocast_for
 from bench.errors import ConfigError, StorageError
-from bench.feature_cache import SPEEDUPS
 from bench.preflight import check_readable
-from bench.results import atomic_write
 from bench.schedule import build_lr_schedule
-from datasets import DatasetError
+from bench.schema import TrainConfig
+from bench.step import build_grad_scaler, build_optimizer, fixed_images, train_images_fixed, train_step
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainOutcome:
+    """What training did, for the run's record (summed over every process of a resumed run)."""
+
     epochs_run: int = 0
     steps_run: int = 0
     train_images: int = 0
@@ -49,237 +53,155 @@ class TrainOutcome:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else None
 
 
-def autocast_for(device: torch.device, precision: str):
-    """bf16 autocast on CUDA for `auto`; fp32 elsewhere (CPU bf16 only when asked)."""
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast(device_type=device.type, dtype=dtype)
+@dataclass
+class EpochProgress:
+    """The running sums of an epoch, kept in a mid-epoch checkpoint."""
+
+    loss_sum: float = 0.0
+    unreadable: int = 0
 
 
-def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
-                    n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(each task's mean cross-entropy over its samples, whether the task is in the batch)."""
-    per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
-    totals = per_sample.new_zeros(n_tasks).index_add(0, task_ids, per_sample)
-    counts = per_sample.new_zeros(n_tasks).index_add(0, task_ids, torch.ones_like(per_sample))
-    return totals / counts.clamp(min=1), counts > 0
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the optimiser, scheduler and scaler states: where the
+    loop is (`epoch` to run, `step` within it), the best validation state so far, the progress
+    of an interrupted epoch and the outcome so far."""
+
+    epoch: int = 0
+    step: int = 0
+    best_state: dict | None = None
+    partial: EpochProgress = field(default_factory=EpochProgress)
+    outcome: TrainOutcome = field(default_factory=TrainOutcome)
 
 
-def reduce_task_losses(per_task: torch.Tensor, present: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
-    """Sum (or mean) over the tasks present of their mean cross-entropies."""
-    if reduction == "mean":
-        return per_task.sum() / present.sum().clamp(min=1)
-    return per_task.sum()
+CHECKPOINT_KEYS = ("trainable", "optimizer", "scheduler", "scaler", "epoch", "step", "best_state", "outcome")
 
 
-def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
-                   n_tasks: int, reduction: str = "sum") -> torch.Tensor:
-    """Sum (or mean) over the tasks in the batch of each task's mean cross-entropy."""
-    return reduce_task_losses(*per_task_losses(logits, labels, task_ids, n_tasks), reduction)
+class Trainer:
+    """Trains `method` on `data` (a `MultiTaskData`); checkpoints go to `checkpoint_path`
+    stamped with `run_id`.  Use through `fit`."""
+
+    def __init__(self, method, data, cfg: TrainConfig, device: torch.device,
+                 checkpoint_path: Path | None = None, run_id: str | None = None, progress: bool = True,
+                 checkpoint_every_steps: int = 0):
+        self.method, self.data, self.cfg, self.device = method, data, cfg, device
+        self.checkpoint_path, self.run_id = checkpoint_path, run_id
+        self.progress, self.every = progress, checkpoint_every_steps
+        self.params = [p for _, p in method.trainable_parameters()]
+        self.state = TrainState()
+        self.n_tasks = len(data.task_names)
+        self.started = time.perf_counter()
+
+    def fit(self) -> TrainOutcome:
+        if not self.params or self.cfg.epochs == 0:
+            return self.state.outcome
+        self.optimizer = build_optimizer(self.params, self.cfg)
+        self.scheduler = build_lr_schedule(self.optimizer, self.cfg)
+        self.scaler = build_grad_scaler(self.device, self.cfg)
+        self._resume()
+        for epoch in range(self.state.epoch, self.cfg.epochs):
+            record = self._run_epoch(epoch)
+            self._select(epoch, record)
+            self.state.outcome.history.append(record)
+            self.state.outcome.epochs_run = epoch + 1
+            log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, self.cfg.epochs, record["loss"], record["lr"],
+                     f" val avg {record['val']['average']:.2f}" if "val" in record else "")
+            self.state.epoch, self.state.step = epoch + 1, 0
+            self._save()
+        if self.cfg.selection == "val" and self.state.best_state is not None:
+            self.method.load_trainable_state(self.state.best_state)
+        return self.state.outcome
+
+    # ---- the states ----------------------------------------------------------------------
+    def _resume(self) -> None:
+        path = self.checkpoint_path
+        if path is None or not path.exists():
+            return
+        saved = load_checkpoint(path)
+        if saved.get("run_id") != self.run_id:
+            raise ConfigError(
+                f"The checkpoint {path} was written for run {saved.get('run_id') or '(unknown)'}, "
+                f"not for this run ({self.run_id}): its config, data or weights differ, so resuming it "
+                "would mix two experiments. Delete it or move it aside, or pass runtime.resume=false to "
+                "start this run over.")
+        self.method.load_trainable_state(saved["trainable"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.scaler.load_state_dict(saved["scaler"])
+        outcome = TrainOutcome(**saved["outcome"])
+        outcome.resumes += 1
+        self.state = TrainState(saved["epoch"], saved["step"], saved["best_state"],
+                                EpochProgress(**saved.get("partial", {})), outcome)
+        log.info("Resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
+
+    def _run_epoch(self, epoch: int) -> dict:
+        """The epoch's steps from `state.step` on; its history row (loss, lr, unreadable)."""
+        state, outcome, data = self.state, self.state.outcome, self.data
+        self.scheduler.step(epoch)
+        self.method.train()
+        loss_sum = torch.full((), state.partial.loss_sum, device=self.device)
+        unreadable = state.partial.unreadable
+        started = time.perf_counter()
+        loader = data.train_loader(epoch, state.step)
+        end_step = len(loader) + state.step
+        fixed_train = train_images_fixed(self.cfg.augment)
+        step = state.step
+        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress,
+                          leave=False):
+            check_readable(batch, "train", data.unreadable, data.task_names)
+            unreadable += len(batch.unreadable)
+            step += 1
+            loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
+                              self.n_tasks, fixed_train)
+            if loss is not None:
+                loss_sum = loss_sum + loss
+                outcome.train_images += len(batch.labels)
+            outcome.steps_run += 1
+            faults.at_step(outcome.steps_run)
+            if self.every and step % self.every == 0 and step < end_step:
+                outcome.train_seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable)
+                self._save()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        outcome.train_seconds += time.perf_counter() - started
+        outcome.unreadable_images += unreadable
+        state.partial = EpochProgress()
+        return {"epoch": epoch + 1, "loss": loss_sum.item() / max(step, 1),
+                "lr": self.optimizer.param_groups[0]["lr"], "unreadable": unreadable}
+
+    def _select(self, epoch: int, record: dict) -> None:
+        """`train.selection=val`: evaluate on validation, keep the best state (first best wins)."""
+        if self.cfg.selection != "val":
+            return
+        record["val"] = evaluate(self.method, self.data, "val", self.device, self.cfg.precision)
+        outcome = self.state.outcome
+        if outcome.best_val_average is None or record["val"]["average"] > outcome.best_val_average:
+            outcome.best_val_average, outcome.best_epoch = record["val"]["average"], epoch + 1
+            self.state.best_state = self.method.trainable_state()
+
+    def _save(self) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = self.state
+        wall = state.outcome.earlier_wall_s + time.perf_counter() - self.started
+        saved = {"trainable": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "epoch": state.epoch, "step": state.step, "best_state": state.best_state,
+                 "partial": dataclasses.asdict(state.partial),
+                 "outcome": {**dataclasses.asdict(state.outcome), "earlier_wall_s": wall}, "run_id": self.run_id}
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(saved, tmp))
 
 
-def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    """`train.optimizer` over `params` (values validated by bench/config.py)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
-
-
-def build_grad_scaler(device: torch.device, cfg) -> torch.amp.GradScaler:
-    """Loss scaling for fp16 autocast only (bf16 and fp32 need none: then it is a no-op)."""
-    return torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
-
-
-def build_scheduler(optimizer, cfg):
-    """The per-epoch learning-rate schedule `train.schedule` (bench/schedule.py)."""
-    return build_lr_schedule(optimizer, cfg)
-
-
-def fixed_images(batch, split: str) -> dict:
-    """`sample_ids` for a method's forward when the batch carries its sample indices."""
-    indices = getattr(batch, "indices", None)
-    return {} if indices is None else {"sample_ids": (split, indices)}
-
-
-def train_images_fixed(augment: bool) -> bool:
-    """Train images are fixed (cacheable by a frozen image tower) only without augmentation;
-    with it, reusing features is an approximation taken only when asked for."""
-    return not augment or SPEEDUPS.cache_augmented_images
-
-
-def _untimed(part: str):
-    return contextlib.nullcontext()
-
-
-def train_step(method, batch, optimizer, scaler, device: torch.device, cfg, n_tasks: int,
-               fixed_train: bool, timed=_untimed, observe=None) -> torch.Tensor | None:
-    """One optimisation step on a multi-task batch; the detached loss (None: nothing readable).
-
-    `timed(part)` is a context manager around the host-to-device copy ("data") and the
-    backward pass ("backward"), for the benchmark; it costs nothing by default.
-    `observe(per_task_losses, present, images, labels, task_ids)` sees the step's graph
-    before the backward pass (MmAP's grouping warm-up takes per-task gradients there)."""
-    images, labels, task_ids, _ = batch
-    if not len(labels):
-        return None
-    with timed("data"):
-        images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
-    with autocast_for(device, cfg.precision):
-        logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
-    per_task, present = per_task_losses(logits, labels, task_ids, n_tasks)
-    if observe is not None:
-        observe(per_task, present, images, labels, task_ids)
-    loss = reduce_task_losses(per_task, present, cfg.task_loss)
-    if (extra := method.extra_loss()) is not None:
-        loss = loss + extra
-    optimizer.zero_grad(set_to_none=True)
-    with timed("backward"):
-        scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach()
-
-
-def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
-    """Top-1 accuracy (%) per task over that task's own classes, and their average."""
-    return evaluate_counted(method, data, split, device, precision)[0]
-
-
-@torch.no_grad()
-def evaluate_counted(method, data, split: str, device: torch.device,
-                     precision: str = "auto") -> tuple[dict[str, float], dict[str, dict[str, int]]]:
-    """(accuracies as `evaluate`, {task: {"evaluated": n, "skipped": images that failed to
-    decode}}).  A task with no image evaluated is an error, never 0 %."""
-    method.eval()
-    skipped = [0] * len(data.task_names)
-    n_tasks = len(data.task_names)
-    correct = torch.zeros(n_tasks, dtype=torch.long, device=device)
-    total = torch.zeros(n_tasks, dtype=torch.long, device=device)
-    with autocast_for(device, precision):
-        for batch in data.eval_loader(split):
-            images, labels, task_ids, _ = batch
-            check_readable(batch, split, data.unreadable, data.task_names)
-            for bad in getattr(batch, "unreadable", ()):
-                skipped[bad.task] += 1
-            if not len(labels):
-                continue
-            images, labels, task_ids = (x.to(device, non_blocking=True) for x in (images, labels, task_ids))
-            hits = (method(images, task_ids, **fixed_images(batch, split)).argmax(dim=-1) == labels).long()
-            correct.index_add_(0, task_ids, hits)
-            total.index_add_(0, task_ids, torch.ones_like(hits))
-    correct, total = correct.tolist(), total.tolist()
-    empty = [name for t, name in enumerate(data.task_names) if total[t] == 0]
-    if empty:
-        raise DatasetError(
-            f"No {split} image of task(s) {', '.join(empty)} could be evaluated "
-            f"({', '.join(f'{skipped[data.task_names.index(n)]} unreadable' for n in empty)}): an accuracy "
-            "over no images would read as 0 %. Fix the images (python -m datasets.check) or the split.")
-    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names)}
-    results["average"] = sum(results[n] for n in data.task_names) / n_tasks
-    counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)}
-    return results, counts
-
-
-def fit(method, data, cfg, device: torch.device, checkpoint_path: Path | None = None,
+def fit(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: Path | None = None,
         run_id: str | None = None, progress: bool = True, checkpoint_every_steps: int = 0) -> TrainOutcome:
     """Train `method` on `data` with the `train` config; leaves the selected weights loaded.
 
     Checkpoints go to `checkpoint_path` at every epoch end and every `checkpoint_every_steps`
     steps (0: epoch ends only), stamped with `run_id`; a checkpoint of another run id is
     never resumed."""
-    outcome = TrainOutcome()
-    params = [p for _, p in method.trainable_parameters()]
-    epochs = int(cfg.epochs)
-    if not params or epochs == 0:
-        return outcome
-    optimizer = build_optimizer(params, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    scaler = build_grad_scaler(device, cfg)
-    start_epoch, start_step, best_state = 0, 0, None
-    partial = {"loss_sum": 0.0, "unreadable": 0}  # progress of an epoch interrupted mid-way
-
-    fit_started = time.perf_counter()
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        if state.get("run_id") != run_id:
-            raise ConfigError(
-                f"The checkpoint {checkpoint_path} was written for run {state.get('run_id') or '(unknown)'}, "
-                f"not for this run ({run_id}): its config, data or weights differ, so resuming it would "
-                "mix two experiments. Delete it or move it aside, or pass runtime.resume=false to start "
-                "this run over.")
-        method.load_trainable_state(state["trainable"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, start_step, best_state = state["epoch"], state["step"], state["best_state"]
-        partial = state.get("partial", partial)
-        for key, value in state["outcome"].items():
-            setattr(outcome, key, value)
-        outcome.resumes += 1
-        log.info("Resumed from %s at epoch %d, step %d", checkpoint_path, start_epoch, start_step)
-
-    def save(epoch: int, step: int) -> None:
-        if checkpoint_path is None:
-            return
-        wall = outcome.earlier_wall_s + time.perf_counter() - fit_started
-        state = {"trainable": method.trainable_state(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                 "epoch": epoch, "step": step, "best_state": best_state, "partial": partial,
-                 "outcome": {**vars(outcome), "earlier_wall_s": wall}, "run_id": run_id}
-        atomic_write(checkpoint_path, lambda tmp: torch.save(state, tmp))
-
-    every = checkpoint_every_steps
-    n_tasks = len(data.task_names)
-    for epoch in range(start_epoch, epochs):
-        scheduler.step(epoch)
-        method.train()
-        loss_sum = torch.full((), partial["loss_sum"], device=device)
-        unreadable = partial["unreadable"]
-        started = time.perf_counter()
-        loader = data.train_loader(epoch, start_step)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        step = start_step
-        fixed_train = train_images_fixed(cfg.augment)
-        for batch in bar:
-            check_readable(batch, "train", data.unreadable, data.task_names)
-            unreadable += batch[3]
-            step += 1
-            loss = train_step(method, batch, optimizer, scaler, device, cfg, n_tasks, fixed_train)
-            if loss is not None:
-                loss_sum = loss_sum + loss
-                outcome.train_images += len(batch[1])
-            outcome.steps_run += 1
-            faults.at_step(outcome.steps_run)
-            if every and step % every == 0 and step < len(loader) + start_step:
-                outcome.train_seconds += time.perf_counter() - started
-                started = time.perf_counter()
-                partial = {"loss_sum": loss_sum.item(), "unreadable": unreadable}
-                save(epoch, step)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        outcome.train_seconds += time.perf_counter() - started
-        outcome.unreadable_images += unreadable
-        steps_this_epoch = max(step, 1)
-        start_step, partial = 0, {"loss_sum": 0.0, "unreadable": 0}
-        record = {"epoch": epoch + 1, "loss": loss_sum.item() / steps_this_epoch,
-                  "lr": optimizer.param_groups[0]["lr"], "unreadable": unreadable}
-        if cfg.selection == "val":
-            record["val"] = evaluate(method, data, "val", device, cfg.precision)
-            if outcome.best_val_average is None or record["val"]["average"] > outcome.best_val_average:
-                outcome.best_val_average, outcome.best_epoch = record["val"]["average"], epoch + 1
-                best_state = method.trainable_state()
-        outcome.history.append(record)
-        outcome.epochs_run = epoch + 1
-        log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, epochs, record["loss"], record["lr"],
-                 f" val avg {record['val']['average']:.2f}" if "val" in record else "")
-        save(epoch + 1, 0)
-
-    if cfg.selection == "val" and best_state is not None:
-        method.load_trainable_state(best_state)
-    return outcome
+    return Trainer(method, data, cfg, device, checkpoint_path, run_id, progress, checkpoint_every_steps).fit()
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -302,4 +224,42 @@ def load_checkpoint(path: Path) -> dict:
         f"(mv {path} {path}.bad) and relaunch.")
 
 
-CHECKPOINT_KEYS = ("trainable", "optimizer", "scheduler", "scaler", "epoch", "step", "best_state", "outcome")
+# ---- evaluation ----------------------------------------------------------------------------
+def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
+    """Top-1 accuracy (%) per task over that task's own classes, and their average."""
+    return evaluate_counted(method, data, split, device, precision)[0]
+
+
+@torch.no_grad()
+def evaluate_counted(method, data, split: str, device: torch.device,
+                     precision: str = "auto") -> tuple[dict[str, float], dict[str, dict[str, int]]]:
+    """(accuracies as `evaluate`, {task: {"evaluated": n, "skipped": images that failed to
+    decode}}).  A task with no image evaluated is an error, never 0 %."""
+    method.eval()
+    n_tasks = len(data.task_names)
+    skipped = [0] * n_tasks
+    correct = torch.zeros(n_tasks, dtype=torch.long, device=device)
+    total = torch.zeros(n_tasks, dtype=torch.long, device=device)
+    with autocast_for(device, precision):
+        for batch in data.eval_loader(split):
+            check_readable(batch, split, data.unreadable, data.task_names)
+            for bad in batch.unreadable:
+                skipped[bad.task] += 1
+            if not len(batch.labels):
+                continue
+            images, labels, task_ids = (x.to(device, non_blocking=True)
+                                        for x in (batch.images, batch.labels, batch.task_ids))
+            hits = (method(images, task_ids, **fixed_images(batch, split)).argmax(dim=-1) == labels).long()
+            correct.index_add_(0, task_ids, hits)
+            total.index_add_(0, task_ids, torch.ones_like(hits))
+    correct, total = correct.tolist(), total.tolist()
+    empty = [name for t, name in enumerate(data.task_names) if total[t] == 0]
+    if empty:
+        raise DatasetError(
+            f"No {split} image of task(s) {', '.join(empty)} could be evaluated "
+            f"({', '.join(f'{skipped[data.task_names.index(n)]} unreadable' for n in empty)}): an accuracy "
+            "over no images would read as 0 %. Fix the images (python -m bench.check) or the split.")
+    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names)}
+    results["average"] = sum(results[n] for n in data.task_names) / n_tasks
+    counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)}
+    return results, counts

@@ -2,7 +2,7 @@
 
 Every such error subclasses `UserError` and carries one paragraph: what was asked, why it
 cannot run, how to fix it.  `bench.run`, `bench.sweep`, `bench.report`, `bench.speed` and
-`datasets.check` run under `guarded`, which prints that paragraph and exits 2 instead of
+`bench.check` run under `guarded`, which prints that paragraph and exits 2 instead of
 showing a traceback.
 """
 from __future__ import annotations

@@ -19,21 +19,24 @@ that share it (DomainBed's grouping), so two settings are never merged into one 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from bench.atomic_io import write_json_atomic
+from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
+from bench.schema import RunConfig
 
 #: (section, key) left out of the identity: they do not change what a run computes.
 NOT_IDENTITY = (("method", "truncate_text"), ("dataset", "root"), ("dataset", "download_hint"))
 
 
-def identity_config(cfg: DictConfig | dict) -> dict:
-    """The part of the config that determines what a run computes."""
-    resolved = (OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig)
-                else copy.deepcopy(cfg))
+def identity_config(cfg: RunConfig | dict) -> dict:
+    """The part of the config that determines what a run computes (a typed config, or the
+    plain dict a record keeps of one)."""
+    resolved = dataclasses.asdict(cfg) if isinstance(cfg, RunConfig) else copy.deepcopy(cfg)
     for key in ("runtime", "hydra", "speed"):
         resolved.pop(key, None)
     for section, key in NOT_IDENTITY:
@@ -81,7 +84,6 @@ def file_sha256(path: str, cache_dir: str) -> str:
             hasher.update(block)
     cache[key] = hasher.hexdigest()
     try:
-        from bench.results import write_json_atomic
         write_json_atomic(cache, cache_file)
     except OSError:
         pass  # an unwritable cache only costs a re-hash next time
@@ -91,8 +93,6 @@ def file_sha256(path: str, cache_dir: str) -> str:
 def weights_fingerprint(pretrained: str | None, cache_dir: str) -> str:
     """`none`, `tag:<name>` for an open_clip tag, or `sha256:<content hash>` of a local
     checkpoint or of one of our own tags' shipped files (hash cached in `cache_dir`)."""
-    from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
-
     if pretrained in (None, "", "none", "None"):
         return "none"
     if pretrained in OUR_CHECKPOINTS and (WEIGHTS_DIR / OUR_CHECKPOINTS[pretrained][1]).is_file():
@@ -102,7 +102,7 @@ def weights_fingerprint(pretrained: str | None, cache_dir: str) -> str:
     return f"tag:{pretrained}"
 
 
-def identity(cfg: DictConfig | dict, data: str, weights: str) -> dict:
+def identity(cfg: RunConfig | dict, data: str, weights: str) -> dict:
     """What the run id hashes: the identity config and the two fingerprints."""
     return {"config": identity_config(cfg), "data_fingerprint": data, "weights_fingerprint": weights}
 

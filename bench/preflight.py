@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from bench.errors import ConfigError, StorageError
-from datasets import DatasetError
-from datasets.verify import cache_file_for, scan
+from bench.datasets import DatasetError
+from bench.datasets.verify import cache_file_for, scan
 
 SPLITS = ("train", "val", "test")
 POLICIES = ("error", "skip")
@@ -60,7 +60,7 @@ def screen_images(dataset, policy: str, cache_dir: str | Path | None, workers: i
         per_split = ", ".join(f"{split} {sum(n.values())}" for split, n in skipped.items())
         raise DatasetError(
             f"{dataset.name}: {len(bad)} image(s) listed in the splits cannot be read ({per_split}): "
-            f"{listed}{more}. Fix or remove those files (python -m datasets.check lists them all), or "
+            f"{listed}{more}. Fix or remove those files (python -m bench.check lists them all), or "
             "pass dataset.unreadable=skip to leave them out; the record then counts them per split and "
             "task and accuracy is over the readable images only.")
     if not bad:

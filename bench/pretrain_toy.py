@@ -68,7 +68,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench.clip import TowerPrompts
-from datasets.toy import CLASSES, DOMAINS, render_image
+from bench.datasets.toy import CLASSES, DOMAINS, render_image
+from bench.models import build_clip
 
 SEED = 7  # the benchmark's images use datasets.toy.SEED (20240101)
 HELD_OUT = ("sketch", "painting")
@@ -158,7 +159,6 @@ class Pretrainer:
     """The state of one pretraining run: model, data, optimiser and the seeded generator."""
 
     def __init__(self, args):
-        from bench.models import build_clip
         self.args = args
         torch.manual_seed(args.seed)  # open_clip's initialisation draws from the global generator
         self.clip = build_clip("cpb-tiny", "none")

@@ -1,5 +1,5 @@
-"""The one schema of a result record, shared by its writer (`bench.run`), its readers
-(`bench.run` on relaunch, `bench.sweep`) and `bench.report`.
+"""The one schema of a result record, `RunRecord`, shared by its writer (`bench.run`), its
+readers (`bench.run` on relaunch, `bench.sweep`) and `bench.report`.
 
 A record is a JSON object written atomically to `results/runs/<run id>.json`.  It counts
 as a result only when its status is "complete" *and* it has every required key in the
@@ -16,12 +16,15 @@ Records of earlier schemas remain readable (their run ids differ: re-run them).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.errors import RecordError
-from bench.results import write_json_atomic
+from bench.atomic_io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,61 @@ REQUIRED_SINCE_2 = ("schema_version", "images", "resumes", "wall_time_s", "train
 REQUIRED_SINCE_3 = ("experiment_id", "data_fingerprint", "weights_fingerprint")
 PARAM_KEYS = ("trainable", "total", "trainable_percent")
 IMAGE_COUNTS = ("listed", "evaluated", "skipped")
+
+
+@dataclass
+class RunRecord:
+    """A run's result: what ran (method, mode, data, model, seed, its identity and resolved
+    config), what it scored (per-task val/test accuracy and the average), what it cost
+    (parameters, times, images/s, peak memory) and how it went (resumes, unreadable images).
+    Written as JSON by `write_record` and read back by `read_record`; records of earlier
+    schemas lack the newer fields (None)."""
+
+    run_id: str
+    status: str
+    method: str
+    mode: str
+    dataset: str
+    model: str
+    seed: int
+    tasks: list[str]
+    accuracy: dict[str, dict[str, float]]   # split -> task (and "average") -> %
+    params: dict[str, float]                # trainable, total, trainable_percent
+    config: dict                            # the identity config (bench/identity.py)
+    schema_version: int = 1
+    experiment_id: str | None = None
+    pretrained: str | None = None
+    sweep: str | None = None
+    selected_epoch: int | None = None
+    history: list[dict] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str | None = None
+    weights_fingerprint: str | None = None
+    dataset_root: str | None = None
+    wall_time_s: float | None = None
+    train_time_s: float | None = None
+    resumes: int | None = None
+    images: dict | None = None              # split -> task -> listed / evaluated / skipped
+    train_images_per_s: float | None = None
+    eval_images_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    device: str | None = None
+    git_commit: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    unreadable_images: int | None = None
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunRecord":
+        """The record of a JSON object that `problem` accepts (unknown keys are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def test_average(self) -> float:
+        return self.accuracy["test"]["average"]
 
 
 def problem(record) -> str | None:
@@ -66,7 +124,7 @@ def _version(record: dict) -> int:
     return version if isinstance(version, int) else 1
 
 
-def read_record(path: Path) -> tuple[dict | None, str | None]:
+def read_record(path: Path) -> tuple[RunRecord | None, str | None]:
     """(the record, None) when `path` holds a complete record, else (None, why not)."""
     try:
         record = json.loads(Path(path).read_text())
@@ -75,10 +133,10 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"not valid JSON ({type(err).__name__})"
     why = problem(record)
-    return (None, why) if why else (record, None)
+    return (None, why) if why else (RunRecord.from_dict(record), None)
 
 
-def load_complete_record(path: Path) -> dict | None:
+def load_complete_record(path: Path) -> RunRecord | None:
     """The complete record at `path`; None when there is none yet (absent, unfinished, or
     not readable JSON, which the next completion overwrites).  A record that says
     "complete" but is not raises RecordError: it must not pass for a result, and redoing
@@ -94,8 +152,9 @@ def load_complete_record(path: Path) -> dict | None:
         f"(mv {path} {path}.bad) and launch the run again to recompute it.")
 
 
-def write_record(record: dict, path: Path) -> None:
+def write_record(record: RunRecord, path: Path) -> None:
     """Check `record` against the schema, then write it atomically."""
+    record = record.to_dict()
     why = problem(record)
     if why:  # a bug in the writer, not a user error
         raise ValueError(f"refusing to write an invalid record to {path}: {why}")

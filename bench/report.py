@@ -41,7 +41,8 @@ import pandas as pd
 
 from bench.errors import guarded
 from bench.identity import experiment_id_of
-from bench.records import read_record
+from bench.methods import METHODS
+from bench.records import RunRecord, read_record
 
 MODE_ORDER = ("st", "mt", "grouped")
 NO_STD = "–"
@@ -50,19 +51,17 @@ _LABEL_SKIP = ("seed", "method.name", "method.mode", "dataset.name", "model.arch
 
 
 def method_order() -> tuple[str, ...]:
-    from methods import METHODS
     return tuple(METHODS)
 
 
 def method_label(name: str) -> str:
-    from methods import METHODS
     return METHODS[name].label if name in METHODS else name
 
 
 def experiment_key(record: dict) -> str:
     """The run's identity without its seed (bench/identity.py), from its record."""
-    return experiment_id_of({"config": record["config"], "data_fingerprint": record.get("data_fingerprint"),
-                             "weights_fingerprint": record.get("weights_fingerprint")})
+    return experiment_id_of({"config": record.config, "data_fingerprint": record.data_fingerprint,
+                             "weights_fingerprint": record.weights_fingerprint})
 
 
 def _flat(tree, prefix: str = "") -> dict:
@@ -76,13 +75,13 @@ def _flat(tree, prefix: str = "") -> dict:
 
 def table_key(record: dict, fingerprints: dict[str, set]) -> str:
     """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
-    fingerprint = record.get("data_fingerprint")
-    if len(fingerprints[record["dataset"]]) > 1 and fingerprint:
-        return f"{record['dataset']}-{fingerprint[:8]}"
-    return record["dataset"]
+    fingerprint = record.data_fingerprint
+    if len(fingerprints[record.dataset]) > 1 and fingerprint:
+        return f"{record.dataset}-{fingerprint[:8]}"
+    return record.dataset
 
 
-def load_records(runs_dir) -> tuple[list[dict], list[dict]]:
+def load_records(runs_dir) -> tuple[list[RunRecord], list[dict]]:
     """Read every *.json in runs_dir. Returns (complete records, problems); each problem is
     {"file": file name, "run_id": id or None, "reason": why it was skipped}.  What counts as
     complete is bench/records.py's schema, the one the run writes and reads back."""
@@ -97,14 +96,14 @@ def load_records(runs_dir) -> tuple[list[dict], list[dict]]:
                 pass
             problems.append({"file": path.name, "run_id": run_id, "reason": reason})
         else:
-            records[rec["run_id"]] = rec
+            records[rec.run_id] = rec
     return list(records.values()), problems
 
 
-def missing_runs(expected: list[dict], records: list[dict], problems: list[dict] | None = None) -> list[dict]:
+def missing_runs(expected: list[dict], records: list[RunRecord], problems: list[dict] | None = None) -> list[dict]:
     """Expected runs (dicts with run_id, method, mode, dataset, seed, ...) that have no complete
     record; each returned copy gets "reason": "missing" or why its record was skipped."""
-    done = {r["run_id"] for r in records}
+    done = {r.run_id for r in records}
     why = {p["run_id"]: p["reason"] for p in problems or []}
     return [{**e, "reason": why.get(e["run_id"], "missing")} for e in expected if e["run_id"] not in done]
 
@@ -136,44 +135,44 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return values.mean(), (values.std(ddof=1) if len(values) > 1 else float("nan"))
 
 
-def summarize(records: list[dict], dataset: str, split: str = "test") -> pd.DataFrame:
+def summarize(records: list[RunRecord], dataset: str, split: str = "test") -> pd.DataFrame:
     """Numeric summary of the records whose table key (`table_key`) is `dataset`: one row per
     experiment, columns method, mode, model, label, n, "<task> mean"/"<task> std" per task
     and for "Average", trainable, trainable_percent, experiment."""
     fingerprints: dict[str, set] = {}
     for r in records:
-        fingerprints.setdefault(r["dataset"], set()).add(r.get("data_fingerprint"))
+        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
     recs = [r for r in records if table_key(r, fingerprints) == dataset]
     tasks: list[str] = []
     for r in recs:
-        tasks += [t for t in r["tasks"] if t not in tasks]
-    groups: dict[str, list[dict]] = {}
+        tasks += [t for t in r.tasks if t not in tasks]
+    groups: dict[str, list[RunRecord]] = {}
     for r in recs:
         groups.setdefault(experiment_key(r), []).append(r)
     keys = ["method", "mode", "model", "label"]
     if not groups:
         return pd.DataFrame(columns=keys + ["n"])
-    settings = {key: _flat({**members[0]["config"], "weights": members[0].get("weights_fingerprint")})
+    settings = {key: _flat({**members[0].config, "weights": members[0].weights_fingerprint})
                 for key, members in groups.items()}
     out = []
     for key, members in groups.items():
         first = members[0]
-        label = method_label(first["method"])
+        label = method_label(first.method)
         rivals = [k for k, m in groups.items() if k != key
-                  and (m[0]["method"], m[0]["mode"]) == (first["method"], first["mode"])]
+                  and (m[0].method, m[0].mode) == (first.method, first.mode)]
         differing = sorted({name for other in rivals for name in set(settings[key]) | set(settings[other])
                             if settings[key].get(name) != settings[other].get(name)} - set(_LABEL_SKIP))
         if differing:
             label += " (" + ", ".join(f"{name}={settings[key].get(name)}" for name in differing) + ")"
-        row = {"method": first["method"], "mode": first["mode"], "model": first["model"], "label": label,
+        row = {"method": first.method, "mode": first.mode, "model": first.model, "label": label,
                "n": len(members)}
         for col in tasks:
             row[f"{col} mean"], row[f"{col} std"] = _mean_std(
-                pd.Series([(r["accuracy"].get(split) or {}).get(col, float("nan")) for r in members], dtype=float))
+                pd.Series([(r.accuracy.get(split) or {}).get(col, float("nan")) for r in members], dtype=float))
         row["Average mean"], row["Average std"] = _mean_std(
-            pd.Series([(r["accuracy"].get(split) or {}).get("average", float("nan")) for r in members], dtype=float))
-        row["trainable"] = int(first["params"]["trainable"])
-        row["trainable_percent"] = float(first["params"].get("trainable_percent", float("nan")))
+            pd.Series([(r.accuracy.get(split) or {}).get("average", float("nan")) for r in members], dtype=float))
+        row["trainable"] = int(first.params["trainable"])
+        row["trainable_percent"] = float(first.params.get("trainable_percent", float("nan")))
         row["experiment"] = key
         out.append(row)
     df = pd.DataFrame(out)
@@ -277,7 +276,7 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     written = []
     fingerprints: dict[str, set] = {}
     for r in records:
-        fingerprints.setdefault(r["dataset"], set()).add(r.get("data_fingerprint"))
+        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
     keys = sorted({table_key(r, fingerprints) for r in records})
     for dataset in [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets] or datasets or []:
         summary = summarize(records, dataset, split)

@@ -21,25 +21,21 @@ import sys
 from pathlib import Path
 
 import submitit
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench.errors import RecordError, UserError, guarded
+from bench.app import CONFIG_DIR, check, compose_config
+from bench.atomic_io import write_json_atomic
+from bench.errors import RecordError, RunBusyError, UserError, guarded
+from bench.experiment import plan_run, run_experiment
 from bench.lock import holder, lock_path, process_alive
+from bench.methods import METHODS
 from bench.records import load_complete_record
-from bench.results import write_json_atomic
-from bench.run import CONFIG_DIR
 
 log = logging.getLogger("bench.sweep")
 
 
 class SweepError(UserError):
     """A sweep that cannot be launched as asked (one paragraph: what, why, how to fix)."""
-
-
-def compose_config(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def load_preset(name: str) -> dict:
@@ -59,7 +55,6 @@ def load_preset(name: str) -> dict:
 
 def every_method_and_mode() -> list[str]:
     """`method: all` in a preset: every registered method in each of its modes."""
-    from methods import METHODS
     return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
             for name, cls in METHODS.items() for mode in cls.modes]
 
@@ -87,21 +82,18 @@ class SweepJob(submitit.helpers.Checkpointable):
     """One run of a sweep; submitit pickles it, and requeues it on time-out/preemption."""
 
     def __call__(self, overrides: list[str]) -> dict:
-        from bench.run import run_experiment
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         record = run_experiment(compose_config(overrides))
-        return {"run_id": record["run_id"], "test_average": record["accuracy"]["test"]["average"]}
+        return {"run_id": record.run_id, "test_average": record.test_average}
 
 
 def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
-    from bench.run import plan_run
-
     preset = load_preset(name)
     name = preset["name"]
     runs = []
     results_dir = None
     for overrides in expand_grid(preset, [*extra, f"runtime.sweep={name}"]):
-        run = plan_run(compose_config(overrides))
+        run = plan_run(check(compose_config(overrides)))
         results_dir = run.cfg.runtime.results_dir
         runs.append({"run_id": run.run_id, "method": run.cfg.method.name, "mode": run.cfg.method.mode,
                      "dataset": run.cfg.dataset.name, "seed": run.cfg.seed, "overrides": overrides,
@@ -113,9 +105,6 @@ def run_here(name: str, extra: list[str]) -> dict[str, int]:
     """Run the sweep's missing runs in this process, one after another (a machine without a
     scheduler).  Several such processes may share a sweep: each run's lock sends a process
     past the runs another one is computing, so together they drain it like a work queue."""
-    from bench.errors import RunBusyError
-    from bench.run import run_experiment
-
     runs, folder = plan(name, extra)
     write_json_atomic(runs, folder / "expected.json")
     counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}

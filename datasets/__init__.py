@@ -1,23 +1,29 @@
 """Multi-domain datasets for clip-prompt-bench (each domain is one task).
 
-Note: this top-level package is named ``datasets`` like the Hugging Face
-library; inside this repository ``import datasets`` is ours. Never import the
-Hugging Face one from here.
+Installed as `bench.datasets` (pyproject.toml maps this folder there), so it never collides
+with Hugging Face's `datasets`, present in most ML environments.  Imported under any other
+name (from a checkout's root, `import datasets`), this folder hands the import over to the
+installed package of that name, so Hugging Face's `datasets` still works there.
 
 Public API::
 
-    from datasets import build_dataset, DATASETS, register_dataset
-    from datasets import Task, MultiDomainDataset, DatasetError
-    from datasets import ImageListDataset, collate_skip_unreadable, readable_classname
+    from bench.datasets import build_dataset, DATASETS, register_dataset
+    from bench.datasets import Task, MultiDomainDataset, DatasetError
+    from bench.datasets import ImageListDataset, collate_skip_unreadable, readable_classname
 """
-from .base import DatasetError, ImageListDataset, MultiDomainDataset, Task, collate_skip_unreadable
-from .registry import DATASETS, build_dataset, register_dataset
-from .splits import readable_classname
+if __name__ == "bench.datasets":
+    from .base import DatasetError, ImageListDataset, MultiDomainDataset, Task, collate_skip_unreadable
+    from .registry import DATASETS, build_dataset, register_dataset
+    from .splits import readable_classname
 
-# Importing the builder modules registers them.
-from . import imagefolder, minidomainnet, officehome, toy  # noqa: E402,F401
+    # Importing the builder modules registers them.
+    from . import imagefolder, minidomainnet, officehome, toy  # noqa: F401
 
-__all__ = [
-    "DATASETS", "DatasetError", "ImageListDataset", "MultiDomainDataset", "Task",
-    "build_dataset", "collate_skip_unreadable", "readable_classname", "register_dataset",
-]
+    __all__ = [
+        "DATASETS", "DatasetError", "ImageListDataset", "MultiDomainDataset", "Task",
+        "build_dataset", "collate_skip_unreadable", "readable_classname", "register_dataset",
+    ]
+else:
+    from bench.import_names import hand_over
+
+    hand_over(__name__, __file__)

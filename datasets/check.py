@@ -1,33 +1,17 @@
 """Check a dataset before training: every image opened, counts per domain.
 
-Usage (from the repository root)::
-
-    python -m datasets.check dataset=officehome dataset.root=/path/to/OfficeHome
-    python -m datasets.check dataset=toy dataset.few_shot=4
-
-Loads ``configs/dataset/<name>.yaml`` with OmegaConf, applies
-``dataset.key=value`` overrides, builds the dataset, opens every image (PIL
-``verify``) and prints a per-domain table. Exit codes: 0 all good, 1 problems
-found (unreadable or missing files, empty or overlapping splits, classes without
-train images), 2 the dataset could not be built (the one-paragraph DatasetError, no
-traceback) or bad arguments.
+``check_dataset(cfg)`` builds the dataset of a typed ``dataset`` block, opens every image
+(PIL ``verify``) and returns a per-domain report; ``python -m bench.check`` is its command.
 """
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping, Sequence
 
-from bench.errors import EXIT_USER_ERROR, UserError
+from bench.schema import DatasetConfig
 
-from .base import DatasetError
 from .registry import build_dataset
 from .verify import image_problem
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "bench" / "configs" / "dataset"
-
 
 @dataclass
 class DomainReport:
@@ -76,7 +60,7 @@ def _verify(path: str) -> str | None:
     return None if problem is None else ("missing" if problem == "missing" else "unreadable")
 
 
-def check_dataset(cfg: Mapping[str, Any], workers: int = 8) -> CheckReport:
+def check_dataset(cfg: DatasetConfig, workers: int = 8) -> CheckReport:
     """Build the dataset from ``cfg``, open every image and report per domain.
 
     Raises :class:`DatasetError` when the dataset cannot be built at all.
@@ -114,53 +98,3 @@ def check_dataset(cfg: Mapping[str, Any], workers: int = 8) -> CheckReport:
                 names = ", ".join(task.classnames[i] for i in no_train[:5])
                 problems.append(f"{task.name}: {len(no_train)} class(es) without train images: {names}")
     return CheckReport(ds.name, ds.root, domains, problems)
-
-
-def load_dataset_config(name: str, overrides: Sequence[str] = ()):
-    """``configs/dataset/<name>.yaml`` with ``key=value`` (or ``dataset.key=value``) overrides."""
-    from omegaconf import OmegaConf
-
-    path = CONFIG_DIR / f"{name}.yaml"
-    if not path.is_file():
-        choices = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))) or "none"
-        raise DatasetError(
-            f"No dataset config '{name}': {path} does not exist. Available: {choices}. "
-            f"Use dataset=<one of them>, or add a YAML to {CONFIG_DIR}."
-        )
-    dotlist = [o[len("dataset."):] if o.startswith("dataset.") else o for o in overrides]
-    try:
-        cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(dotlist))
-        OmegaConf.resolve(cfg)
-    except Exception as exc:  # OmegaConf's errors: bad override syntax or interpolation
-        raise DatasetError(
-            f"Could not apply the overrides {' '.join(overrides)} to {path}: {exc}. "
-            f"Write them as dataset.key=value, e.g. dataset.root=/data/office_home."
-        ) from None
-    return cfg
-
-
-USAGE = "usage: python -m datasets.check dataset=<name> [dataset.key=value ...]"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__.strip())
-        return 0
-    names = [a.split("=", 1)[1] for a in argv if a.startswith("dataset=")]
-    overrides = [a for a in argv if a.startswith("dataset.") and "=" in a]
-    bad = [a for a in argv if not a.startswith("dataset=") and a not in overrides]
-    if len(names) != 1 or bad:
-        print(f"{USAGE}\n(got: {' '.join(argv) or 'no arguments'})", file=sys.stderr)
-        return 2
-    try:
-        report = check_dataset(load_dataset_config(names[0], overrides))
-    except UserError as exc:  # a missing dataset, a bad layout or a bad dataset.* value
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    print(report.format())
-    return 0 if report.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

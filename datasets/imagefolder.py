@@ -23,7 +23,9 @@ across domains; ``Task.classnames`` holds their readable forms.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
+
+from bench.schema import DatasetConfig
 
 from .base import DatasetError, MultiDomainDataset, Task
 from .registry import register_dataset
@@ -34,7 +36,7 @@ from .splits import (
 
 
 def build_imagefolder(
-    cfg: Mapping[str, Any],
+    cfg: DatasetConfig,
     *,
     name: str,
     root: str,
@@ -95,13 +97,13 @@ def build_imagefolder(
     classnames = tuple(readable_classname(c) for c in class_folders)
 
     split_dir = cfg.split_dir
-    val_fraction = float(cfg.val_fraction)
-    seed = int(cfg.split_seed)
+    val_fraction = cfg.val_fraction
+    seed = cfg.split_seed
     tasks = []
     for d in domains:
         key = d
         if split_dir is None:
-            test_fraction = float(cfg.test_fraction)
+            test_fraction = cfg.test_fraction
             check_fractions(val_fraction, test_fraction, name)
             samples = [(p, label) for label, c in enumerate(class_folders) for p in per_domain[d][c]]
             train, val, test = stratified_split(samples, val_fraction, test_fraction, seed, key)
@@ -154,12 +156,12 @@ def _read_user_splits(split_dir, domain, folder, root, class_folders, val_fracti
 
 
 @register_dataset("imagefolder")
-def build_generic_imagefolder(cfg: Mapping[str, Any]) -> MultiDomainDataset:
+def build_generic_imagefolder(cfg: DatasetConfig) -> MultiDomainDataset:
     """Any ``<root>/<domain>/<class>/*`` dataset (PACS, VLCS, Office-31, DomainNet)."""
     return build_imagefolder(
         cfg,
-        name=str(cfg.name),
+        name=cfg.name,
         root=expand_root(cfg.root),
         domains=as_list(cfg.domains),
-        download_hint=str(cfg.download_hint),
+        download_hint=cfg.download_hint,
     )

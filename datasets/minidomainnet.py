@@ -16,7 +16,8 @@ class's train images, seeded by ``split_seed``; the official test split is kept.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+
+from bench.schema import DatasetConfig
 
 from .base import DatasetError, MultiDomainDataset, Task
 from .registry import register_dataset
@@ -35,7 +36,7 @@ SPLITS_HINT = (
 
 
 @register_dataset("minidomainnet")
-def build_minidomainnet(cfg: Mapping[str, Any]) -> MultiDomainDataset:
+def build_minidomainnet(cfg: DatasetConfig) -> MultiDomainDataset:
     name = "MiniDomainNet"
     root = expand_root(cfg.root)
     domains = as_list(cfg.domains) or list(DOMAINS)
@@ -60,8 +61,8 @@ def build_minidomainnet(cfg: Mapping[str, Any]) -> MultiDomainDataset:
             f"the DomainNet folder that holds the domain folders and splits_mini/."
         )
     split_dir = os.path.join(root, "splits_mini")
-    val_fraction = float(cfg.val_fraction)
-    seed = int(cfg.split_seed)
+    val_fraction = cfg.val_fraction
+    seed = cfg.split_seed
     check_fractions(val_fraction, 0.0, name)
 
     per_domain = {}

@@ -17,7 +17,8 @@ optional, see :mod:`datasets.imagefolder`).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+
+from bench.schema import DatasetConfig
 
 from .base import DatasetError, MultiDomainDataset
 from .imagefolder import build_imagefolder
@@ -34,7 +35,7 @@ DOWNLOAD = (
 
 
 @register_dataset("officehome")
-def build_officehome(cfg: Mapping[str, Any]) -> MultiDomainDataset:
+def build_officehome(cfg: DatasetConfig) -> MultiDomainDataset:
     root = expand_root(cfg.root)
     if os.path.isdir(os.path.join(root, ARCHIVE_FOLDER)):
         root = os.path.join(root, ARCHIVE_FOLDER)

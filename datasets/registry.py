@@ -1,21 +1,23 @@
 """Dataset registry: ``DATASETS[builder](cfg) -> MultiDomainDataset``.
 
-``cfg`` is the ``dataset`` config group (``configs/dataset/<name>.yaml``, an
-OmegaConf DictConfig or a plain dict). The builder is chosen by ``cfg.builder``
-so several YAMLs (PACS, VLCS, Office-31, ...) can share the generic
-``imagefolder`` builder. ``build_dataset`` applies the few-shot option after
-the split (``few_shot: k`` keeps k train images per class per domain, seeded by
-``few_shot_seed``; val and test untouched).
+``cfg`` is the checked, typed ``dataset`` block (``bench.schema.DatasetConfig``, from
+``configs/dataset/<name>.yaml``; bench/app.py checks it). The builder is chosen by
+``cfg.builder`` so several YAMLs (PACS, VLCS, Office-31, ...) can share the generic
+``imagefolder`` builder. ``build_dataset`` applies the few-shot option after the split
+(``few_shot: k`` keeps k train images per class per domain, seeded by ``few_shot_seed``;
+val and test untouched).
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Callable
+
+from bench.schema import DatasetConfig
 
 from .base import DatasetError, MultiDomainDataset
 from .splits import few_shot_subset
 
-Builder = Callable[[Mapping[str, Any]], MultiDomainDataset]
+Builder = Callable[[DatasetConfig], MultiDomainDataset]
 DATASETS: dict[str, Builder] = {}
 
 
@@ -31,14 +33,10 @@ def register_dataset(name: str) -> Callable[[Builder], Builder]:
     return decorator
 
 
-def build_dataset(cfg: Mapping[str, Any]) -> MultiDomainDataset:
-    """Build the dataset described by ``cfg`` (see the module docstring), completed with the
-    schema's defaults (bench/config.py) and validated."""
-    from bench.config import dataset_config
-
-    cfg = dataset_config(cfg)
+def build_dataset(cfg: DatasetConfig) -> MultiDomainDataset:
+    """Build the dataset described by the typed ``cfg`` (see the module docstring)."""
     builder = cfg.builder
-    if str(builder) not in DATASETS:
+    if builder not in DATASETS:
         found = "no 'builder' key" if not builder else f"builder '{builder}'"
         raise DatasetError(
             f"Unknown dataset builder: the dataset config has {found}. Registered builders: "
@@ -46,7 +44,7 @@ def build_dataset(cfg: Mapping[str, Any]) -> MultiDomainDataset:
             f"dataset=minidomainnet, dataset=pacs, dataset=toy, ...) or set dataset.builder to one "
             f"of the registered names."
         )
-    dataset = DATASETS[str(builder)](cfg)
+    dataset = DATASETS[builder](cfg)
     if cfg.few_shot is not None:
         tasks = tuple(
             dataclasses.replace(t, train=tuple(few_shot_subset(t.train, cfg.few_shot, cfg.few_shot_seed, t.name)))

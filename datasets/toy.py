@@ -25,13 +25,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench import faults
-from bench.results import storage_error
+from bench.atomic_io import storage_error
+
+from bench.schema import DatasetConfig
 
 from .base import DatasetError, MultiDomainDataset
 from .imagefolder import build_imagefolder
@@ -202,7 +203,7 @@ def ensure_toy(root: str) -> bool:
 
 
 @register_dataset("toy")
-def build_toy(cfg: Mapping[str, Any]) -> MultiDomainDataset:
+def build_toy(cfg: DatasetConfig) -> MultiDomainDataset:
     root = expand_root(cfg.root)
     ensure_toy(root)
     return build_imagefolder(cfg, name="toy", root=root, domains=as_list(cfg.domains) or list(DOMAINS),

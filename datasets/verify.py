@@ -6,7 +6,7 @@ its IEND chunk) is found without decoding the image; only a file that fails the 
 check is decoded in full, to confirm.  On Office-Home (~15,600 JPEGs) the first check
 reads a few KB per file; `scan` remembers each verdict with the file's size and mtime, so
 a relaunch only stats the files.  Used before training by `bench.run` and by
-`python -m datasets.check`.
+`python -m bench.check`.
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Iterable
 
 from PIL import Image
+
+from bench.atomic_io import write_json_atomic
+from bench.errors import StorageError
 
 CHECK_VERSION = 1  # bump when image_problem changes: cached verdicts are then redone
 _TAILS = {"JPEG": (b"\xff\xd9", 1024), "PNG": (b"IEND", 64)}
@@ -89,8 +92,6 @@ def _load(cache_file: Path | None) -> dict:
 
 def _save(cache: dict, cache_file: Path) -> None:
     """Best effort: a cache that cannot be written costs time on the next run, nothing else."""
-    from bench.errors import StorageError
-    from bench.results import write_json_atomic
     try:
         write_json_atomic({"version": CHECK_VERSION, "files": cache}, cache_file)
     except StorageError:

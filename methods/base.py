@@ -3,19 +3,22 @@
 `Method` implements the contract of methods/contract.py for every method here: logits =
 logit_scale * cos(image feature, class text feature) over the sample's own task, with the
 image and text features from the frozen `PromptableCLIP` and the method's prompts.
+`TemplateMethod` is a `Method` whose class prompts are a hand-written template
+(`TemplateConfig.template`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from bench.clip import PromptableCLIP, TowerPrompts
-from bench.config import MethodConfig, setting
-from bench.feature_cache import SPEEDUPS, ImageFeatureCache
+from bench.schema import MethodConfig, setting
+from bench.speedups import SPEEDUPS, ImageFeatureCache
 from bench.seeding import stable_seed
-from methods.contract import MethodContract, MethodError
+from bench.methods.contract import MethodContract, MethodError
 
 
 def seeded_normal(shape: Sequence[int], std: float, *seed_parts: Any) -> torch.Tensor:
@@ -51,20 +54,38 @@ def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int
 
 
 class Method(MethodContract):
-    """Base of every method: cosine logits between image and class text features.
+    """Base of every CLIP method: logits = logit_scale * cos(image feature, class text feature)
+    over the classes of each sample's own task.
 
-    Subclasses provide `image_features(images, task_ids)` and `compute_class_features()`,
-    or, for prompt methods, just `text_prompts` / `image_prompts` / `prompt_texts`.
+    A method changes what it needs through one override point per concern:
+
+    | concern            | override                                   | default                                         |
+    |--------------------|--------------------------------------------|-------------------------------------------------|
+    | prompt words       | `prompt_texts(task)`                       | `TemplateMethod`: the template; else required   |
+    | text prompts       | `text_prompts(row_task)`                   | none                                            |
+    | text features      | `text_features(tokens, row_task, row_class)` | the text tower with `text_prompts`            |
+    | visual prompts     | `image_prompts(task_ids)`                  | none                                            |
+    | image features     | `image_features(images, task_ids)`         | the image tower with `image_prompts`            |
+    | after the tower    | `adapt_image(features, task_ids)`          | unchanged                                       |
+    | logit scale        | `logit_scales(task_ids)`                   | the model's own                                 |
+
+    `text_key(task)` says which tasks share a text pass (default: tasks of one parameter
+    set); `text_depends_on_parameters` / `image_depends_on_parameters` (class flags) let the
+    base compute frozen features once (bench/speedups.py).  Parameter sets are built here:
+    `set_of_task[t]` is task t's set and `set_names` their stable names (MT: one shared set,
+    ST: one per task, any other mode: one per task unless the method says otherwise), and
+    `select_sets(params, rows)` picks each row's set from a (sets, ...) tensor.  A method whose
+    text depends on the image (CoCoOp) implements `forward` itself.
     """
 
     #: False when class text features never change during training (no text prompts and a
     #: frozen text tower): they are then computed once and reused every step.
     text_depends_on_parameters: bool = True
     #: False when image features never change (frozen, unprompted image tower): they are then
-    #: computed without autograd and cached per sample for fixed images (bench/feature_cache.py).
+    #: computed without autograd and cached per sample for fixed images (bench/speedups.py).
     image_depends_on_parameters: bool = True
 
-    def __init__(self, clip: PromptableCLIP, tasks: Sequence, cfg, seed: int = 0):
+    def __init__(self, clip: PromptableCLIP, tasks: Sequence, cfg: MethodConfig, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         counts = [len(t.classnames) for t in self.tasks]
         self.max_classes = max(counts)
@@ -72,26 +93,14 @@ class Method(MethodContract):
         for t, count in enumerate(counts):
             mask[t, :count] = True
         self.register_buffer("class_mask", mask, persistent=False)
+        if self.mode == "mt":
+            self.set_of_task, self.set_names = [0] * len(self.tasks), ["shared"]
+        else:
+            self.set_of_task, self.set_names = list(range(len(self.tasks))), [t.name for t in self.tasks]
+        self.register_buffer("set_index", torch.tensor(self.set_of_task), persistent=False)
         self._class_cache: torch.Tensor | None = None
         self._token_cache: dict[tuple[str, ...], torch.Tensor] = {}
         self.image_cache = ImageFeatureCache()
-
-    # ---- parameter sets (ST / MT) ------------------------------------------------------
-    def use_sharing_sets(self) -> list[str]:
-        """Map each task to a parameter set: ST gives each task its own, MT one shared set.
-
-        Sets `set_of_task` (and the `set_index` buffer used by `select_sets`) and returns a
-        stable name per set, used to seed that set's initialisation."""
-        if self.mode == "st":
-            self.set_of_task, names = list(range(len(self.tasks))), [t.name for t in self.tasks]
-        elif self.mode == "mt":
-            self.set_of_task, names = [0] * len(self.tasks), ["shared"]
-        else:
-            raise MethodError(f"Unknown sharing mode '{self.mode}'. Use method.mode=st (own parameters "
-                              "per task) or method.mode=mt (one set shared by all tasks).")
-        self.register_buffer("set_index", torch.tensor(self.set_of_task, device=self.class_mask.device),
-                             persistent=False)
-        return names
 
     def select_sets(self, params: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The parameter set of each row's task from `params` (sets, ...): one shared set is
@@ -114,7 +123,7 @@ class Method(MethodContract):
         """(T, C_max, E) normalised class text features (zero rows past a task's classes)."""
         if self._class_cache is not None:
             return self._class_cache
-        features = self.compute_class_features()
+        features = self._compute_class_features()
         # Prompted or trained text changes every step; in evaluation (and for frozen text)
         # the features are fixed, so one pass serves every batch until the next train().
         if SPEEDUPS.enabled and (not self.training or not self.text_depends_on_parameters):
@@ -125,7 +134,7 @@ class Method(MethodContract):
                 sample_ids: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
         """`sample_ids` (split, CPU indices of the batch's samples) marks the images as fixed
         (same pixels every time that index is seen), which lets a frozen image tower cache them."""
-        image = self.fixed_or_computed_image_features(images, task_ids, sample_ids)
+        image = self.image_embedding(images, task_ids, sample_ids)
         classes = self.class_features().to(image.dtype)
         n_tasks, n_classes, dim = classes.shape
         all_logits = (image @ classes.reshape(-1, dim).T).view(-1, n_tasks, n_classes)
@@ -133,23 +142,31 @@ class Method(MethodContract):
         logits = self.logit_scales(task_ids).to(logits.dtype) * logits
         return logits.masked_fill(~self.class_mask[task_ids], float("-inf"))
 
-    def fixed_or_computed_image_features(self, images, task_ids, sample_ids=None) -> torch.Tensor:
+    def image_embedding(self, images, task_ids, sample_ids=None) -> torch.Tensor:
+        """`adapt_image` of the image features, taken from the per-sample cache where the image
+        tower has no trainable input and the images are fixed."""
         if not SPEEDUPS.enabled or self.image_depends_on_parameters:
-            return self.image_features(images, task_ids)
+            return self.adapt_image(self.image_features(images, task_ids), task_ids)
         with torch.no_grad():  # no trainable input: nothing to differentiate through
             if sample_ids is None:
-                return self.image_features(images, task_ids)
-            split, indices = sample_ids
-            return self.image_cache.features(split, indices, lambda: self.image_features(images, task_ids))
+                features = self.image_features(images, task_ids)
+            else:
+                split, indices = sample_ids
+                features = self.image_cache.features(split, indices, lambda: self.image_features(images, task_ids))
+        return self.adapt_image(features, task_ids)
 
-    def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_image(images, self.image_prompts(task_ids))
+    def _compute_class_features(self) -> torch.Tensor:
+        """One text pass over every distinct (prompt set, text key, class list), scattered to
+        tasks; with several prompt sets (a template ensemble) the normalised features are
+        averaged and renormalised."""
+        ensemble = self.prompt_ensemble()
+        features = None
+        for member, texts_of in enumerate(ensemble):
+            one = self._class_features_of(texts_of)
+            features = one if features is None else features + one
+        return F.normalize(features, dim=-1) if len(ensemble) > 1 else features
 
-    def logit_scales(self, task_ids: torch.Tensor) -> torch.Tensor:
-        return self.clip.logit_scale
-
-    def compute_class_features(self) -> torch.Tensor:
-        """One text pass over every distinct (text key, class list), scattered to tasks."""
+    def _class_features_of(self, texts_of: Callable[[int], list[str]]) -> torch.Tensor:
         passes: dict[tuple, list[int]] = {}
         for t, task in enumerate(self.tasks):
             # Baseline: one pass per task, even where tasks' prompts are identical.
@@ -157,13 +174,13 @@ class Method(MethodContract):
             passes.setdefault((key, tuple(task.classnames)), []).append(t)
         tokens, rows_task, rows_class = [], [], []
         for (_, classnames), members in passes.items():
-            tokens.append(self.tokenize_task(members[0]))
+            tokens.append(self.tokenize(texts_of(members[0])))
             rows_task += [members[0]] * len(classnames)
             rows_class += range(len(classnames))
         device = self.class_mask.device
         tokens = self.truncated(torch.cat(tokens))
-        features = self.class_text_features(tokens, torch.tensor(rows_task, device=device),
-                                            torch.tensor(rows_class, device=device))
+        features = self.text_features(tokens, torch.tensor(rows_task, device=device),
+                                      torch.tensor(rows_class, device=device))
         out = features.new_zeros(len(self.tasks), self.max_classes, features.shape[-1])
         start = 0
         for (_, classnames), members in passes.items():
@@ -174,34 +191,24 @@ class Method(MethodContract):
             start += len(classnames)
         return out
 
-    def class_text_features(self, tokens: torch.Tensor, row_task: torch.Tensor,
-                            row_class: torch.Tensor) -> torch.Tensor:
-        """Normalised text features of class prompts: `tokens` (CPU) row r is class
-        row_class[r] of task row_task[r].  Methods that give each class its own prompt (CoOp's
-        csc) or route rows through per-task weights (bitfit, lora) override this."""
-        return self.encode_prompted_text(tokens, self.text_prompts(row_task))
-
-    def encode_prompted_text(self, tokens: torch.Tensor, prompts: TowerPrompts | None) -> torch.Tensor:
-        if prompts is not None:  # checked on the host tokens, so the step has no sync
+    def encode_text(self, tokens: torch.Tensor, prompts: TowerPrompts | None) -> torch.Tensor:
+        """Normalised text features of CPU `tokens` with `prompts` inserted (room checked on
+        the host tokens, so the step has no sync)."""
+        if prompts is not None:
             self.clip.check_prompt_room(tokens, prompts.n_tokens)
         return self.clip.encode_text(tokens.to(self.class_mask.device), prompts, truncate=False)
 
-    # ---- what prompt methods override ---------------------------------------------------
-    def text_key(self, task: int) -> Any:
-        """Tasks with equal keys (and equal class lists) share one text pass."""
-        return task
-
-    def prompt_texts(self, task: int) -> list[str]:
-        template = self.cfg.template
-        return [template.format(name) for name in self.tasks[task].classnames]
-
-    def tokenize_task(self, task: int) -> torch.Tensor:
-        """CPU tokens of the task's prompts, tokenized once: prompted or trained text runs
-        every step, and BPE on the host is not work to repeat per step."""
-        texts = tuple(self.prompt_texts(task))
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """CPU tokens of `texts`, tokenized once: prompted or trained text runs every step, and
+        BPE on the host is not work to repeat per step."""
+        texts = tuple(texts)
         if texts not in self._token_cache:
             self._token_cache[texts] = self.clip.tokenize(texts)
         return self._token_cache[texts]
+
+    def tokenize_task(self, task: int) -> torch.Tensor:
+        """CPU tokens of the task's class prompts (`prompt_texts`)."""
+        return self.tokenize(self.prompt_texts(task))
 
     def truncated(self, tokens: torch.Tensor) -> torch.Tensor:
         """CPU tokens cut after the last EOT (exact: causal tower pooled at EOT); cut on the
@@ -210,11 +217,39 @@ class Method(MethodContract):
             return tokens
         return tokens[:, : int(self.clip.eot_positions(tokens).max()) + 1]
 
+    # ---- the override points (see the table above) -----------------------------------------
+    def prompt_texts(self, task: int) -> list[str]:
+        """The text of each class prompt of `task` (placeholder words where prompts go)."""
+        raise NotImplementedError(f"{type(self).__name__} must say its class prompts (prompt_texts)")
+
+    def prompt_ensemble(self) -> list[Callable[[int], list[str]]]:
+        """The prompt sets whose features are averaged (one: `prompt_texts`)."""
+        return [self.prompt_texts]
+
+    def text_key(self, task: int) -> Any:
+        """Tasks with equal keys (and equal class lists) share one text pass."""
+        return self.set_of_task[task]
+
     def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts | None:
         return None
 
+    def text_features(self, tokens: torch.Tensor, row_task: torch.Tensor,
+                      row_class: torch.Tensor) -> torch.Tensor:
+        """Normalised text features of class prompts: `tokens` (CPU) row r is class
+        row_class[r] of task row_task[r]."""
+        return self.encode_text(tokens, self.text_prompts(row_task))
+
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
         return None
+
+    def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_image(images, self.image_prompts(task_ids))
+
+    def adapt_image(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def logit_scales(self, task_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.logit_scale
 
     # ---- helpers for prompt methods -------------------------------------------------------
     def word_embeddings(self, text: str, n_tokens: int | None = None) -> torch.Tensor:
@@ -228,3 +263,24 @@ class Method(MethodContract):
                               "init text.")
         with torch.no_grad():
             return self.clip.token_embedding(tokens[1:1 + n_tokens].to(self.class_mask.device)).float().cpu()
+
+
+class TemplateMethod(Method):
+    """A method whose class prompts are the hand-written template of its `TemplateConfig`
+    (`template.format(class name)`; `templates()` may give several, an ensemble).  Where the
+    text tower is also frozen (`text_depends_on_parameters = False`) every task shares one
+    text pass."""
+
+    def templates(self) -> list[str]:
+        return [self.cfg.template]
+
+    def prompt_ensemble(self) -> list[Callable[[int], list[str]]]:
+        return [lambda task, template=template: [template.format(name) for name in self.tasks[task].classnames]
+                for template in self.templates()]
+
+    def prompt_texts(self, task: int) -> list[str]:
+        return [self.cfg.template.format(name) for name in self.tasks[task].classnames]
+
+    def text_key(self, task: int) -> Any:
+        # A frozen, unprompted text tower gives every task the same class features.
+        return "template" if not self.text_depends_on_parameters else super().text_key(task)

@@ -12,7 +12,7 @@ Text from the hand template ("a photo of a {}.").
 
 Modes: MT (one bias set for all tasks) and ST (one per task).  The biases live on the method,
 stacked (sets, ...); open_clip's Linear, LayerNorm and attention modules are replaced, in a
-private structural copy of CLIP (methods/routing.py), by modules that add each row's set, so
+private structural copy of CLIP (methods/private_clip.py, methods/routed_layers.py), by modules that add each row's set, so
 ST needs no copy of CLIP per task and routes every image and class prompt in one pass.
 Trainable parameters per set: per block 3d + d + 4d + d + 2d = 11d, plus 2 d_vision (ln_pre,
 ln_post) and d_text (ln_final): 11 (L_v d_v + L_t d_t) + 2 d_v + d_t.  ViT-B/16:
@@ -27,9 +27,10 @@ import torch
 from torch import nn
 
 from bench.clip import ModelError
-from methods.base import TemplateConfig
-from methods.registry import register_method
-from methods.routing import RoutedAttention, RoutedLayerNorm, RoutedLinear, TowersWithTaskWeights
+from bench.methods.base import TemplateConfig
+from bench.methods.registry import register_method
+from bench.methods.routed_layers import RoutedAttention, RoutedLayerNorm, RoutedLinear
+from bench.methods.task_weights import TowersWithTaskWeights
 
 
 @register_method("bitfit", config=TemplateConfig, label="BitFit")

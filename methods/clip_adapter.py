@@ -10,7 +10,7 @@ width e), blended with f by the residual ratio a = `ratio` (0.2):
 As in the reference code, the blend acts on the unnormalised feature and f' is normalised
 afterwards (not f before the adapter).  Text from the hand template ("a photo of a {}."),
 class features computed once.  The image tower is frozen and unprompted, so f is computed
-without autograd and cached per sample where the images are fixed (bench/feature_cache.py);
+without autograd and cached per sample where the images are fixed (bench/speedups.py);
 only the adapter runs with autograd.  Init: nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
 Modes: MT (one adapter for all tasks) and ST (one per task, applied per image).
@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.config import setting
-from methods.base import Method, TemplateConfig, seeded_uniform
-from methods.registry import register_method
-from methods.routing import per_row_linear
+from bench.schema import setting
+from bench.methods.base import TemplateConfig, TemplateMethod, seeded_uniform
+from bench.methods.registry import register_method
+from bench.methods.routed_layers import per_row_linear
 
 
 @dataclass
@@ -38,14 +38,14 @@ class CLIPAdapterConfig(TemplateConfig):
 
 
 @register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter")
-class CLIPAdapter(Method):
+class CLIPAdapter(TemplateMethod):
     modes = ("mt", "st")
     text_depends_on_parameters = False
     image_depends_on_parameters = False  # of the frozen CLIP feature f; the adapter comes after
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
+        set_names = self.set_names
         self.ratio = float(cfg.ratio)
         width = clip.model.visual.output_dim
         hidden = width // int(cfg.reduction)
@@ -54,22 +54,13 @@ class CLIPAdapter(Method):
         self.up = nn.Parameter(torch.stack([seeded_uniform((width, hidden), 1.0 / math.sqrt(hidden), seed, "adapter", "up", n)
                                             for n in set_names]))    # (sets, e, e/4)
 
-    def text_key(self, task: int):
-        return "template"
-
-    def prompt_texts(self, task: int) -> list[str]:
-        return [self.cfg.template.format(name) for name in self.tasks[task].classnames]
-
     def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         """The frozen tower's unnormalised feature f (what the cache keeps)."""
         return self.clip.encode_image(images, normalize=False)
 
-    def fixed_or_computed_image_features(self, images, task_ids, sample_ids=None) -> torch.Tensor:
-        clip_feature = super().fixed_or_computed_image_features(images, task_ids, sample_ids)
-        return F.normalize(self.adapt(clip_feature, task_ids), dim=-1)
-
-    def adapt(self, feature: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
-        """f' = a ReLU(W_up ReLU(W_down f)) + (1 - a) f, each image with its task's adapter."""
+    def adapt_image(self, features: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
+        """f' = a ReLU(W_up ReLU(W_down f)) + (1 - a) f, each image with its task's adapter,
+        normalised after the blend."""
         down, up = self.select_sets(self.down, task_ids), self.select_sets(self.up, task_ids)
-        adapted = F.relu(per_row_linear(F.relu(per_row_linear(feature, down)), up))
-        return self.ratio * adapted + (1 - self.ratio) * feature
+        adapted = F.relu(per_row_linear(F.relu(per_row_linear(features, down)), up))
+        return F.normalize(self.ratio * adapted + (1 - self.ratio) * features, dim=-1)

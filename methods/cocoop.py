@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, setting
-from methods.base import Method, seeded_normal, seeded_uniform
-from methods.registry import register_method
-from methods.routing import per_row_linear
+from bench.schema import MethodConfig, setting
+from bench.methods.base import Method, seeded_normal, seeded_uniform
+from bench.methods.registry import register_method
+from bench.methods.routed_layers import per_row_linear
 
 
 @dataclass
@@ -52,7 +52,7 @@ class CoCoOp(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
+        set_names = self.set_names
         if cfg.ctx_init:
             context = self.word_embeddings(cfg.ctx_init)
             contexts = [context.clone() for _ in set_names]
@@ -95,7 +95,7 @@ class CoCoOp(Method):
 
     def forward(self, images: torch.Tensor, task_ids: torch.Tensor,
                 sample_ids: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
-        image = self.fixed_or_computed_image_features(images, task_ids, sample_ids)   # (B, e), normalised
+        image = self.image_embedding(images, task_ids, sample_ids)   # (B, e), normalised
         context = self.select_sets(self.context, task_ids) + self.meta_bias(image, task_ids)[:, None]
         n_classes = self.max_classes
         tokens = self.class_tokens().to(image.device)[task_ids].flatten(0, 1)         # (B C, L)

@@ -4,8 +4,8 @@ evaluation, the runner and the benchmark know about a method (DomainBed's `Algor
 A method is an `nn.Module` built as `cls(clip, tasks, cfg, seed)`:
 
 * `clip`: the frozen `PromptableCLIP` (bench/clip.py), `tasks`: objects with `.name` and
-  `.classnames`, `cfg`: its validated `method` block (a `MethodConfig` subclass,
-  bench/config.py), `seed`: the run's seed;
+  `.classnames`, `cfg`: its checked, typed `method` block (a `MethodConfig` subclass,
+  bench/schema.py), `seed`: the run's seed;
 * `forward(images, task_ids, sample_ids=None) -> logits` (B, C_max): column c of row b
   scores class c of task `task_ids[b]`; columns past that task's class count are -inf;
   `sample_ids` = (split, CPU indices) marks images whose pixels are fixed (cacheable);
@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from bench.errors import UserError
+from bench.schema import MethodConfig
 
 
 class MethodError(UserError):
@@ -41,7 +42,7 @@ class MethodContract(nn.Module):
     method_name: str
     config_class: type
 
-    def __init__(self, clip, tasks: Sequence, cfg, seed: int = 0):
+    def __init__(self, clip, tasks: Sequence, cfg: MethodConfig, seed: int = 0):
         super().__init__()
         self.clip = clip
         self.tasks = list(tasks)
@@ -83,3 +84,10 @@ class MethodContract(nn.Module):
                               "was written by a different method or configuration.")
         self.load_state_dict(state, strict=False)
         self.on_state_loaded()
+
+
+def count_parameters(method: MethodContract) -> dict:
+    """Trainable parameters of `method` (all its sets), the size of its CLIP, and the share."""
+    total = sum(p.numel() for p in method.clip.model.parameters())
+    trainable = sum(p.numel() for _, p in method.trainable_parameters())
+    return {"trainable": trainable, "total": total, "trainable_percent": 100.0 * trainable / total}

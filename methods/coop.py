@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, setting
-from methods.base import Method, seeded_normal
-from methods.registry import register_method
+from bench.schema import MethodConfig, setting
+from bench.methods.base import Method, seeded_normal
+from bench.methods.registry import register_method
 
 
 @dataclass
@@ -50,7 +50,7 @@ class CoOp(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
+        set_names = self.set_names
         self.position = cfg.class_token_position
         # One context per entry: a set (default), or a (set, class name) with csc.
         entries = {}
@@ -74,9 +74,6 @@ class CoOp(Method):
                     rows[t, c] = entries[(set_names[self.set_of_task[t]], name)]
             self.register_buffer("context_entry", rows.to(self.class_mask.device), persistent=False)
 
-    def text_key(self, task: int):
-        return self.set_of_task[task]
-
     def prompt_texts(self, task: int) -> list[str]:
         context = ["X"] * self.n_ctx
         half = self.n_ctx // 2
@@ -84,11 +81,11 @@ class CoOp(Method):
                  "middle": lambda name: [*context[:half], name, *context[half:]]}[self.position]
         return [" ".join(words(name)) + "." for name in self.tasks[task].classnames]
 
-    def class_text_features(self, tokens, row_task, row_class):
+    def text_features(self, tokens, row_task, row_class):
         context = self.context[self.context_entry[row_task, row_class]] if self.csc else \
             self.select_sets(self.context, row_task)                                # (N or 1, M, d)
         if self.position == "end":  # the context fills the placeholders right after SOS
-            return self.encode_prompted_text(tokens, TowerPrompts(input=context))
+            return self.encode_text(tokens, TowerPrompts(input=context))
         # Otherwise the placeholders sit around the class name, whose token count k varies:
         # one pass per k, whose prompt replaces positions 1..M+k (context and name tokens).
         name_lengths = self.clip.eot_positions(tokens) - self.n_ctx - 2            # [SOS] M + k [.] [EOT]
@@ -104,7 +101,7 @@ class CoOp(Method):
                 prompt = torch.cat([names.to(ctx.dtype), ctx], dim=1)
             else:
                 prompt = torch.cat([ctx[:, :half], names.to(ctx.dtype), ctx[:, half:]], dim=1)
-            features = self.encode_prompted_text(tokens[rows], TowerPrompts(input=prompt))
+            features = self.encode_text(tokens[rows], TowerPrompts(input=prompt))
             out = features.new_zeros(len(tokens), features.shape[-1]) if out is None else out
             out = out.index_copy(0, rows_device, features)
         return out

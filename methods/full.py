@@ -1,49 +1,71 @@
 """Full fine-tuning of CLIP: every weight of both towers (and the logit scale) is trained,
 class text features come from the hand template ("a photo of a {}.").
 
-Modes: MT (one model for all tasks) and ST (one copy of CLIP per task).
+Modes: MT (one model for all tasks) and ST (one copy of CLIP per task).  The trained models
+are private copies of CLIP, weights included (methods/private_clip.py), so the shared CLIP a
+run builds stays bit-identical, as for every other method.
 Trainable parameters: all of CLIP per set (ViT-B/16: 149,620,737 for MT, 4x for ST on
 Office-Home).  Use AdamW with a small learning rate (configs/method/full.yaml).
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
-from methods.base import Method, TemplateConfig
-from methods.registry import register_method
+from bench.methods.base import TemplateConfig, TemplateMethod
+from bench.methods.private_clip import private_weights
+from bench.methods.registry import register_method
 
 
 @register_method("full", config=TemplateConfig, label="Full FT")
-class FullFineTuning(Method):
+class FullFineTuning(TemplateMethod):
     modes = ("mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
-        if self.mode == "mt":
-            clip.model.requires_grad_(True)
-            self.copies = None
-        else:
-            self.copies = nn.ModuleList(copy.deepcopy(clip) for _ in set_names)
-            for replica in self.copies:
-                replica.model.requires_grad_(True)
+        trained = [private_weights(clip) for _ in self.set_names]
+        for replica in trained:
+            replica.model.requires_grad_(True)
+        if self.mode == "mt":  # the one trained model is the method's CLIP (counts, tokenizer)
+            self.clip, self.copies = trained[0], None
+        else:  # the shared CLIP stays, frozen, for the counts and the tokenizer
+            self.copies = nn.ModuleList(trained)
+
+    @property
+    def models(self) -> list:
+        """The trained CLIP of each parameter set."""
+        return [self.clip] if self.copies is None else list(self.copies)
 
     def _clip_of(self, task: int):
-        return self.clip if self.copies is None else self.copies[self.set_of_task[task]]
+        return self.models[self.set_of_task[task]]
+
+    def _rows_by_set(self, row_task: torch.Tensor):
+        """(set, rows of that set) for the sets present, in set order."""
+        sets = self.set_index[row_task]
+        for index in range(len(self.models)):
+            rows = (sets == index).nonzero().flatten()
+            if rows.numel():
+                yield index, rows
 
     def image_features(self, images: torch.Tensor, task_ids: torch.Tensor) -> torch.Tensor:
         if self.copies is None:
             return self.clip.encode_image(images)
         out = None
-        for task in range(len(self.tasks)):
-            rows = (task_ids == task).nonzero().flatten()
-            if rows.numel():
-                features = self._clip_of(task).encode_image(images[rows])
-                out = features.new_zeros(len(images), features.shape[-1]) if out is None else out
-                out = out.index_copy(0, rows, features)
+        for index, rows in self._rows_by_set(task_ids):
+            features = self.models[index].encode_image(images[rows])
+            out = features.new_zeros(len(images), features.shape[-1]) if out is None else out
+            out = out.index_copy(0, rows, features)
+        return out
+
+    def text_features(self, tokens: torch.Tensor, row_task: torch.Tensor, row_class: torch.Tensor) -> torch.Tensor:
+        device = self.class_mask.device
+        if self.copies is None:
+            return self.clip.encode_text(tokens.to(device), truncate=False)
+        out = None
+        for index, rows in self._rows_by_set(row_task):
+            features = self.models[index].encode_text(tokens[rows.cpu()].to(device), truncate=False)
+            out = features.new_zeros(len(tokens), features.shape[-1]) if out is None else out
+            out = out.index_copy(0, rows, features)
         return out
 
     def logit_scales(self, task_ids: torch.Tensor) -> torch.Tensor:
@@ -51,12 +73,3 @@ class FullFineTuning(Method):
             return self.clip.logit_scale
         scales = torch.stack([self._clip_of(t).logit_scale for t in range(len(self.tasks))])
         return scales[task_ids].unsqueeze(1)
-
-    def compute_class_features(self) -> torch.Tensor:
-        rows = []
-        for task in range(len(self.tasks)):
-            tokens = self.truncated(self.tokenize_task(task)).to(self.class_mask.device)
-            features = self._clip_of(task).encode_text(tokens, truncate=False)
-            pad = features.new_zeros(self.max_classes - len(features), features.shape[-1])
-            rows.append(torch.cat([features, pad]))
-        return torch.stack(rows)

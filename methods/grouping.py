@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bench.engine import autocast_for, build_grad_scaler, build_optimizer, per_task_losses, train_step
-from bench.results import atomic_write
-from methods.base import MethodError
+from bench.atomic_io import atomic_write
+from bench.device import autocast_for
+from bench.step import build_grad_scaler, build_optimizer, per_task_losses, train_step
+from bench.methods.contract import MethodError
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("gradient", "lookahead", "manual", "one_group", "singletons")

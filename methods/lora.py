@@ -12,7 +12,7 @@ s = alpha / sqrt(r) (`scaling: sqrt_rank`, the default here); Hu et al.'s LoRA a
 formula use alpha / r (`scaling: rank`).  Text from the hand template ("a photo of a {}.").
 
 open_clip's blocks use nn.MultiheadAttention with a fused in-projection [W_q; W_k; W_v]: each
-block's `attn` is replaced, in a private structural copy of CLIP (methods/routing.py, the shared
+block's `attn` is replaced, in a private structural copy of CLIP (methods/private_clip.py and methods/routed_layers.py, the shared
 CLIP untouched), by a RoutedAttention that adds [s B_q A_q x; s B_k A_k x; s B_v A_v x] to the
 fused projection.  Only A and B train.
 
@@ -31,10 +31,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from bench.config import setting
-from methods.registry import register_method
-from methods.base import TemplateConfig, seeded_uniform
-from methods.routing import RoutedAttention, TowersWithTaskWeights, tower_blocks
+from bench.schema import setting
+from bench.methods.registry import register_method
+from bench.methods.base import TemplateConfig, seeded_uniform
+from bench.methods.routed_layers import RoutedAttention, tower_blocks
+from bench.methods.task_weights import TowersWithTaskWeights
 
 
 @dataclass

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, setting
-from methods.base import Method, prompted_layers, seeded_normal, seeded_uniform
-from methods.registry import register_method
+from bench.schema import MethodConfig, setting
+from bench.methods.base import Method, prompted_layers, seeded_normal, seeded_uniform
+from bench.methods.registry import register_method
 
 
 @dataclass
@@ -50,7 +50,7 @@ class MaPLe(Method):
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
+        set_names = self.set_names
         self.n_ctx = cfg.n_ctx
         self.ctx_init = cfg.ctx_init
         max_depth = min(clip.text_depth, clip.vision_depth)
@@ -74,9 +74,6 @@ class MaPLe(Method):
         self.text_context = nn.Parameter(torch.stack(contexts))        # (sets, D, n, d_text)
         self.coupling_weight = nn.Parameter(torch.stack(weights))      # (sets, D, d_vision, d_text)
         self.coupling_bias = nn.Parameter(torch.stack(biases))         # (sets, D, d_vision)
-
-    def text_key(self, task: int):
-        return self.set_of_task[task]
 
     def prompt_texts(self, task: int) -> list[str]:
         prefix = self.ctx_init or " ".join(["X"] * self.n_ctx)

@@ -29,20 +29,20 @@ Office-Home's 4 tasks (2 + 4) x 24,636 = 147,816 (0.0988 %; the paper reports ~0
 from __future__ import annotations
 
 import logging
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import MethodConfig, setting
-from methods import grouping
-from methods.base import Method, MethodError, prompted_layers, seeded_normal
-from methods.registry import register_method
+from bench.schema import MethodConfig, setting
+from bench.methods import grouping
+from bench.methods.base import Method, MethodError, prompted_layers, seeded_normal
+from bench.methods.registry import register_method
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class MmAP(Method):
         self.groups: list[list[int]] | None = None
         self.grouping_record: dict = {}
         if self.mode in ("st", "mt"):
-            self.prompts = self._sets(self.use_sharing_sets(), self.n_ctx)
+            self.prompts = self._sets(self.set_names, self.n_ctx)
             return
         strategy = self.grouping_cfg.strategy
         names = [t.name for t in self.tasks]
@@ -193,7 +193,7 @@ class MmAP(Method):
             self._use_record(grouping.load_grouping(saved, [t.name for t in self.tasks]), str(saved))
         if self.groups is None:
             strategy = self.grouping_cfg.strategy
-            warm_cfg = OmegaConf.merge(self.cfg, {"mode": "mt"})  # one MmAP shared by all tasks
+            warm_cfg = dataclasses.replace(self.cfg, mode="mt")  # one MmAP shared by all tasks
             shared = MmAP(self.clip, self.tasks, warm_cfg, seed=self.seed).to(device)
             affinity, steps_run = grouping.warmup_affinity(
                 shared, data, train_cfg, device, strategy, self.grouping_cfg.warmup_epochs,
@@ -237,7 +237,7 @@ class MmAP(Method):
 
     def text_key(self, task: int):
         if self.mode != "grouped":
-            return self.set_of_task[task]
+            return super().text_key(task)
         if self.groups is None or self.task_prompts is not None:
             return task
         return ("group", self.group_of_task[task])

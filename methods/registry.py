@@ -1,19 +1,22 @@
-"""The method registry: a plain dict filled by the `register_method` decorator."""
+"""The method registry: a plain dict filled by the `register_method` decorator.  It only
+stores; the run wiring (bench/app.py) checks a method's config and builds it."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable
 
-from bench.config import MethodConfig, method_config
-from methods.base import Method
+from bench.schema import MethodConfig
 
-METHODS: dict[str, type[Method]] = {}
+if TYPE_CHECKING:  # for the annotations only: the registry sits below the methods it stores
+    from bench.methods.contract import MethodContract
+
+METHODS: dict[str, type["MethodContract"]] = {}
 
 
-def register_method(name: str, config: type = MethodConfig,
-                    label: str | None = None) -> Callable[[type[Method]], type[Method]]:
+def register_method(name: str, config: type[MethodConfig] = MethodConfig,
+                    label: str | None = None) -> Callable[[type], type]:
     """Register a method class under `name`, with `config` the dataclass of its `method` block
     and `label` its name in tables and plots (default: `name`)."""
-    def decorate(cls: type[Method]) -> type[Method]:
+    def decorate(cls: type) -> type:
         if name in METHODS:
             raise ValueError(f"method '{name}' registered twice")
         METHODS[name] = cls
@@ -22,10 +25,3 @@ def register_method(name: str, config: type = MethodConfig,
         cls.label = label or name
         return cls
     return decorate
-
-
-def build_method(cfg, clip, tasks: Sequence, seed: int = 0) -> Method:
-    """Build the method named by `cfg.name` from its `method` block (completed with the
-    schema's defaults and validated: unknown names and bad values are ConfigErrors)."""
-    cfg = method_config(cfg)
-    return METHODS[cfg.name](clip, tasks, cfg, seed=seed)

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.config import setting
-from methods.base import Method, TemplateConfig, prompted_layers, seeded_normal
-from methods.registry import register_method
+from bench.schema import setting
+from bench.methods.base import TemplateConfig, TemplateMethod, prompted_layers, seeded_normal
+from bench.methods.registry import register_method
 
 
 @dataclass
@@ -37,13 +37,13 @@ class VPTConfig(TemplateConfig):
 
 
 @register_method("vpt", config=VPTConfig, label="VPT")
-class VPT(Method):
+class VPT(TemplateMethod):
     modes = ("mt", "st")
     text_depends_on_parameters = False
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        set_names = self.use_sharing_sets()
+        set_names = self.set_names
         self.n_tokens = cfg.n_tokens
         self.prompt_depth = prompted_layers(cfg, clip.vision_depth, clip.vision_depth, "vpt") if cfg.deep else 1
         std = cfg.init_std
@@ -53,9 +53,6 @@ class VPT(Method):
                 [seeded_normal(shape, std, seed, "vpt", name) for name in set_names]))
         else:  # nothing to train: zero-shot CLIP
             self.register_parameter("prompts", None)
-
-    def text_key(self, task: int):
-        return "template"
 
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
         if self.n_tokens == 0:

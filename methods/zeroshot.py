@@ -9,12 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-import torch.nn.functional as F
-
-from bench.config import setting
-from methods.base import Method, TemplateConfig
-from methods.registry import register_method
+from bench.schema import setting
+from bench.methods.base import TemplateConfig, TemplateMethod
+from bench.methods.registry import register_method
 
 
 @dataclass
@@ -23,23 +20,10 @@ class ZeroShotConfig(TemplateConfig):
 
 
 @register_method("zeroshot", config=ZeroShotConfig, label="Zero-shot")
-class ZeroShot(Method):
+class ZeroShot(TemplateMethod):
     modes = ("mt",)
     text_depends_on_parameters = False
     image_depends_on_parameters = False
 
-    def text_key(self, task: int):
-        return "template"
-
-    def compute_class_features(self) -> torch.Tensor:
-        templates = self.cfg.templates or [self.cfg.template]
-        features = None
-        for template in templates:
-            self._template = template
-            one = super().compute_class_features()
-            features = one if features is None else features + one
-        return F.normalize(features, dim=-1) if len(templates) > 1 else features
-
-    def prompt_texts(self, task: int) -> list[str]:
-        template = getattr(self, "_template", self.cfg.template)
-        return [template.format(name) for name in self.tasks[task].classnames]
+    def templates(self) -> list[str]:
+        return list(self.cfg.templates or [self.cfg.template])

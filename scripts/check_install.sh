@@ -11,9 +11,10 @@ python -m pip install -q --no-deps --target "$scratch/site" "$scratch"/wheel/*.w
 mkdir "$scratch/empty" && cd "$scratch/empty"
 export PYTHONPATH="$scratch/site" CPB_CACHE="$scratch/cache"
 python - <<'PY'
-import bench, methods, datasets, os
+import os
+import bench, bench.methods, bench.datasets
 site = os.environ["PYTHONPATH"]
-for module in (bench, methods, datasets):
+for module in (bench, bench.methods, bench.datasets):
     assert module.__file__.startswith(site), f"{module.__name__} imported from {module.__file__}, not the wheel"
 print("installed package:", os.path.dirname(bench.__file__))
 PY

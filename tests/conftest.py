@@ -13,6 +13,10 @@ from types import SimpleNamespace
 import open_clip
 import pytest
 import torch
+from omegaconf import OmegaConf
+
+from bench.app import load_dataset, train_config
+from bench.models import build_clip
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
@@ -88,7 +92,6 @@ def make_tasks(n_tasks: int = 3, classnames=("dog", "cat", "car", "house")):
 
 @pytest.fixture(scope="session")
 def tiny_clip():
-    from bench.models import build_clip
     torch.manual_seed(0)
     return build_clip("cpb-tiny", "none")
 
@@ -111,7 +114,6 @@ def register_model_config(name: str, embed_dim: int, text_width: int, vision_wid
 @pytest.fixture(scope="session")
 def vit_l14_widths_clip(tmp_path_factory):
     """A CLIP with ViT-L/14's widths (768 text, 1024 vision) but only 2 layers."""
-    from bench.models import build_clip
     name = register_model_config("cpb-test-l14-widths", 768, 768, 1024, layers=2, image_size=28,
                                  patch_size=14, text_heads=12, vision_head_width=64,
                                  tmp_dir=tmp_path_factory.mktemp("cfg"))
@@ -122,13 +124,11 @@ def vit_l14_widths_clip(tmp_path_factory):
 @pytest.fixture(scope="session")
 def vit_b16_clip():
     """ViT-B/16 with random weights (no download): for parameter counts only, never trained."""
-    from bench.models import build_clip
     return build_clip("ViT-B-16", "none")
 
 
 def method_cfg(name: str, **overrides):
     """A resolved method config from configs/method/<name>.yaml with overrides."""
-    from omegaconf import OmegaConf
     cfg = OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml").method
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
@@ -137,18 +137,11 @@ def method_cfg(name: str, **overrides):
 
 def train_cfg(**overrides):
     """The schema's train defaults cut to a few CPU steps (constant lr, last-epoch selection)."""
-    from omegaconf import OmegaConf
-    from bench.config import TrainConfig, defaults_of
-    cfg = OmegaConf.create(defaults_of(TrainConfig))
-    cfg.merge_with(dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
-                        selection="last", lr=0.01))
-    cfg.merge_with(overrides)
-    return cfg
+    return train_config({**dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
+                                selection="last", lr=0.01), **overrides})
 
 
 @pytest.fixture(scope="session")
 def toy_dataset():
     """The generated toy dataset (4 domains x 5 shapes), built once per session."""
-    from omegaconf import OmegaConf
-    from datasets import build_dataset
-    return build_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))
+    return load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))

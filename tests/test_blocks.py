@@ -12,7 +12,7 @@ from torch import nn
 
 from bench.blocks import is_plain_block, run_block
 from bench.clip import TowerPrompts
-from bench.feature_cache import speedups
+from bench.speedups import speedups
 
 
 def _close(a, b):

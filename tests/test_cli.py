@@ -53,7 +53,7 @@ def test_rerun_of_a_complete_run_is_skipped(default_run):
 def test_help_and_cfg_job(tmp_path):
     proc = bench_run("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    from methods import METHODS
+    from bench.methods import METHODS
     choices = next(line for line in proc.stdout.splitlines() if line.strip().startswith("method:"))
     assert set(METHODS) <= set(choices.split(":", 1)[1].replace(",", " ").split())
     proc = bench_run("method=full", "dataset=officehome", "--cfg", "job", cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""The typed config (bench/config.py): one place for every default, validated up front."""
+"""The typed config (bench/schema.py): one place for every default, validated up front."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,14 +9,21 @@ import typing
 from pathlib import Path
 
 import pytest
+from bench.methods import METHODS
+from conftest import REPO
 from omegaconf import OmegaConf
 
-from bench.config import DatasetConfig, ModelConfig, RuntimeConfig, SpeedConfig, TrainConfig, defaults_of
+from bench.app import check_command_line
 from bench.errors import ConfigError
-from bench.run import check_command_line
+from bench.schema import (
+    DatasetConfig,
+    ModelConfig,
+    RuntimeConfig,
+    SpeedConfig,
+    TrainConfig,
+    defaults_of,
+)
 from bench.sweep import compose_config
-from conftest import REPO
-from methods import METHODS
 
 BAD_VALUES = [
     ("train.epochs=-1", "train.epochs=-1", ">= 0"),
@@ -107,7 +114,7 @@ def test_precedence_command_line_over_method_over_dataset_over_schema():
 
 
 def test_speed_and_every_yaml_compose_and_validate():
-    from bench.config import validate
+    from bench.app import check as validate
     for method in METHODS:
         for dataset in (p.stem for p in (REPO / "configs" / "dataset").glob("*.yaml")):
             validate(compose_config([f"method={method}", f"dataset={dataset}"]))

@@ -5,14 +5,15 @@ import copy
 
 import pytest
 import torch
+from bench.methods import METHODS
+from conftest import make_tasks, method_cfg
 from omegaconf import OmegaConf
 
+from bench.app import build_method
 from bench.clip import ModelError, TowerPrompts
 from bench.data import MultiTaskBatchSampler
-from bench.engine import multitask_loss
 from bench.errors import ConfigError
-from conftest import make_tasks, method_cfg
-from methods import METHODS, build_method
+from bench.step import multitask_loss
 
 
 def test_wrapper_without_prompts_equals_open_clip(tiny_clip):
@@ -147,7 +148,8 @@ def test_round_robin_sampling_shows_each_task_the_same_samples_one_task_per_step
     turns = list(MultiTaskBatchSampler(sizes, names, 4, seed=3, epoch=0, task_sampling="round_robin"))
     assert len(turns) == 2 * len(together)
     assert turns[0::2] == [b[:4] for b in together] and turns[1::2] == [b[4:] for b in together]
-    from bench.config import TrainConfig, _check_section, defaults_of
+    from bench.schema import TrainConfig, defaults_of
+    from bench.validation import check_section
     bad = OmegaConf.create({**defaults_of(TrainConfig), "task_sampling": "random"})
     with pytest.raises(ConfigError, match="train.task_sampling='random'.*all, round_robin"):
-        _check_section(bad, TrainConfig, "train.")
+        check_section(bad, TrainConfig, "train.")

@@ -9,14 +9,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench.datasets import (
+    DATASETS,
+    DatasetError,
+    ImageListDataset,
+    MultiDomainDataset,
+    Task,
+    collate_skip_unreadable,
+    readable_classname,
+    register_dataset,
+)
+from bench.datasets import toy as toy_module
+from bench.datasets.check import check_dataset
 from PIL import Image
 
-from datasets import (
-    DATASETS, DatasetError, ImageListDataset, MultiDomainDataset, Task, build_dataset,
-    collate_skip_unreadable, readable_classname, register_dataset,
-)
-from datasets.check import check_dataset, load_dataset_config
-from datasets import toy as toy_module
+from bench.app import load_dataset
+from bench.check import load_dataset_config
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -90,7 +98,7 @@ def test_registry_has_builders_and_decorator():
         return MultiDomainDataset("unit", "/", (task,))
 
     try:
-        ds = build_dataset({"builder": "_unit_test_dataset"})
+        ds = load_dataset({"builder": "_unit_test_dataset"})
         assert ds.task_names == ("d",)
     finally:
         DATASETS.pop("_unit_test_dataset")
@@ -98,14 +106,14 @@ def test_registry_has_builders_and_decorator():
 
 def test_unknown_builder_names_choices():
     with pytest.raises(DatasetError, match="officehome.*toy|Registered builders"):
-        build_dataset({"builder": "nope"})
+        load_dataset({"builder": "nope"})
     with pytest.raises(DatasetError, match="imagefolder"):
-        build_dataset({"name": "x"})
+        load_dataset({"name": "x"})
 
 
 # ----------------------------------------------------------------- Office-Home
 def test_officehome_counts_and_stratified_split(officehome_root):
-    ds = build_dataset(oh_cfg(officehome_root))
+    ds = load_dataset(oh_cfg(officehome_root))
     assert ds.task_names == tuple(OH_DOMAINS)
     for task in ds.tasks:
         assert task.classnames == ("alarm clock", "backpack", "tv stand")
@@ -124,9 +132,9 @@ def test_officehome_counts_and_stratified_split(officehome_root):
 
 
 def test_split_is_seeded(officehome_root):
-    a = build_dataset(oh_cfg(officehome_root))
-    b = build_dataset(oh_cfg(officehome_root))
-    c = build_dataset(oh_cfg(officehome_root, "dataset.split_seed=1"))
+    a = load_dataset(oh_cfg(officehome_root))
+    b = load_dataset(oh_cfg(officehome_root))
+    c = load_dataset(oh_cfg(officehome_root, "dataset.split_seed=1"))
     assert a == b
     assert a.tasks[0].test != c.tasks[0].test
     assert a.tasks[0].test != a.tasks[1].test  # domains draw independently
@@ -134,22 +142,22 @@ def test_split_is_seeded(officehome_root):
 
 def test_real_world_underscore_under_archive_folder(tmp_path):
     make_imagefolder(tmp_path / "OfficeHomeDataset_10072016", ["Art", "Clipart", "Product", "Real_World"], OH_CLASSES)
-    ds = build_dataset(oh_cfg(tmp_path))
+    ds = load_dataset(oh_cfg(tmp_path))
     assert ds.task_names == tuple(OH_DOMAINS)
     assert ds.root.endswith("OfficeHomeDataset_10072016")
     assert "Real_World" in ds.task("Real World").train[0][0]
 
 
 def test_few_shot(officehome_root):
-    full = build_dataset(oh_cfg(officehome_root))
-    ds = build_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=3"))
+    full = load_dataset(oh_cfg(officehome_root))
+    ds = load_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=3"))
     for t_full, t in zip(full.tasks, ds.tasks):
         assert len(t.train) == 2 * 3
         assert all(sum(1 for _, y in t.train if y == c) == 2 for c in range(3))
         assert paths(t.train) <= paths(t_full.train)
         assert t.val == t_full.val and t.test == t_full.test
-    again = build_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=3"))
-    other = build_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=4"))
+    again = load_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=3"))
+    other = load_dataset(oh_cfg(officehome_root, "dataset.few_shot=2", "dataset.few_shot_seed=4"))
     assert again == ds
     assert any(a.train != b.train for a, b in zip(ds.tasks, other.tasks))
 
@@ -164,7 +172,7 @@ def test_user_split_files(officehome_root, tmp_path):
             lines = [f"{d}/{c}/{i:05d}.jpg {label}" for label, c in enumerate(OH_CLASSES) for i in idx]
             name = d.replace(" ", "_") if d == "Real World" else d  # both spellings accepted
             (split_dir / f"{name}_{split}.txt").write_text("# comment\n" + "\n".join(lines) + "\n")
-    ds = build_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
+    ds = load_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
     rw = ds.task("Real World")
     assert (len(rw.train), len(rw.val), len(rw.test)) == (18, 6, 6)
     assert all(p.endswith(("00008.jpg", "00009.jpg")) for p in paths(rw.test))
@@ -174,18 +182,18 @@ def test_user_split_files(officehome_root, tmp_path):
 
     (split_dir / "Clipart_test.txt").unlink()
     with pytest.raises(DatasetError, match="Clipart_test.txt not found"):
-        build_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
+        load_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
     (split_dir / "Clipart_test.txt").write_text("Clipart/Backpack/00000.jpg 0\n")
     with pytest.raises(DatasetError, match="label 0 to .*Backpack"):
-        build_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
+        load_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
     (split_dir / "Clipart_test.txt").write_text("no-label-here\n")
     with pytest.raises(DatasetError, match="line 1"):
-        build_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
+        load_dataset(oh_cfg(officehome_root, f"dataset.split_dir={split_dir}"))
 
 
 def test_officehome_missing_root(tmp_path):
     with pytest.raises(DatasetError) as err:
-        build_dataset(oh_cfg(tmp_path / "nowhere"))
+        load_dataset(oh_cfg(tmp_path / "nowhere"))
     msg = str(err.value)
     assert "Office-Home not found at" in msg and "Art/<class>" in msg
     assert "dataset.root=" in msg and "CPB_DATA" in msg and "hemanthdv" in msg
@@ -194,37 +202,37 @@ def test_officehome_missing_root(tmp_path):
 def test_officehome_wrong_layout(tmp_path):
     make_imagefolder(tmp_path / "oh" / "images", OH_DOMAINS, OH_CLASSES, 2)  # one level too deep
     with pytest.raises(DatasetError, match=r"not found in .*found folders: images"):
-        build_dataset(oh_cfg(tmp_path / "oh"))
+        load_dataset(oh_cfg(tmp_path / "oh"))
 
 
 def test_officehome_unknown_domain(officehome_root):
     with pytest.raises(DatasetError, match="no domain 'Sketch'"):
-        build_dataset(oh_cfg(officehome_root, "dataset.domains=[Art,Sketch]"))
-    ds = build_dataset(oh_cfg(officehome_root, "dataset.domains=[Art,Real_World]"))
+        load_dataset(oh_cfg(officehome_root, "dataset.domains=[Art,Sketch]"))
+    ds = load_dataset(oh_cfg(officehome_root, "dataset.domains=[Art,Real_World]"))
     assert ds.task_names == ("Art", "Real World")
 
 
 def test_class_list_mismatch(officehome_root):
     (officehome_root / "Product" / "Backpack").rename(officehome_root / "Product" / "Back_pack")
     with pytest.raises(DatasetError) as err:
-        build_dataset(oh_cfg(officehome_root))
+        load_dataset(oh_cfg(officehome_root))
     assert "'Product' lacks Backpack and has extra Back_pack" in str(err.value)
 
 
 def test_empty_class_folder(officehome_root):
     (officehome_root / "Art" / "Empty_Class").mkdir()
     with pytest.raises(DatasetError, match="contain no images.*Empty_Class"):
-        build_dataset(oh_cfg(officehome_root))
+        load_dataset(oh_cfg(officehome_root))
 
 
 def test_num_classes_check(officehome_root):
     with pytest.raises(DatasetError, match="expected 65 classes but found 3"):
-        build_dataset(load_dataset_config("officehome", [f"dataset.root={officehome_root}"]))
+        load_dataset(load_dataset_config("officehome", [f"dataset.root={officehome_root}"]))
 
 
 # ---------------------------------------------------------------- MiniDomainNet
 def test_minidomainnet(minidomainnet_root):
-    ds = build_dataset(dn_cfg(minidomainnet_root, "dataset.val_fraction=0.34"))
+    ds = load_dataset(dn_cfg(minidomainnet_root, "dataset.val_fraction=0.34"))
     assert ds.task_names == tuple(DN_DOMAINS)
     for t in ds.tasks:
         assert t.classnames == ("aircraft carrier", "the eiffel tower", "zebra")
@@ -232,38 +240,38 @@ def test_minidomainnet(minidomainnet_root):
         assert not paths(t.train) & paths(t.val)
         for p, y in t.train + t.val + t.test:
             assert os.path.basename(os.path.dirname(p)) == DN_CLASSES[y]
-    assert build_dataset(dn_cfg(minidomainnet_root)) == build_dataset(dn_cfg(minidomainnet_root))
+    assert load_dataset(dn_cfg(minidomainnet_root)) == load_dataset(dn_cfg(minidomainnet_root))
 
 
 def test_minidomainnet_missing_split_file(minidomainnet_root):
     (minidomainnet_root / "splits_mini" / "sketch_test.txt").unlink()
     with pytest.raises(DatasetError, match="sketch_test.txt not found.*splits_mini.*Dassl"):
-        build_dataset(dn_cfg(minidomainnet_root))
+        load_dataset(dn_cfg(minidomainnet_root))
 
 
 def test_minidomainnet_bad_inputs(tmp_path, minidomainnet_root):
     with pytest.raises(DatasetError, match="MiniDomainNet not found at"):
-        build_dataset(dn_cfg(tmp_path / "nowhere"))
+        load_dataset(dn_cfg(tmp_path / "nowhere"))
     with pytest.raises(DatasetError, match="no domain 'quickdraw'"):
-        build_dataset(dn_cfg(minidomainnet_root, "dataset.domains=[quickdraw]"))
+        load_dataset(dn_cfg(minidomainnet_root, "dataset.domains=[quickdraw]"))
     with pytest.raises(DatasetError, match="expected 126 classes"):
-        build_dataset(load_dataset_config("minidomainnet", [f"dataset.root={minidomainnet_root}"]))
+        load_dataset(load_dataset_config("minidomainnet", [f"dataset.root={minidomainnet_root}"]))
     os.rename(minidomainnet_root / "real", minidomainnet_root / "real_images")
     with pytest.raises(DatasetError, match="domain folder.*real.*found folders"):
-        build_dataset(dn_cfg(minidomainnet_root))
+        load_dataset(dn_cfg(minidomainnet_root))
 
 
 # ------------------------------------------------------------------ ImageFolder
 def test_generic_imagefolder(tmp_path):
     root = make_imagefolder(tmp_path / "pacs", ["photo", "sketch"], ["dog", "guitar"], 5)
-    ds = build_dataset(load_dataset_config("imagefolder", [f"dataset.root={root}"]))
+    ds = load_dataset(load_dataset_config("imagefolder", [f"dataset.root={root}"]))
     assert ds.task_names == ("photo", "sketch")  # domains: null = every sub-folder
     assert ds.tasks[0].classnames == ("dog", "guitar")
     assert [len(ds.tasks[0].split(s)) for s in ("train", "val", "test")] == [6, 2, 2]
     with pytest.raises(DatasetError, match="'art_painting', 'cartoon' not found"):
-        build_dataset(load_dataset_config("pacs", [f"dataset.root={root}", "dataset.num_classes=2"]))
+        load_dataset(load_dataset_config("pacs", [f"dataset.root={root}", "dataset.num_classes=2"]))
     with pytest.raises(DatasetError, match="val_fraction"):
-        build_dataset(load_dataset_config("imagefolder", [f"dataset.root={root}", "dataset.test_fraction=0.9"]))
+        load_dataset(load_dataset_config("imagefolder", [f"dataset.root={root}", "dataset.test_fraction=0.9"]))
 
 
 def test_every_yaml_loads_and_has_builder():
@@ -317,7 +325,7 @@ def test_check_dataset_report(officehome_root):
 
 def run_check(*args, env_extra=None):
     env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run([PYTHON, "-m", "datasets.check", *args], cwd=REPO, env=env,
+    return subprocess.run([PYTHON, "-m", "bench.check", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -339,7 +347,7 @@ def test_check_cli_exit_codes(officehome_root, tmp_path):
 
 
 def test_check_main_usage_errors(capsys):
-    from datasets.check import main
+    from bench.check import main
 
     assert main(["dataset=nope"]) == 2
     assert "No dataset config 'nope'" in capsys.readouterr().err
@@ -364,7 +372,7 @@ def test_toy_generation_is_deterministic(tmp_path):
 def test_toy_build_and_cache(tmp_path, monkeypatch):
     root = tmp_path / "cache" / "toy_v2"
     cfg = load_dataset_config("toy", [f"dataset.root={root}"])
-    ds = build_dataset(cfg)
+    ds = load_dataset(cfg)
     assert ds.task_names == ("photo", "sketch", "clipart", "painting")
     assert ds.tasks[0].classnames == ("circle", "cross", "square", "star", "triangle")
     assert [len(ds.tasks[0].split(s)) for s in ("train", "val", "test")] == [600, 200, 200]
@@ -374,7 +382,7 @@ def test_toy_build_and_cache(tmp_path, monkeypatch):
         raise AssertionError("regenerated the cached toy dataset")
 
     monkeypatch.setattr(toy_module, "generate_toy", fail)
-    assert build_dataset(cfg) == ds
+    assert load_dataset(cfg) == ds
     assert toy_module.ensure_toy(str(root)) is False
 
 
@@ -390,4 +398,4 @@ def test_toy_half_written_folder_is_rejected(tmp_path):
     root = tmp_path / "toy_v2"
     (root / "photo").mkdir(parents=True)
     with pytest.raises(DatasetError, match="not a complete toy dataset"):
-        build_dataset(load_dataset_config("toy", [f"dataset.root={root}"]))
+        load_dataset(load_dataset_config("toy", [f"dataset.root={root}"]))

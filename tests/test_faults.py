@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO, wait_for
 
 from bench import faults
 from bench.sweep import compose_config
-from conftest import REPO, wait_for
 
 SHORT = ["dataset=toy", "method=coop", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4",
          "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
@@ -51,7 +51,7 @@ def dirs(root: Path) -> list[str]:
 def launch(overrides: list[str], capsys) -> tuple[int, str]:
     """`python -m bench.run` in this process: (exit code, stdout + stderr)."""
     from bench.errors import guarded
-    from bench.run import run_experiment
+    from bench.experiment import run_experiment
     try:
         guarded(run_experiment)(compose_config(overrides))
         code = 0
@@ -78,9 +78,10 @@ def no_temp_files(root: Path) -> bool:
 @pytest.fixture(scope="module")
 def toy_copy(tmp_path_factory):
     """A private copy of the generated toy dataset (tests break images in copies of it)."""
-    from datasets import build_dataset
     from omegaconf import OmegaConf
-    return Path(build_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")).root)
+
+    from bench.app import load_dataset
+    return Path(load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")).root)
 
 
 def broken_copy(tmp_path: Path, toy: Path) -> Path:
@@ -91,11 +92,12 @@ def broken_copy(tmp_path: Path, toy: Path) -> Path:
 
 def test_split(root: Path, domain: str, split: str) -> list[str]:
     """The image paths of `split` of `domain` for a toy dataset at `root`, as a run splits it."""
-    from datasets import build_dataset
     from omegaconf import OmegaConf
+
+    from bench.app import load_dataset
     cfg = OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")
     cfg.root = str(root)
-    task = build_dataset(cfg).task(domain)
+    task = load_dataset(cfg).task(domain)
     return [p for p, _ in task.split(split)]
 
 
@@ -119,7 +121,7 @@ def test_unreadable_image_stops_before_training(tmp_path, toy_copy, capsys, dama
     code, out = launch(SHORT + [f"dataset.root={root}"] + dirs(tmp_path), capsys)
     message = one_paragraph(out)
     assert code == 2 and str(bad) in message and "dataset.unreadable=skip" in message
-    assert "datasets.check" in message and f"{split} 1" in message
+    assert "bench.check" in message and f"{split} 1" in message
     assert not list((tmp_path / "checkpoints").rglob("*.pt"))  # stopped before any training
 
 
@@ -133,7 +135,7 @@ def corrupt_middle(path: Path) -> None:
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_image_that_passes_the_check_but_not_the_decode(tmp_path, toy_copy, capsys, split):
-    from datasets.verify import image_problem
+    from bench.datasets.verify import image_problem
     root = broken_copy(tmp_path, toy_copy)
     bad = Path(test_split(root, "sketch", split)[2])
     corrupt_middle(bad)
@@ -205,7 +207,7 @@ def test_split_entirely_unreadable_is_empty_even_with_skip(tmp_path, toy_copy, c
 
 
 def test_datasets_check_does_not_say_ok_for_an_empty_split():
-    proc = subprocess.run([sys.executable, "-m", "datasets.check", "dataset=toy", "dataset.val_fraction=0.002"],
+    proc = subprocess.run([sys.executable, "-m", "bench.check", "dataset=toy", "dataset.val_fraction=0.002"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "OK" not in proc.stdout
     assert "photo: the val split is empty" in proc.stdout and "dataset.val_fraction" in proc.stdout
@@ -215,9 +217,9 @@ def test_datasets_check_does_not_say_ok_for_an_empty_split():
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A short complete run: its record and its final checkpoint."""
-    from bench.run import run_experiment
+    from bench.experiment import run_experiment
     root = tmp_path_factory.mktemp("finished")
-    record = run_experiment(compose_config(SHORT + dirs(root)))
+    record = run_experiment(compose_config(SHORT + dirs(root))).to_dict()
     checkpoint = root / "checkpoints" / record["run_id"] / "checkpoint.pt"
     return record, checkpoint.read_bytes()
 
@@ -341,8 +343,8 @@ def _writable(folder: Path) -> bool:
 
 @pytest.mark.parametrize("key", ["runtime.results_dir", "runtime.checkpoint_dir"])
 def test_read_only_output_folder_is_found_before_any_work(tmp_path, read_only_dir, capsys, monkeypatch, key):
-    import bench.run
-    monkeypatch.setattr(bench.run, "plan_run", lambda cfg: pytest.fail("data loaded before the check"))
+    import bench.experiment
+    monkeypatch.setattr(bench.experiment, "plan_run", lambda cfg: pytest.fail("data loaded before the check"))
     code, out = launch(SHORT + dirs(tmp_path) + [f"{key}={read_only_dir}/out"], capsys)
     message = one_paragraph(out)
     assert code == 2 and f"{key}={read_only_dir}/out is not writable" in message and f"pass {key}=" in message
@@ -422,7 +424,8 @@ def test_second_identical_run_exits_and_a_killed_runs_lock_is_stale(tmp_path, ca
 
 
 def test_local_sweep_status_and_relaunch(tmp_path, capsys):
-    from bench.sweep import launch as sweep_launch, status
+    from bench.sweep import launch as sweep_launch
+    from bench.sweep import status
     preset = tmp_path / "one.yaml"
     preset.write_text("name: one\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: [1]\n")
     extra = SHORT[2:] + dirs(tmp_path)
@@ -454,7 +457,7 @@ def test_num_workers_auto_is_the_usable_cores_capped():
 
 
 def test_image_check_is_cached_by_size_and_mtime(tmp_path, toy_copy, monkeypatch):
-    from datasets import verify
+    from bench.datasets import verify
     root = broken_copy(tmp_path, toy_copy)
     paths = [str(p) for p in sorted(root.rglob("*.jpg"))[:20]]
     cache = tmp_path / "checks.json"

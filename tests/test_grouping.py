@@ -8,15 +8,19 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from bench.methods.grouping import (
+    best_partition,
+    greedy_partition,
+    partition_score,
+    set_partitions,
+)
+from conftest import method_cfg
 from omegaconf import OmegaConf
-
-from bench.config import TrainConfig, defaults_of
 from PIL import Image
 
+from bench.app import build_method
 from bench.data import MultiTaskData
-from methods import build_method
-from methods.grouping import best_partition, greedy_partition, partition_score, set_partitions
-from conftest import method_cfg
+from bench.schema import TrainConfig, defaults_of
 
 
 def planted(blocks, n, inside=0.9, across=-0.1, noise=0.05, seed=0):
@@ -132,7 +136,7 @@ def test_warmup_groups_identical_tasks_together(tiny_clip, tmp_path, strategy):
     resumed.prepare(SimpleNamespace(task_names=data.task_names, train_loader=None), train_cfg,
                     torch.device("cpu"), out)  # would fail if it warmed up again
     assert resumed.groups == [[0, 1], [2, 3]]
-    images, labels, task_ids, _ = next(iter(data.train_loader(0)))
+    images, labels, task_ids, *_ = next(iter(data.train_loader(0)))
     with torch.no_grad():
         assert torch.isfinite(method(images, task_ids).gather(1, labels[:, None])).all()
 

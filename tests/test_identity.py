@@ -4,12 +4,17 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
-from bench.errors import ConfigError, UserError
-from bench.identity import file_sha256, weights_fingerprint
-from bench.run import plan_run, run_experiment
-from bench.sweep import compose_config
 from test_datasets import make_imagefolder
+
+from bench.app import check, compose_config
+from bench.errors import ConfigError, UserError
+from bench.experiment import plan_run, run_experiment
+from bench.identity import file_sha256, weights_fingerprint
+
+
+def plan_of(cfg):
+    return plan_run(check(cfg))
+
 
 DOMAINS, CLASSES = ["d1", "d2"], ["circle", "square", "star"]
 
@@ -30,8 +35,8 @@ def two_roots(tmp_path):
 
 def test_same_config_on_two_roots_gives_two_runs_and_two_records(two_roots, tmp_path):
     first, second = two_roots
-    a = run_experiment(compose_config(overrides(first, tmp_path)))
-    b = run_experiment(compose_config(overrides(second, tmp_path)))
+    a = run_experiment(compose_config(overrides(first, tmp_path))).to_dict()
+    b = run_experiment(compose_config(overrides(second, tmp_path))).to_dict()
     assert a["run_id"] != b["run_id"] and a["data_fingerprint"] != b["data_fingerprint"]
     assert sorted(p.stem for p in (tmp_path / "runs").glob("*.json")) == sorted([a["run_id"], b["run_id"]])
     assert b["history"], "the second dataset was trained, not taken from the first one's record"
@@ -41,32 +46,32 @@ def test_moving_a_dataset_keeps_its_identity(two_roots, tmp_path):
     first, _ = two_roots
     moved = tmp_path / "elsewhere"
     shutil.copytree(first, moved)
-    assert (plan_run(compose_config(overrides(first, tmp_path))).run_id
-            == plan_run(compose_config(overrides(moved, tmp_path))).run_id)
+    assert (plan_of(compose_config(overrides(first, tmp_path))).run_id
+            == plan_of(compose_config(overrides(moved, tmp_path))).run_id)
 
 
 def test_a_corrupted_copy_is_trained_not_resumed(two_roots, tmp_path):
     first, _ = two_roots
-    clean = run_experiment(compose_config(overrides(first, tmp_path)))
+    clean = run_experiment(compose_config(overrides(first, tmp_path))).to_dict()
     corrupted = tmp_path / "corrupted"
     shutil.copytree(first, corrupted)
     victim = corrupted / "d1" / "circle" / "00003.jpg"
     victim.write_bytes(victim.read_bytes()[:20])
     again = overrides(corrupted, tmp_path, "runtime.skip_done=false")
-    plan = plan_run(compose_config(again))
+    plan = plan_of(compose_config(again))
     assert plan.run_id != clean["run_id"] and not plan.checkpoint_path.exists()
     clean_record = (tmp_path / "runs" / f"{clean['run_id']}.json").read_bytes()
     with pytest.raises(UserError, match="00003.jpg"):  # by default a broken image stops the run
         run_experiment(compose_config(again))
-    skipped = run_experiment(compose_config(again + ["dataset.unreadable=skip"]))
+    skipped = run_experiment(compose_config(again + ["dataset.unreadable=skip"])).to_dict()
     assert skipped["run_id"] != clean["run_id"] and skipped["history"]
     assert (tmp_path / "runs" / f"{clean['run_id']}.json").read_bytes() == clean_record
 
 
 def test_a_checkpoint_of_another_run_is_refused(two_roots, tmp_path):
     first, second = two_roots
-    a = plan_run(compose_config(overrides(first, tmp_path, "train.epochs=2", "runtime.checkpoint_every_steps=1")))
-    b = plan_run(compose_config(overrides(second, tmp_path, "train.epochs=2")))
+    a = plan_of(compose_config(overrides(first, tmp_path, "train.epochs=2", "runtime.checkpoint_every_steps=1")))
+    b = plan_of(compose_config(overrides(second, tmp_path, "train.epochs=2")))
     run_experiment(a.cfg)
     b.checkpoint_path.parent.mkdir(parents=True)
     shutil.copy(a.checkpoint_path, b.checkpoint_path)
@@ -76,24 +81,24 @@ def test_a_checkpoint_of_another_run_is_refused(two_roots, tmp_path):
 
 def test_skip_done_false_trains_again_from_scratch(two_roots, tmp_path, caplog):
     first, _ = two_roots
-    done = run_experiment(compose_config(overrides(first, tmp_path)))
-    checkpoint = plan_run(compose_config(overrides(first, tmp_path))).checkpoint_path
+    done = run_experiment(compose_config(overrides(first, tmp_path))).to_dict()
+    checkpoint = plan_of(compose_config(overrides(first, tmp_path))).checkpoint_path
     assert checkpoint.exists()
     with caplog.at_level("INFO", logger="bench.run"):
-        again = run_experiment(compose_config(overrides(first, tmp_path, "runtime.skip_done=false")))
+        again = run_experiment(compose_config(overrides(first, tmp_path, "runtime.skip_done=false"))).to_dict()
     assert "Starting over" in caplog.text
     assert again["run_id"] == done["run_id"] and again["accuracy"] == done["accuracy"]
 
 
 def test_speed_switches_and_runtime_do_not_change_identity_but_settings_do(two_roots, tmp_path):
     first, _ = two_roots
-    base = plan_run(compose_config(overrides(first, tmp_path))).run_id
-    same = plan_run(compose_config(overrides(first, tmp_path / "x", "method.truncate_text=false",
+    base = plan_of(compose_config(overrides(first, tmp_path))).run_id
+    same = plan_of(compose_config(overrides(first, tmp_path / "x", "method.truncate_text=false",
                                              "runtime.num_workers=2"))).run_id
-    other_lr = plan_run(compose_config(overrides(first, tmp_path, "train.lr=0.02"))).run_id
-    other_seed = plan_run(compose_config(overrides(first, tmp_path, "seed=2")))
+    other_lr = plan_of(compose_config(overrides(first, tmp_path, "train.lr=0.02"))).run_id
+    other_seed = plan_of(compose_config(overrides(first, tmp_path, "seed=2")))
     assert same == base and other_lr != base and other_seed.run_id != base
-    assert other_seed.experiment_id == plan_run(compose_config(overrides(first, tmp_path))).experiment_id
+    assert other_seed.experiment_id == plan_of(compose_config(overrides(first, tmp_path))).experiment_id
 
 
 def test_weights_are_named_by_tag_or_content(tmp_path):

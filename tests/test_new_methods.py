@@ -21,7 +21,7 @@ from test_prompt_methods import (
 from test_speed import test_optimised_step_equals_baseline as check_speedups_exact
 from torch import nn
 
-from methods import build_method
+from bench.app import build_method
 
 NEW = [("clip_adapter", {}), ("bitfit", {}), ("lora", {"dropout": 0.0}), ("cocoop", {})]
 CASES = [(name, dict(overrides, mode=mode)) for name, overrides in NEW for mode in ("mt", "st")] + [

@@ -7,11 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_tasks, method_cfg
 from omegaconf import OmegaConf
 
-from bench.engine import build_optimizer, multitask_loss
-from methods import build_method
-from conftest import make_tasks, method_cfg
+from bench.app import build_method
+from bench.data import MultiTaskBatch
+from bench.step import build_optimizer, multitask_loss
 
 CLIP_B16_TOTAL = 149_620_737
 # (method, config overrides) for every method and mode; the tiny model has 4 + 4 layers.
@@ -298,7 +299,7 @@ def test_vit_b16_counts(vit_b16_clip):
 
 def duck_data(tasks, size, steps=1, per_task=2):
     """A stand-in with MultiTaskData's train interface (the real one is used in test_grouping)."""
-    batches = [(F.interpolate(x, size=size), y, t, 0) for x, y, t in make_batches(steps, tasks, per_task)]
+    batches = [MultiTaskBatch(F.interpolate(x, size=size), y, t) for x, y, t in make_batches(steps, tasks, per_task)]
     return SimpleNamespace(task_names=[t.name for t in tasks], train_loader=lambda epoch, start=0: batches)
 
 
@@ -321,7 +322,7 @@ def test_vit_l14_widths_one_step(vit_l14_widths_clip, name, overrides):
 
 @pytest.mark.parametrize("name", ["vpt", "maple", "mmap"])
 def test_prompt_deeper_than_the_model_is_a_clear_error(name, tiny_clip):
-    from methods import MethodError
+    from bench.methods import MethodError
     with pytest.raises(MethodError, match=r"method.prompt_depth=7, but the model has 4"):
         build_method(method_cfg(name, prompt_depth=7, mode="mt"), tiny_clip, make_tasks(2))
 

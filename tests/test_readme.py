@@ -5,8 +5,10 @@ import importlib.util
 import re
 
 import torch
-
+from bench.methods import METHODS
 from conftest import REPO, make_tasks
+
+from bench.app import build_method, method_config
 
 
 def readme_blocks(language: str) -> list[str]:
@@ -14,8 +16,6 @@ def readme_blocks(language: str) -> list[str]:
 
 
 def test_the_add_a_method_example_registers_builds_and_trains(tmp_path, tiny_clip):
-    from bench.config import method_config
-    from methods import METHODS, build_method
 
     code = next(block for block in readme_blocks("python") if "register_method" in block)
     path = tmp_path / "mycoop.py"

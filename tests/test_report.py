@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
+from bench.records import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "tests" / "fixtures" / "records"
@@ -97,11 +98,11 @@ def _record(seed, acc, method="coop", mode="mt", trainable=8192, lr=0.002, weigh
     config = {"seed": seed, "method": {"name": method, "mode": mode}, "train": {"lr": lr},
               "model": {"arch": "ViT-B-16", "pretrained": weights.split(":")[-1]}, "dataset": {"name": "toy"}}
     variant = "" if (lr, weights, data) == (0.002, "tag:openai", "d1") else f"-{lr}-{weights}-{data}"
-    return {"run_id": f"{method}{mode}{seed}{variant}", "status": "complete", "method": method,
+    return RunRecord.from_dict({"run_id": f"{method}{mode}{seed}{variant}", "status": "complete", "method": method,
             "mode": mode, "dataset": "toy", "model": "ViT-B-16", "seed": seed, "tasks": tasks,
             "accuracy": {"test": {"A": acc, "B": acc + 10, "average": acc + 5}},
             "params": {"trainable": trainable, "total": 149620737, "trainable_percent": 100 * trainable / 149620737},
-            "config": config, "data_fingerprint": data, "weights_fingerprint": weights}
+            "config": config, "data_fingerprint": data, "weights_fingerprint": weights})
 
 
 def test_std_is_the_sample_std_over_seeds():
@@ -172,7 +173,7 @@ def test_same_dataset_name_with_other_data_goes_to_its_own_table(tmp_path):
 
 
 def test_rows_follow_the_registry_and_every_method_keeps_its_style():
-    from methods import METHODS
+    from bench.methods import METHODS
     recs = [_record(1, 60.0, name, cls.modes[0]) for name, cls in reversed(METHODS.items())]
     summary = report.summarize(recs, "toy")
     assert list(summary.method) == list(METHODS)

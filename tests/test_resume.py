@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO
 
 from bench.sweep import compose_config, expand_grid
-from conftest import REPO
 
 RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=4",
        "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
@@ -28,13 +28,13 @@ def comparable(record):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from bench.run import run_experiment
-    return run_experiment(compose_config(RUN + runtime_overrides(tmp_path_factory.mktemp("reference"))))
+    from bench.experiment import run_experiment
+    return run_experiment(compose_config(RUN + runtime_overrides(tmp_path_factory.mktemp("reference")))).to_dict()
 
 
 @pytest.mark.parametrize("kill_at_step", [3, 7])  # mid first epoch; first step after an epoch end
 def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_step):
-    from bench.run import run_experiment
+    from bench.experiment import run_experiment
 
     killed = tmp_path / "b"
     # the same number of threads as the reference run in this process: same float reductions
@@ -47,7 +47,7 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
     checkpoint = torch.load(killed / "checkpoints" / reference["run_id"] / "checkpoint.pt", weights_only=False)
     assert checkpoint["outcome"]["steps_run"] == kill_at_step - 1  # the last checkpoint: the step before
 
-    resumed = run_experiment(compose_config(RUN + runtime_overrides(killed)))
+    resumed = run_experiment(compose_config(RUN + runtime_overrides(killed))).to_dict()
     assert comparable(resumed) == comparable(reference)
     assert resumed["resumes"] == 1 and reference["resumes"] == 0
     # time is accumulated over both processes (the killed one up to its last checkpoint)

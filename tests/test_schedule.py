@@ -6,9 +6,11 @@ import pytest
 import torch
 from conftest import method_cfg, train_cfg
 
-from bench.engine import build_optimizer, build_scheduler, fit
+from bench.app import build_method
+from bench.engine import fit
 from bench.errors import ConfigError
-from methods import build_method
+from bench.schedule import build_lr_schedule as build_scheduler
+from bench.step import build_optimizer
 
 # Fractions of the base rate for epochs 2-5 of a 5-epoch run with one warm-up epoch (issue 10).
 EXPECTED = {"cosine_dassl": [1.000, 0.905, 0.655, 0.345], "cosine_after_warmup": [1.000, 0.854, 0.500, 0.146]}
@@ -63,9 +65,10 @@ def test_without_warmup_both_schedules_agree():
 
 
 def test_unknown_schedule_names_the_choices():
-    from bench.config import TrainConfig, _check_section
+    from bench.schema import TrainConfig
+    from bench.validation import check_section
     with pytest.raises(ConfigError, match="train.schedule='linear'.*cosine_dassl, cosine_after_warmup"):
-        _check_section(train_cfg(schedule="linear"), TrainConfig, "train.")
+        check_section(train_cfg(schedule="linear"), TrainConfig, "train.")
 
 
 def test_training_loop_runs_the_reference_schedule(tiny_clip, toy_dataset):

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from conftest import wait_for as _wait_for  # noqa: E402
 
 

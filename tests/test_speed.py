@@ -1,4 +1,4 @@
-"""The speed-ups of bench/feature_cache.py are exact: the optimised path gives the baseline
+"""The speed-ups of bench/speedups.py are exact: the optimised path gives the baseline
 path's logits and gradients (no timing here: timings live in `python -m bench.speed`)."""
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import pickle
 
 import pytest
 import torch
+from conftest import make_tasks, method_cfg, train_cfg
+from torch.utils.data._utils.pin_memory import pin_memory
 
+from bench.app import build_method
 from bench.data import MultiTaskBatch, MultiTaskData
 from bench.engine import evaluate, fit
-from bench.feature_cache import SPEEDUPS, speedups
-from conftest import make_tasks, method_cfg, train_cfg
-from methods import build_method
+from bench.speedups import SPEEDUPS, speedups
 
 METHOD_SETTINGS = [
     ("zeroshot", {}), ("coop", {"mode": "mt"}), ("coop", {"mode": "st"}), ("vpt", {"mode": "mt"}),
@@ -92,11 +93,11 @@ def test_baseline_recomputes_and_does_not_share(tiny_clip, monkeypatch):
 
 
 def test_multitask_batch_keeps_indices_through_pinning_and_workers():
-    batch = MultiTaskBatch((torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 0]), 0),
-                           torch.tensor([5, 7]))
-    for copy_ in (pickle.loads(pickle.dumps(batch)), batch.pin_memory() if torch.cuda.is_available() else batch):
-        images, labels, task_ids, n_bad = copy_
-        assert copy_.indices.tolist() == [5, 7] and n_bad == 0 and labels.tolist() == [0, 1]
+    batch = MultiTaskBatch(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 0]), torch.tensor([5, 7]))
+    pinned = pin_memory(batch) if torch.cuda.is_available() else batch
+    for copy_ in (pickle.loads(pickle.dumps(batch)), pinned):
+        assert isinstance(copy_, MultiTaskBatch)
+        assert copy_.indices.tolist() == [5, 7] and copy_.unreadable == () and copy_.labels.tolist() == [0, 1]
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -126,7 +127,8 @@ def test_toy_accuracies_identical_with_and_without_speedups(tiny_clip, toy_datas
 def test_speed_command_writes_a_table(tmp_path):
     """The benchmark runs end to end on a tiny model (its figures are not checked)."""
     from hydra import compose, initialize_config_dir
-    from bench.run import CONFIG_DIR
+
+    from bench.app import CONFIG_DIR
     from bench.speed import run_speed
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("speed", overrides=["model=tiny", "speed.methods=[coop:mt,vpt:mt]", "speed.tasks=2",

@@ -5,11 +5,12 @@ import copy
 
 import pytest
 import torch
+from bench.methods import METHODS
+from conftest import method_cfg, train_cfg
 
+from bench.app import build_method
 from bench.data import MultiTaskData
 from bench.engine import evaluate, fit
-from conftest import method_cfg, train_cfg
-from methods import METHODS, build_method
 
 
 def snapshot(module):

@@ -1,17 +1,14 @@
-"""Per-task weights: parameter sets routed per row, inside the towers or after them.
+"""Per-task weights applied per row, inside a tower or after it.
 
 Methods keep each trainable tensor stacked over parameter sets, (sets, ...), one set shared by
 all tasks (MT) or one per task (ST), and every row of a batch (an image, or a class prompt)
 uses the set of its task.  One shared set is used as is (the same kernels as the frozen model,
 so MT at its initial values is bit-for-bit the model it starts from); ST gathers each row's set
 and applies it with a batched product or a broadcast addition, which is exact: no copy of CLIP
-per task is needed (cf. methods/full.py).
+per task is needed.
 
-* `per_row_linear`: small per-set layers after a tower (clip_adapter,
-  cocoop's meta-net), initialised as torch's nn.Linear does, from a per-name seed.
-* `private_towers(clip)`: a structural copy of a PromptableCLIP (new module objects, the same
-  frozen weight tensors, no memory for weights) whose modules a method may replace without
-  touching the shared CLIP other methods use in the same process.
+* `per_row_linear`: small per-set layers after a tower (clip_adapter, cocoop's meta-net).
+* `SetRouting`: which set each row of the tower pass under way uses.
 * `RoutedLinear`, `RoutedLayerNorm`, `RoutedAttention`: drop-in replacements for open_clip's
   nn.Linear, LayerNorm and nn.MultiheadAttention (self-attention, the call signature open_clip's
   blocks use) that take a per-row bias from a method (bitfit) and, for attention, an addition
@@ -21,7 +18,6 @@ per task is needed (cf. methods/full.py).
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import Callable, Iterator
 
 import torch
@@ -29,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.clip import ModelError, PromptableCLIP
-from methods.base import Method
 
 
 def per_row_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -63,14 +58,6 @@ class SetRouting:
         if self.rows is None:
             raise RuntimeError("per-task weights used outside a routed pass (SetRouting)")
         return params[self.rows]
-
-
-def private_towers(clip: PromptableCLIP) -> PromptableCLIP:
-    """A PromptableCLIP over new module objects that share every parameter and buffer tensor
-    with `clip`: replacing its modules leaves `clip` as it was."""
-    shared = {id(t): t for t in [*clip.model.parameters(), *clip.model.buffers()]}
-    model = copy.deepcopy(clip.model, memo=shared)
-    return PromptableCLIP(model, clip.tokenizer, name=clip.name, pretrained=clip.pretrained)
 
 
 def _broadcast_rows(bias: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -170,31 +157,3 @@ class RoutedAttention(nn.Module):
 def tower_blocks(clip: PromptableCLIP) -> dict[str, nn.ModuleList]:
     """The residual blocks of each tower: {"text": ..., "vision": ...}."""
     return {"text": clip._text.transformer.resblocks, "vision": clip.model.visual.transformer.resblocks}
-
-
-class TowersWithTaskWeights(Method):
-    """Base of methods whose trained weights sit inside the towers (lora, bitfit): a private
-    structural copy of CLIP whose modules read per-task weights through `self.routing`; each
-    tower pass routes its rows (images, or class prompts) to their tasks' sets."""
-
-    modes = ("mt", "st")
-
-    def __init__(self, clip, tasks, cfg, seed: int = 0):
-        super().__init__(clip, tasks, cfg, seed)
-        self.set_names = self.use_sharing_sets()
-        self.clip = private_towers(clip)  # replaced modules never reach the shared CLIP
-        self.routing = SetRouting()
-
-    def text_key(self, task: int):
-        return self.set_of_task[task]
-
-    def prompt_texts(self, task: int) -> list[str]:
-        return [self.cfg.template.format(name) for name in self.tasks[task].classnames]
-
-    def class_text_features(self, tokens, row_task, row_class):
-        with self.routing(self.set_index[row_task]):
-            return super().class_text_features(tokens, row_task, row_class)
-
-    def image_features(self, images, task_ids):
-        with self.routing(self.set_index[task_ids]):
-            return self.clip.encode_image(images)

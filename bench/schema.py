@@ -1,31 +1,27 @@
-"""The typed configuration: every setting, its type, its allowed values and its default.
+"""The typed configuration, the foundation every other module stands on: every setting, its
+type, its allowed values and its default.  It imports nothing of the project.
 
 Each config group has a dataclass here (train, runtime, model, dataset, speed) and each
 method declares its own block as a subclass of `MethodConfig` in its module, registered
 with `@register_method(name, config=...)`.  The dataclasses are the only place a default
-lives: they are stored in Hydra's ConfigStore (`register_schemas`), the YAML files in
+lives: the run wiring (bench/app.py) stores them in Hydra's ConfigStore, the YAML files in
 configs/ set only what differs (a method's paper settings, a dataset's layout), and code
-reads the resolved config, never a default of its own (no `get` with a fallback).
+reads the resolved, typed config, never a default of its own (no `get` with a fallback).
 
 Precedence, lowest first: these defaults < the dataset's training defaults
 (configs/dataset_defaults/<dataset>.yaml) < the method's paper settings
 (configs/method/<method>.yaml) < the command line.
 
-`validate(cfg)` checks every value against its field's type (`Literal[...]` for choices,
-`setting(..., min=, max=, above=)` for ranges) before any data or model is loaded, and
-raises a `ConfigError` paragraph naming the key, the value and what is allowed.
+bench/validation.py checks every value against its field's type (`Literal[...]` for
+choices, `setting(..., min=, max=, above=)` for ranges) and builds these dataclasses from
+the checked values; the engine, methods and datasets receive them, typed.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
-
-from bench.errors import ConfigError
 
 
 def setting(default: Any, doc: str = "", *, min: float | None = None, max: float | None = None,
@@ -173,194 +169,8 @@ class RunConfig:
     method: MethodConfig = field(default_factory=MethodConfig)
 
 
-# ---- Hydra -----------------------------------------------------------------------------
+
+
 def defaults_of(schema: type) -> dict:
-    """The schema's defaults as a plain dict (what the ConfigStore holds)."""
+    """The schema's defaults as a plain dict (what Hydra's ConfigStore holds)."""
     return dataclasses.asdict(schema())
-
-
-def register_schemas() -> None:
-    """Put the defaults into Hydra's ConfigStore: `schema` (the root) and
-    `method_schema/<name>` (each registered method's block, packaged at `method`)."""
-    from hydra.core.config_store import ConfigStore
-
-    from methods import METHODS
-
-    store = ConfigStore.instance()
-    root = defaults_of(RunConfig)
-    root.pop("method")
-    store.store(name="schema", node=root)
-    store.store(name="speed_schema", node={"speed": defaults_of(SpeedConfig)})
-    for name, cls in METHODS.items():
-        store.store(group="method_schema", name=name, node=defaults_of(cls.config_class), package="method")
-
-
-# ---- validation ------------------------------------------------------------------------
-_NUMBER = (int, float)
-
-
-def _describe(kind: Any) -> str:
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin is Literal:
-        return "one of " + ", ".join(str(a) for a in args)
-    if origin is Union:
-        parts = [_describe(a) for a in args if a is not type(None)]
-        return " or ".join(parts) + (" or null" if type(None) in args else "")
-    if origin is list:
-        return f"a list of {_describe(args[0])}" if args else "a list"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
-
-
-def _coerce(value: Any, kind: Any) -> tuple[bool, Any]:
-    """(ok, value converted to `kind`)."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if kind is Any:
-        return True, value
-    if origin is Union:
-        if value is None:
-            return type(None) in args, None
-        for arg in args:
-            if arg is not type(None):
-                ok, out = _coerce(value, arg)
-                if ok:
-                    return True, out
-        return False, value
-    if origin is Literal:
-        return value in args, value
-    if origin is list:
-        if not isinstance(value, (list, tuple, ListConfig)):
-            return False, value
-        items = [_coerce(v, args[0]) if args else (True, v) for v in value]
-        return all(ok for ok, _ in items), [v for _, v in items]
-    if kind is bool:
-        return isinstance(value, bool), value
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if kind is float:
-        ok = isinstance(value, _NUMBER) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
-    if kind is str:
-        if isinstance(value, str):
-            return True, value
-        return isinstance(value, _NUMBER) and not isinstance(value, bool), str(value)
-    return isinstance(value, kind), value
-
-
-def _range_problem(value: Any, meta: dict) -> str | None:
-    if not isinstance(value, _NUMBER) or isinstance(value, bool):
-        return None
-    if meta.get("above") is not None and not value > meta["above"]:
-        return f"greater than {meta['above']}"
-    if meta.get("min") is not None and value < meta["min"]:
-        return f">= {meta['min']}" + (f" and <= {meta['max']}" if meta.get("max") is not None else "")
-    if meta.get("max") is not None and value > meta["max"]:
-        return f"<= {meta['max']}" + (f" and >= {meta['min']}" if meta.get("min") is not None else "")
-    return None
-
-
-def _unknown(key: str, fields, prefix: str) -> ConfigError:
-    close = difflib.get_close_matches(str(key), list(fields), n=1)
-    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
-    where = f"`{prefix.rstrip('.')}`" if prefix else "the root"
-    return ConfigError(f"Unknown setting {prefix}{key}.{hint} The settings of {where} are: "
-                       f"{', '.join(fields)} (bench/config.py lists each with its type and default).")
-
-
-def unknown_setting(full_key: str, method: str | None = None) -> ConfigError:
-    """The error for a dotted key that no schema has (e.g. a misspelt override)."""
-    *path, key = full_key.lstrip("+~").split(".")
-    schema: Any = RunConfig
-    for part in path:
-        hints = typing.get_type_hints(schema)
-        if part == "method" and schema is RunConfig:
-            schema = method_schema(method).config_class if method else MethodConfig
-        elif part in hints and dataclasses.is_dataclass(hints[part]):
-            schema = hints[part]
-        else:
-            return _unknown(part, [f.name for f in dataclasses.fields(schema)],
-                            ".".join(path[:path.index(part)]) + ("." if path.index(part) else ""))
-    return _unknown(key, [f.name for f in dataclasses.fields(schema)], "".join(p + "." for p in path))
-
-
-def _check_section(node: DictConfig, schema: type, prefix: str) -> None:
-    hints = typing.get_type_hints(schema)
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    for key in list(node.keys()):
-        if key not in fields:
-            raise _unknown(key, fields, prefix)
-    for name, spec in fields.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            if name not in node or node[name] is None:
-                continue
-            _check_section(node[name], kind, f"{prefix}{name}.")
-            continue
-        value = OmegaConf.to_container(node, resolve=True)[name] if name in node else getattr(schema(), name)
-        ok, converted = _coerce(value, kind)
-        meta = spec.metadata
-        problem = None if ok else _describe(kind)
-        if ok and (bad_range := _range_problem(converted, meta)):
-            problem = bad_range
-        if problem:
-            doc = f" ({meta['doc']})" if meta.get("doc") else ""
-            raise ConfigError(f"{prefix}{name}={value!r} is not allowed: it must be {problem}{doc}. "
-                              f"Fix it on the command line ({prefix}{name}=...) or in the YAML that sets it.")
-        if name in node and converted != value:
-            with open_dict(node):
-                node[name] = converted
-
-
-def method_schema(name: str) -> type:
-    """The registered method class called `name` (its `config_class` is the schema)."""
-    from methods import METHODS
-
-    if name not in METHODS:
-        raise ConfigError(f"Unknown method '{name}'. Registered methods: {', '.join(METHODS)}. "
-                          "Choose one with method=<name> (configs/method/<name>.yaml).")
-    return METHODS[name]
-
-
-def _check_method(node: DictConfig) -> None:
-    method = method_schema(str(node.name))
-    _check_section(node, method.config_class, "method.")
-    if node.mode not in method.modes:
-        raise ConfigError(f"method.mode={node.mode!r} is not a mode of {node.name}: it runs in "
-                          f"{', '.join(method.modes)}. Set method.mode to one of them.")
-
-
-def method_config(block: Any) -> DictConfig:
-    """A method block (a dict or DictConfig naming the method, possibly partial, as tests
-    and tools write them) completed with its schema's defaults and validated."""
-    name = block["name"] if "name" in block else None
-    node = OmegaConf.merge(defaults_of(method_schema(str(name)).config_class), block)
-    _check_method(node)
-    return node
-
-
-def dataset_config(block: Any) -> DictConfig:
-    """A dataset block (possibly partial) completed with the schema's defaults and validated."""
-    node = OmegaConf.merge(defaults_of(DatasetConfig), block)
-    _check_section(node, DatasetConfig, "dataset.")
-    return node
-
-
-def validate(cfg: DictConfig) -> DictConfig:
-    """Check every section of a composed config against its schema (in place; returns it).
-
-    Cheap and side-effect free: called before any data or model is loaded."""
-    readonly = OmegaConf.is_readonly(cfg)
-    OmegaConf.set_readonly(cfg, False)
-    try:
-        for key, schema in (("train", TrainConfig), ("runtime", RuntimeConfig), ("model", ModelConfig),
-                            ("dataset", DatasetConfig)):
-            _check_section(cfg[key], schema, f"{key}.")
-        _check_method(cfg.method)
-        if "speed" in cfg:
-            _check_section(cfg.speed, SpeedConfig, "speed.")
-        ok, _ = _coerce(cfg.seed, int)
-        if not ok or cfg.seed < 0:
-            raise ConfigError(f"seed={cfg.seed!r} is not allowed: it must be an integer >= 0. "
-                              "Pass e.g. seed=1.")
-    finally:
-        OmegaConf.set_readonly(cfg, readonly)
-    return cfg

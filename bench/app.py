@@ -1,0 +1,163 @@
+"""The run wiring's configuration half: Hydra's configs in, checked and typed objects out.
+
+This is the one place where the schema (bench/schema.py) meets the registries
+(bench/methods, bench/datasets): it stores every schema in Hydra's ConfigStore, composes a
+command line, checks the composed config *once* (`check`, before any data or model is
+loaded) and returns the typed `RunConfig` whose `method` block is the chosen method's own
+config class.  Everything below it (engine, methods, datasets) receives those dataclasses;
+every command above it (run, sweep, report, speed, check) calls into here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from bench.datasets import MultiDomainDataset, build_dataset
+from bench.errors import ConfigError
+from bench.methods import METHODS, Method
+from bench.schema import (DatasetConfig, MethodConfig, ModelConfig, RunConfig, RuntimeConfig, SpeedConfig,
+                          TrainConfig, defaults_of)
+from bench.validation import check_section, coerce, instantiate, unknown_setting
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+SECTIONS = (("train", TrainConfig), ("runtime", RuntimeConfig), ("model", ModelConfig),
+            ("dataset", DatasetConfig))
+
+
+def register_schemas() -> None:
+    """Put the defaults into Hydra's ConfigStore: `schema` (the root), `speed_schema` and
+    `method_schema/<name>` (each registered method's block, packaged at `method`)."""
+    store = ConfigStore.instance()
+    root = defaults_of(RunConfig)
+    root.pop("method")
+    store.store(name="schema", node=root)
+    store.store(name="speed_schema", node={"speed": defaults_of(SpeedConfig)})
+    for name, cls in METHODS.items():
+        store.store(group="method_schema", name=name, node=defaults_of(cls.config_class), package="method")
+
+
+register_schemas()
+
+
+# ---- composing -------------------------------------------------------------------------
+def compose_config(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+    """The config `python -m bench.run <overrides>` would run (Hydra's own overrides dropped)."""
+    overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def check_command_line(overrides: Sequence[str], config_name: str = "config") -> RunConfig:
+    """Compose and check the config of a command line before Hydra sets up its job, so a
+    misspelt key or value is one paragraph and exit 2, not a traceback or a late crash."""
+    try:
+        cfg = compose_config(overrides, config_name)
+    except (HydraException, OmegaConfBaseException) as error:
+        text = " ".join(str(error).split()).split(" Config search path")[0]
+        unknown = re.search(r"Could not override '([^']+)'", text)
+        if unknown:
+            method = next((o.split("=", 1)[1] for o in overrides if o.startswith("method=")), None)
+            method = method if method is not None else compose_config([]).method.name
+            schema = METHODS[method].config_class if method in METHODS else MethodConfig
+            raise unknown_setting(unknown.group(1), RunConfig, {"method": schema}) from None
+        raise ConfigError(f"The command line could not be applied: {text}. `python -m bench.run --help` "
+                          "lists the config groups and their choices; bench/schema.py lists every "
+                          "setting with its type and default.") from None
+    return check(cfg)
+
+
+# ---- checking: once, typed objects out -------------------------------------------------------
+def method_class(name: str) -> type[Method]:
+    """The registered method class called `name` (its `config_class` is its schema)."""
+    if name not in METHODS:
+        raise ConfigError(f"Unknown method '{name}'. Registered methods: {', '.join(METHODS)}. "
+                          "Choose one with method=<name> (configs/method/<name>.yaml).")
+    return METHODS[name]
+
+
+def _check_method(node: DictConfig) -> type[Method]:
+    method = method_class(str(node.name))
+    check_section(node, method.config_class, "method.")
+    if node.mode not in method.modes:
+        raise ConfigError(f"method.mode={node.mode!r} is not a mode of {node.name}: it runs in "
+                          f"{', '.join(method.modes)}. Set method.mode to one of them.")
+    return method
+
+
+def check(cfg: DictConfig) -> RunConfig:
+    """Check every section of a composed config against its schema and return it typed.
+
+    Cheap and side-effect free (values a schema converts, such as a number given for a
+    string, are converted in `cfg` too): called before any data or model is loaded."""
+    readonly = OmegaConf.is_readonly(cfg)
+    OmegaConf.set_readonly(cfg, False)
+    try:
+        for key, schema in SECTIONS:
+            check_section(cfg[key], schema, f"{key}.")
+        method = _check_method(cfg.method)
+        ok, _ = coerce(cfg.seed, int)
+        if not ok or cfg.seed < 0:
+            raise ConfigError(f"seed={cfg.seed!r} is not allowed: it must be an integer >= 0. "
+                              "Pass e.g. seed=1.")
+        values = OmegaConf.to_container(cfg, resolve=True)
+    finally:
+        OmegaConf.set_readonly(cfg, readonly)
+    values = {f.name: values[f.name] for f in dataclasses.fields(RunConfig)}
+    return instantiate(RunConfig, values, {"method": method.config_class})
+
+
+def speed_config(cfg: DictConfig) -> SpeedConfig:
+    """The `speed` block of a composed `configs/speed.yaml`, checked and typed."""
+    check_section(cfg.speed, SpeedConfig, "speed.")
+    return instantiate(SpeedConfig, OmegaConf.to_container(cfg.speed, resolve=True))
+
+
+def _completed(schema: type, block: Any, prefix: str, check_node=None) -> DictConfig:
+    node = OmegaConf.merge(defaults_of(schema), block)
+    (check_node or (lambda n: check_section(n, schema, prefix)))(node)
+    return node
+
+
+def method_config(block: Mapping | DictConfig) -> MethodConfig:
+    """A method block (naming the method, possibly partial, as tests and tools write it)
+    completed with its schema's defaults, checked and typed."""
+    if isinstance(block, MethodConfig):
+        return block
+    cls = method_class(str(block["name"] if "name" in block else None))
+    node = _completed(cls.config_class, block, "method.", _check_method)
+    return instantiate(cls.config_class, OmegaConf.to_container(node, resolve=True))
+
+
+def dataset_config(block: Mapping | DictConfig) -> DatasetConfig:
+    """A dataset block (possibly partial) completed with the schema's defaults, checked and typed."""
+    if isinstance(block, DatasetConfig):
+        return block
+    node = _completed(DatasetConfig, block, "dataset.")
+    return instantiate(DatasetConfig, OmegaConf.to_container(node, resolve=True))
+
+
+def train_config(block: Mapping | DictConfig = ()) -> TrainConfig:
+    """A train block (possibly partial) completed with the schema's defaults, checked and typed."""
+    node = _completed(TrainConfig, dict(block) if not isinstance(block, DictConfig) else block, "train.")
+    return instantiate(TrainConfig, OmegaConf.to_container(node, resolve=True))
+
+
+# ---- building from typed settings ----------------------------------------------------------
+def build_method(block: Mapping | DictConfig | MethodConfig, clip, tasks: Sequence, seed: int = 0) -> Method:
+    """The method named by the block, built on `clip` for `tasks` (the block is checked first:
+    unknown names and bad values are ConfigErrors)."""
+    cfg = method_config(block)
+    return METHODS[cfg.name](clip, tasks, cfg, seed=seed)
+
+
+def load_dataset(block: Mapping | DictConfig | DatasetConfig) -> MultiDomainDataset:
+    """The dataset a (possibly partial) dataset block describes, checked first."""
+    return build_dataset(dataset_config(block))

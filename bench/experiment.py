@@ -1,0 +1,154 @@
+"""The run wiring's running half: one experiment from a checked config to its record.
+
+Every launcher (a plain `python -m bench.run`, Hydra multirun, the submitit sweep, the
+sweep's local runner) ends in `run_experiment`, so every run of every method goes through
+the same code path: check the config once (bench/app.py), plan the run (its identity,
+record and checkpoint), take the run lock, screen the data, build CLIP and the method, train
+(bench/engine.py), evaluate, and write the `RunRecord`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tabulate import tabulate
+
+from bench.app import build_method, check
+from bench.atomic_io import git_commit, package_versions
+from bench.data import MultiTaskData
+from bench.datasets import MultiDomainDataset, build_dataset
+from bench.device import peak_memory_mb, resolve_device
+from bench.engine import TrainOutcome, evaluate_counted, fit
+from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
+from bench.lock import RunLock
+from bench.methods import Method, count_parameters
+from bench.models import build_clip
+from bench.preflight import check_writable, resolve_num_workers, screen_dataset
+from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
+from bench.schema import RunConfig
+from bench.seeding import seed_everything
+
+log = logging.getLogger("bench.run")
+
+
+@dataclass
+class RunPlan:
+    """Everything known about a run before any model is built or step taken."""
+
+    cfg: RunConfig
+    dataset: MultiDomainDataset
+    identity: dict
+    run_id: str
+    experiment_id: str
+    record_path: Path
+    checkpoint_path: Path
+
+
+def plan_run(cfg: RunConfig) -> RunPlan:
+    """List the data (no decoding) and fingerprint data and weights: the run's identity
+    (bench/identity.py), its record and its checkpoint."""
+    dataset = build_dataset(cfg.dataset)
+    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
+    run_id = run_id_of(ident)
+    return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
+                   Path(cfg.runtime.results_dir) / f"{run_id}.json",
+                   Path(cfg.runtime.checkpoint_dir) / run_id / "checkpoint.pt")
+
+
+def build_model_and_method(cfg: RunConfig, tasks, device: torch.device) -> tuple:
+    """The frozen CLIP and the method on it, exactly as a run builds them (also for tools)."""
+    clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu)
+    return clip, build_method(cfg.method, clip, tasks, seed=cfg.seed).to(device)
+
+
+def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
+    """Train, select, evaluate and write the run's record; returns the record."""
+    cfg = cfg if isinstance(cfg, RunConfig) else check(cfg)
+    check_writable({"runtime.results_dir": cfg.runtime.results_dir,
+                    "runtime.checkpoint_dir": cfg.runtime.checkpoint_dir})
+    plan = plan_run(cfg)
+    with RunLock(cfg.runtime.checkpoint_dir, plan.run_id):  # one process per run id
+        if cfg.runtime.skip_done and (done := load_complete_record(plan.record_path)) is not None:
+            log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
+                     done.run_id, plan.record_path)
+            print_summary(done)
+            return done
+        if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
+            # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
+            log.info("Starting over: removing %s", plan.checkpoint_path)
+            plan.checkpoint_path.unlink()
+        return _train_and_record(plan)
+
+
+def _train_and_record(plan: RunPlan) -> RunRecord:
+    cfg = plan.cfg
+    started = time.perf_counter()
+    device = resolve_device(cfg.runtime.device)
+    seed_everything(cfg.seed)
+    dataset, screened = screen_dataset(cfg, plan.dataset)  # unreadable images, empty splits: before the model
+    clip, method = build_model_and_method(cfg, dataset.tasks, device)
+    data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
+                         num_workers=resolve_num_workers(cfg.runtime.num_workers),
+                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
+    method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
+    params = count_parameters(method)
+    log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
+             method.mode, dataset.name, len(dataset.tasks), f"{params['trainable']:,}",
+             f"{params['total']:,}", params["trainable_percent"])
+    outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
+                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
+
+    val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
+    eval_start = time.perf_counter()
+    test, test_counts = evaluate_counted(method, data, "test", device, cfg.train.precision)
+    eval_seconds = time.perf_counter() - eval_start
+    record = _record(plan, dataset, method, outcome, params, device,
+                     accuracy={"val": val, "test": test},
+                     images=image_counts(dataset, screened, {"val": val_counts, "test": test_counts}),
+                     wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
+                     eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
+                     if eval_seconds > 0 else None)
+    write_record(record, plan.record_path)
+    print_summary(record)
+    log.info("Record written to %s", plan.record_path)
+    return record
+
+
+def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome: TrainOutcome, params: dict,
+            device: torch.device, **measured) -> RunRecord:
+    cfg = plan.cfg
+    return RunRecord(
+        schema_version=SCHEMA_VERSION, run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
+        method=cfg.method.name, mode=method.mode, dataset=dataset.name, model=cfg.model.arch,
+        pretrained=str(cfg.model.pretrained), seed=cfg.seed, tasks=[t.name for t in dataset.tasks],
+        params=params, sweep=cfg.runtime.sweep, selected_epoch=outcome.best_epoch, history=outcome.history,
+        extras=method.record_extras(), config=plan.identity["config"],
+        data_fingerprint=plan.identity["data_fingerprint"], weights_fingerprint=plan.identity["weights_fingerprint"],
+        dataset_root=str(dataset.root), train_time_s=outcome.train_seconds, resumes=outcome.resumes,
+        train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
+        device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
+        **measured)
+
+
+def print_summary(record: RunRecord) -> None:
+    acc = {split: record.accuracy.get(split, {}) for split in ("val", "test")}
+    cell = lambda split, name: f"{acc[split][name]:.2f}" if name in acc[split] else "–"  # noqa: E731
+    rows = [[name, cell("val", name), cell("test", name)] for name in [*record.tasks, "average"]]
+    params = record.params
+    print(f"\n{record.method} ({record.mode}) on {record.dataset}, {record.model}, seed {record.seed}")
+    print(tabulate(rows, headers=["task", "val acc (%)", "test acc (%)"], tablefmt="github"))
+    print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
+          f"({params['trainable_percent']:.4f}% of CLIP)")
+    if record.unreadable_images:
+        print(f"WARNING: {record.unreadable_images} unreadable images were skipped during training.")
+    for split, tasks in (record.images or {}).items():
+        skipped = [f"{t} {n['skipped']} of {n['listed']}" for t, n in tasks.items() if n.get("skipped")]
+        if skipped:
+            print(f"WARNING: unreadable {split} images left out (dataset.unreadable=skip): {', '.join(skipped)}")
+    resumed = f", {record.resumes} resume(s)" if record.resumes else ""
+    print(f"run id {record.run_id}, wall time {record.wall_time_s:.1f} s{resumed}")

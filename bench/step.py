@@ -1,0 +1,103 @@
+"""One optimisation step on a multi-task batch: the loss, the optimiser and the step itself.
+
+Shared by the training loop (bench/engine.py), MmAP's grouping warm-up
+(methods/grouping.py) and the speed benchmark, so all three take exactly the same step.
+
+Loss: the sum over tasks of each task's mean cross-entropy over its own classes, so an
+ST task's gradient is exactly what it would be if trained alone (`train.task_loss=mean`
+divides by the tasks present).  Optimiser: SGD (momentum, CoOp's choice) or AdamW.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from bench.data import MultiTaskBatch
+from bench.device import autocast_for
+from bench.schema import TrainConfig
+from bench.speedups import SPEEDUPS
+
+
+def per_task_losses(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                    n_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each task's mean cross-entropy over its samples, whether the task is in the batch)."""
+    per_sample = F.cross_entropy(logits.float(), labels, reduction="none")
+    totals = per_sample.new_zeros(n_tasks).index_add(0, task_ids, per_sample)
+    counts = per_sample.new_zeros(n_tasks).index_add(0, task_ids, torch.ones_like(per_sample))
+    return totals / counts.clamp(min=1), counts > 0
+
+
+def reduce_task_losses(per_task: torch.Tensor, present: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Sum (or mean) over the tasks present of their mean cross-entropies."""
+    if reduction == "mean":
+        return per_task.sum() / present.sum().clamp(min=1)
+    return per_task.sum()
+
+
+def multitask_loss(logits: torch.Tensor, labels: torch.Tensor, task_ids: torch.Tensor,
+                   n_tasks: int, reduction: str = "sum") -> torch.Tensor:
+    """Sum (or mean) over the tasks in the batch of each task's mean cross-entropy."""
+    return reduce_task_losses(*per_task_losses(logits, labels, task_ids, n_tasks), reduction)
+
+
+def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """`train.optimizer` over `params` (values checked against bench/schema.py)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
+
+
+def build_grad_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 autocast only (bf16 and fp32 need none: then it is a no-op)."""
+    return torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+
+
+def fixed_images(batch: MultiTaskBatch, split: str) -> dict:
+    """`sample_ids` for a method's forward when the batch carries its sample indices."""
+    return {} if batch.indices is None else {"sample_ids": (split, batch.indices)}
+
+
+def train_images_fixed(augment: bool) -> bool:
+    """Train images are fixed (cacheable by a frozen image tower) only without augmentation;
+    with it, reusing features is an approximation taken only when asked for."""
+    return not augment or SPEEDUPS.cache_augmented_images
+
+
+def _untimed(part: str):
+    return contextlib.nullcontext()
+
+
+Observer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+def train_step(method, batch: MultiTaskBatch, optimizer, scaler, device: torch.device, cfg: TrainConfig,
+               n_tasks: int, fixed_train: bool, timed=_untimed, observe: Observer | None = None
+               ) -> torch.Tensor | None:
+    """One optimisation step on a multi-task batch; the detached loss (None: nothing readable).
+
+    `timed(part)` is a context manager around the host-to-device copy ("data") and the
+    backward pass ("backward"), for the benchmark; it costs nothing by default.
+    `observe(per_task_losses, present, images, labels, task_ids)` sees the step's graph
+    before the backward pass (MmAP's grouping warm-up takes per-task gradients there)."""
+    if not len(batch.labels):
+        return None
+    with timed("data"):
+        images, labels, task_ids = (x.to(device, non_blocking=True)
+                                    for x in (batch.images, batch.labels, batch.task_ids))
+    with autocast_for(device, cfg.precision):
+        logits = method(images, task_ids, **(fixed_images(batch, "train") if fixed_train else {}))
+    per_task, present = per_task_losses(logits, labels, task_ids, n_tasks)
+    if observe is not None:
+        observe(per_task, present, images, labels, task_ids)
+    loss = reduce_task_losses(per_task, present, cfg.task_loss)
+    if (extra := method.extra_loss()) is not None:
+        loss = loss + extra
+    optimizer.zero_grad(set_to_none=True)
+    with timed("backward"):
+        scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()

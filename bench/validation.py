@@ -1,0 +1,154 @@
+"""Checking config values against the typed schema, and building the typed objects.
+
+`check_section(node, schema, prefix)` checks every value of a config node against its
+field's type (`Literal[...]` for choices, `setting(..., min=, max=, above=)` for ranges),
+converts what it may (a number given for a string), and raises one `ConfigError` paragraph
+naming the key, the value and what is allowed.  `instantiate(schema, values)` then builds the
+dataclass from the checked values.  Which schema a `method` block has is the run wiring's
+business (bench/app.py knows the registry); nothing here imports more than the schema.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any, Literal, Mapping, Union
+
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+
+from bench.errors import ConfigError
+
+_NUMBER = (int, float)
+
+
+def describe(kind: Any) -> str:
+    """`kind` (a field's type) in words: "an integer", "one of sgd, adamw", ..."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in args)
+    if origin is Union:
+        parts = [describe(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in args else "")
+    if origin is list:
+        return f"a list of {describe(args[0])}" if args else "a list"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(kind, str(kind))
+
+
+def coerce(value: Any, kind: Any) -> tuple[bool, Any]:
+    """(ok, value converted to `kind`)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if kind is Any:
+        return True, value
+    if origin is Union:
+        if value is None:
+            return type(None) in args, None
+        for arg in args:
+            if arg is not type(None):
+                ok, out = coerce(value, arg)
+                if ok:
+                    return True, out
+        return False, value
+    if origin is Literal:
+        return value in args, value
+    if origin is list:
+        if not isinstance(value, (list, tuple, ListConfig)):
+            return False, value
+        items = [coerce(v, args[0]) if args else (True, v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if kind is bool:
+        return isinstance(value, bool), value
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if kind is float:
+        ok = isinstance(value, _NUMBER) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if kind is str:
+        if isinstance(value, str):
+            return True, value
+        return isinstance(value, _NUMBER) and not isinstance(value, bool), str(value)
+    return isinstance(value, kind), value
+
+
+def range_problem(value: Any, meta: Mapping) -> str | None:
+    """What `value` must be to fit the field's range (None: it fits)."""
+    if not isinstance(value, _NUMBER) or isinstance(value, bool):
+        return None
+    if meta.get("above") is not None and not value > meta["above"]:
+        return f"greater than {meta['above']}"
+    if meta.get("min") is not None and value < meta["min"]:
+        return f">= {meta['min']}" + (f" and <= {meta['max']}" if meta.get("max") is not None else "")
+    if meta.get("max") is not None and value > meta["max"]:
+        return f"<= {meta['max']}" + (f" and >= {meta['min']}" if meta.get("min") is not None else "")
+    return None
+
+
+def _unknown(key: str, fields, prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(str(key), list(fields), n=1)
+    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+    where = f"`{prefix.rstrip('.')}`" if prefix else "the root"
+    return ConfigError(f"Unknown setting {prefix}{key}.{hint} The settings of {where} are: "
+                       f"{', '.join(fields)} (bench/schema.py lists each with its type and default).")
+
+
+def unknown_setting(full_key: str, root: type, sections: Mapping[str, type]) -> ConfigError:
+    """The error for a dotted key that `root` (with `sections` naming the schema of some of its
+    sections, e.g. {"method": the chosen method's config}) does not have."""
+    *path, key = full_key.lstrip("+~").split(".")
+    schema: Any = root
+    for depth, part in enumerate(path):
+        hints = typing.get_type_hints(schema)
+        if depth == 0 and part in sections:
+            schema = sections[part]
+        elif part in hints and dataclasses.is_dataclass(hints[part]):
+            schema = hints[part]
+        else:
+            return _unknown(part, [f.name for f in dataclasses.fields(schema)],
+                            "".join(p + "." for p in path[:depth]))
+    return _unknown(key, [f.name for f in dataclasses.fields(schema)], "".join(p + "." for p in path))
+
+
+def check_section(node: DictConfig, schema: type, prefix: str) -> None:
+    """Check `node` against `schema` (recursively), converting values in place where allowed."""
+    hints = typing.get_type_hints(schema)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    for key in list(node.keys()):
+        if key not in fields:
+            raise _unknown(key, fields, prefix)
+    for name, spec in fields.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if name not in node or node[name] is None:
+                continue
+            check_section(node[name], kind, f"{prefix}{name}.")
+            continue
+        value = OmegaConf.to_container(node, resolve=True)[name] if name in node else getattr(schema(), name)
+        ok, converted = coerce(value, kind)
+        meta = spec.metadata
+        problem = None if ok else describe(kind)
+        if ok and (bad_range := range_problem(converted, meta)):
+            problem = bad_range
+        if problem:
+            doc = f" ({meta['doc']})" if meta.get("doc") else ""
+            raise ConfigError(f"{prefix}{name}={value!r} is not allowed: it must be {problem}{doc}. "
+                              f"Fix it on the command line ({prefix}{name}=...) or in the YAML that sets it.")
+        if name in node and converted != value:
+            with open_dict(node):
+                node[name] = converted
+
+
+def instantiate(schema: type, values: Mapping[str, Any], sections: Mapping[str, type] | None = None) -> Any:
+    """The dataclass `schema` built from checked `values` (a plain mapping, every key known),
+    nested dataclasses included; `sections` overrides the schema of top-level sections (the
+    `method` block is the chosen method's config class).  Values are kept as checked, so
+    `dataclasses.asdict` of the result gives back `values` (the run id hashes it)."""
+    hints = typing.get_type_hints(schema)
+    kwargs = {}
+    for field in dataclasses.fields(schema):
+        if field.name not in values:
+            continue
+        kind = (sections or {}).get(field.name, hints[field.name])
+        value = values[field.name]
+        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
+            value = instantiate(kind, value)
+        kwargs[field.name] = value
+    return schema(**kwargs)
