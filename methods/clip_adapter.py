@@ -46,9 +46,9 @@ class CLIPAdapter(TemplateMethod):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
         set_names = self.set_names
-        self.ratio = float(cfg.ratio)
+        self.ratio = cfg.ratio
         width = clip.model.visual.output_dim
-        hidden = width // int(cfg.reduction)
+        hidden = width // cfg.reduction
         self.down = nn.Parameter(torch.stack([seeded_uniform((hidden, width), 1.0 / math.sqrt(width), seed, "adapter", "down", n)
                                               for n in set_names]))  # (sets, e/4, e)
         self.up = nn.Parameter(torch.stack([seeded_uniform((width, hidden), 1.0 / math.sqrt(hidden), seed, "adapter", "up", n)

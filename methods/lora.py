@@ -52,9 +52,9 @@ class LoRAConfig(TemplateConfig):
 class LoRA(TowersWithTaskWeights):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)
-        rank = int(cfg.rank)
-        self.scale = float(cfg.alpha) / (rank ** 0.5 if cfg.scaling == "sqrt_rank" else rank)
-        self.dropout = nn.Dropout(float(cfg.dropout))
+        rank = cfg.rank
+        self.scale = cfg.alpha / (rank ** 0.5 if cfg.scaling == "sqrt_rank" else rank)
+        self.dropout = nn.Dropout(cfg.dropout)
         for tower, blocks in tower_blocks(self.clip).items():
             width = blocks[0].attn.embed_dim
             shape = (len(blocks), 3, rank, width)  # per layer: q, k, v
