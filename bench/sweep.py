@@ -7,7 +7,7 @@ record yet as one submitit job array (SLURM, or local processes) and returns at 
 launching again only submits what is missing (runs are identified by the hash of their
 resolved config, as in DomainBed).  `status` says which runs are complete, running,
 queued or failed.  Each job is `SweepJob`: a submitit Checkpointable that calls the same
-`bench.run.run_experiment` as a plain run, and on time-out or preemption requeues itself
+`bench.experiment.run_experiment` as a plain run, and on time-out or preemption requeues itself
 and resumes from the run's last checkpoint.
 """
 from __future__ import annotations
