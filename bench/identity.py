@@ -3,7 +3,7 @@
     run id = sha256(identity config, data fingerprint, weights fingerprint)[:12]
 
 * identity config: the resolved config without `runtime.*` (how a run executes), without
-  the speed switches proven exact (`method.truncate_text`: tests/test_speed.py) and
+  the speed switches proven exact (`method.truncate_text`: tests/methods/test_contract.py) and
   without where the data lives or how a missing dataset is explained (`dataset.root`,
   `dataset.download_hint`): the data fingerprint says what the data *is*;
 * data fingerprint: the tasks (domains), their class lists, and every split's samples as

@@ -13,6 +13,10 @@ class features computed once.  The image tower is frozen and unprompted, so f is
 without autograd and cached per sample where the images are fixed (bench/speedups.py);
 only the adapter runs with autograd.  Init: nn.Linear's default, U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 
+Where we differ on purpose from the published code: its trainer hard-codes the adapter's
+width at 1024 (RN50's embedding width); we read the width e from the model
+(`visual.output_dim`), so the adapter fits any CLIP (512 for ViT-B/16).
+
 Modes: MT (one adapter for all tasks) and ST (one per task, applied per image).
 Trainable parameters per set: 2 e^2 / `reduction`; ViT-B/16 (e = 512, reduction 4):
 2 x 512 x 128 = 131,072 (0.088 % of CLIP) for MT, 524,288 for ST over 4 tasks.

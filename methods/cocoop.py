@@ -16,6 +16,10 @@ instead of the reference's loop over images.  Meta-net init: nn.Linear's default
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases; `ctx_init: null` draws the context
 from N(0, 0.02^2) with `n_ctx` tokens instead.
 
+Where we differ on purpose from the published code: as for CoOp (methods/coop.py), the
+reference counts `ctx_init` in words and keeps extra sub-word tokens fixed, while we train
+every BPE token of it (equal for the default "a photo of a", different for words that split).
+
 Modes: MT (one context and meta-net for all tasks) and ST (one per task).
 Trainable parameters per set: M d_text + (e e/16 + e/16) + (e/16 d_text + d_text); ViT-B/16
 (e = d_text = 512): 2,048 + 16,416 + 16,896 = 35,360 (0.024 % of CLIP) for MT, 141,440 for ST.

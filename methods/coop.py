@@ -6,6 +6,12 @@ vectors v_1..v_M (M = `n_ctx`, width d_text) are the only parameters; the class 
 sits at the end.  Context is initialised N(0, 0.02^2) or, with `ctx_init`, from the word
 embeddings of that text (then M = its number of tokens).  The image tower is untouched.
 
+Where we differ on purpose from the published code: the reference counts `ctx_init` in words
+(M = number of words) and, when a word splits into several BPE tokens, trains only the first
+M token positions while the extra sub-word tokens stay fixed embeddings in the prompt; we
+train every BPE token of `ctx_init` (M = its number of tokens).  The two agree for
+"a photo of a" (four words, four tokens) and differ for words that split.
+
 The reference's variants:
 * `class_token_position`: `end` (above), `middle`: [SOS] v_1..v_{M/2} [CLASS] v_{M/2+1}..v_M . [EOT]
   (M/2 rounded down), `front`: [SOS] [CLASS] v_1..v_M . [EOT].

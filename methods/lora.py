@@ -11,6 +11,10 @@ so at step 0 the model is zero-shot CLIP exactly.  The scaling: CLIP-LoRA's rele
 s = alpha / sqrt(r) (`scaling: sqrt_rank`, the default here); Hu et al.'s LoRA and the issue's
 formula use alpha / r (`scaling: rank`).  Text from the hand template ("a photo of a {}.").
 
+Where we differ on purpose from the published code: CLIP-LoRA hard-codes the logit scale at
+100 (CLIP's trained value for OpenAI's weights); we use the model's own `logit_scale`, as every
+other method here does, so the method stays correct for weights trained to another scale.
+
 open_clip's blocks use nn.MultiheadAttention with a fused in-projection [W_q; W_k; W_v]: each
 block's `attn` is replaced, in a private structural copy of CLIP (methods/private_clip.py and methods/routed_layers.py, the shared
 CLIP untouched), by a RoutedAttention that adds [s B_q A_q x; s B_k A_k x; s B_v A_v x] to the

@@ -1,24 +1,29 @@
-"""Shared fixtures: tiny random-weight CLIPs, tiny tasks, and an isolated toy cache."""
+"""Shared fixtures: tiny random-weight CLIPs, the toy dataset, tiny image folders, an isolated
+toy cache and the local SLURM cluster.  Plain helpers live in tests/helpers.py."""
 from __future__ import annotations
 
-import json
+import copy
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
-from types import SimpleNamespace
 
-import open_clip
 import pytest
 import torch
+from helpers import (
+    OH_CLASSES,
+    OH_DOMAINS,
+    REPO,
+    make_imagefolder,
+    make_minidomainnet,
+    register_model_config,
+)
 from omegaconf import OmegaConf
 
-from bench.app import load_dataset, train_config
+from bench.app import load_dataset
 from bench.models import build_clip
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "slurm_local.sh"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -60,15 +65,6 @@ def slurm_cluster():
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
-def wait_for(predicate, timeout_s: float, what: str) -> None:
-    deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-
-
 @pytest.fixture(autouse=True)
 def _same_random_draws_in_any_order():
     """Unseeded torch.randn in a test draws the same tensors whether the test runs alone, in a
@@ -85,30 +81,17 @@ def _isolated_caches(tmp_path_factory):
     yield
 
 
-def make_tasks(n_tasks: int = 3, classnames=("dog", "cat", "car", "house")):
-    """Task-like objects (name, classnames) as methods see them."""
-    return [SimpleNamespace(name=f"task{t}", classnames=tuple(classnames)) for t in range(n_tasks)]
-
-
+# ---- models ----------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def tiny_clip():
     torch.manual_seed(0)
     return build_clip("cpb-tiny", "none")
 
 
-def register_model_config(name: str, embed_dim: int, text_width: int, vision_width: int,
-                          layers: int = 2, image_size: int = 32, patch_size: int = 16,
-                          text_heads: int = 2, vision_head_width: int = 64, tmp_dir: Path | None = None) -> str:
-    """Register an open_clip config with the given widths (e.g. ViT-L/14's 768/1024) and few layers."""
-    cfg = {"embed_dim": embed_dim,
-           "vision_cfg": {"image_size": image_size, "layers": layers, "width": vision_width,
-                          "head_width": vision_head_width, "patch_size": patch_size},
-           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": text_width,
-                        "heads": text_heads, "layers": layers}}
-    path = Path(tmp_dir) / f"{name}.json"
-    path.write_text(json.dumps(cfg))
-    open_clip.add_model_config(path)
-    return name
+@pytest.fixture(scope="session")
+def clip64(tiny_clip):
+    """The tiny CLIP in float64, so that a slow reference and a method agree to ~1e-12."""
+    return copy.deepcopy(tiny_clip).double()
 
 
 @pytest.fixture(scope="session")
@@ -127,21 +110,18 @@ def vit_b16_clip():
     return build_clip("ViT-B-16", "none")
 
 
-def method_cfg(name: str, **overrides):
-    """A resolved method config from configs/method/<name>.yaml with overrides."""
-    cfg = OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml").method
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    return cfg
-
-
-def train_cfg(**overrides):
-    """The schema's train defaults cut to a few CPU steps (constant lr, last-epoch selection)."""
-    return train_config({**dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
-                                selection="last", lr=0.01), **overrides})
-
-
+# ---- data ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def toy_dataset():
     """The generated toy dataset (4 domains x 5 shapes), built once per session."""
     return load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))
+
+
+@pytest.fixture
+def officehome_root(tmp_path) -> Path:
+    return make_imagefolder(tmp_path / "office_home", OH_DOMAINS, OH_CLASSES)
+
+
+@pytest.fixture
+def minidomainnet_root(tmp_path) -> Path:
+    return make_minidomainnet(tmp_path / "domainnet")

@@ -6,7 +6,7 @@ import re
 
 import torch
 from bench.methods import METHODS
-from conftest import REPO, make_tasks
+from helpers import REPO, make_tasks
 
 from bench.app import build_method, method_config
 

@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from bench import report
 from bench.records import RunRecord
 
-REPO = Path(__file__).resolve().parents[1]
 RECORDS = REPO / "tests" / "fixtures" / "records"
 EXPECTED = REPO / "tests" / "fixtures" / "expected_report"
 SWEEP = RECORDS / "sweeps" / "officehome_paper" / "expected.json"

@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO
 
 
 def bench_run(*args: str, cwd: Path, extra_env: dict | None = None, timeout: int = 300):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from test_datasets import make_imagefolder
+from helpers import make_imagefolder
 
 from bench.app import check, compose_config
 from bench.errors import ConfigError, UserError

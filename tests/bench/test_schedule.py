@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import method_cfg, train_cfg
+from helpers import method_cfg, train_cfg
 
 from bench.app import build_method
 from bench.engine import fit

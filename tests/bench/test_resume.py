@@ -9,16 +9,12 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO
+from helpers import REPO, runtime_overrides
 
-from bench.sweep import compose_config, expand_grid
+from bench.sweep import compose_config
 
 RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=4",
        "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
-
-
-def runtime_overrides(root):
-    return [f"runtime.results_dir={root}/results/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
 
 
 def comparable(record):
@@ -53,27 +49,3 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
     # time is accumulated over both processes (the killed one up to its last checkpoint)
     assert resumed["train_time_s"] > checkpoint["outcome"]["train_seconds"] > 0
     assert resumed["wall_time_s"] > checkpoint["outcome"]["earlier_wall_s"] > 0
-
-
-def test_grid_expansion():
-    preset = {"fixed": ["dataset=toy"], "grid": {"method": ["method=zeroshot", "method=coop method.mode=st"],
-                                                 "seed": [1, 2]}}
-    runs = expand_grid(preset, ["train.epochs=1"])
-    assert runs == [["dataset=toy", "method=zeroshot", "seed=1", "train.epochs=1"],
-                    ["dataset=toy", "method=zeroshot", "seed=2", "train.epochs=1"],
-                    ["dataset=toy", "method=coop", "method.mode=st", "seed=1", "train.epochs=1"],
-                    ["dataset=toy", "method=coop", "method.mode=st", "seed=2", "train.epochs=1"]]
-
-
-def test_sweep_run_here_runs_the_missing_runs_and_then_nothing(tmp_path):
-    from bench.sweep import run_here, status
-    preset = tmp_path / "tiny_sweep.yaml"
-    preset.write_text("name: tiny_sweep\nfixed: [dataset=toy, runtime.progress=false]\n"
-                      "grid:\n  method: [method=zeroshot]\n  seed: [1, 2]\n")
-    extra = runtime_overrides(tmp_path)
-    assert run_here(str(preset), extra) == {"complete": 2, "busy elsewhere": 0, "failed": 0}
-    records = sorted((tmp_path / "results" / "runs").glob("*.json"))
-    written = [r.stat().st_mtime_ns for r in records]
-    assert len(records) == 2 and list(status(str(preset), extra)) == ["COMPLETE"]
-    run_here(str(preset), extra)  # again: both runs are found complete, nothing is redone
-    assert [r.stat().st_mtime_ns for r in records] == written

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import wait_for as _wait_for  # noqa: E402
+from helpers import wait_for as _wait_for
 
 
 def _executor(folder: Path):

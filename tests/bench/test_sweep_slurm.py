@@ -8,13 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, wait_for
+from helpers import REPO, runtime_overrides, wait_for
 
 SHORT = ["train.epochs=1", "train.steps_per_epoch=3", "train.batch_size=4", "runtime.progress=false"]
-
-
-def runtime_overrides(root: Path) -> list[str]:
-    return [f"runtime.results_dir={root}/results/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
 
 
 def test_hydra_multirun_on_slurm(slurm_cluster, tmp_path):

@@ -14,7 +14,7 @@ from bench.methods.grouping import (
     partition_score,
     set_partitions,
 )
-from conftest import method_cfg
+from helpers import method_cfg
 from omegaconf import OmegaConf
 from PIL import Image
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, wait_for
+from helpers import REPO, wait_for
 
 from bench import faults
 from bench.sweep import compose_config

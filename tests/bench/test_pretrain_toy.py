@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import tomllib
 import torch
+from helpers import REPO
 
 from bench.clip import ModelError
 from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR, build_clip, resolve_pretrained
 from bench.pretrain_toy import HELD_OUT, TOY_CHECKPOINT_SHA256, sha256
 
-REPO = Path(__file__).resolve().parents[1]
 ARCH, FILENAME = OUR_CHECKPOINTS["cpb-toy"]
 SHIPPED = WEIGHTS_DIR / FILENAME
 

@@ -11,7 +11,6 @@ from open_clip.transformer import QuickGELU, ResidualAttentionBlock
 from torch import nn
 
 from bench.blocks import is_plain_block, run_block
-from bench.clip import TowerPrompts
 from bench.speedups import speedups
 
 
@@ -95,27 +94,3 @@ def test_replaced_attention_runs_through_the_block(tiny_clip):
     for on, off in zip(results[True], results[False]):
         for a, b in zip(on if isinstance(on, list) else [on], off if isinstance(off, list) else [off]):
             _close(a, b)
-
-
-@pytest.mark.parametrize("quick_gelu", [False, True])
-def test_prompted_towers_equal_with_and_without_speedups(quick_gelu):
-    """Deep prompts written in place and the last block run at CLS / EOT only give the
-    baseline's features and prompt gradients (shared and per-sample prompts)."""
-    from bench.models import build_clip
-    torch.manual_seed(0)
-    clip = build_clip("cpb-tiny", "none", quick_gelu=quick_gelu)
-    depth, n = clip.vision_depth, 2
-    vision = torch.randn(depth, 2, n, clip.vision_width, requires_grad=True)   # per image
-    text = torch.randn(depth, 1, n, clip.text_width, requires_grad=True)       # shared by prompts
-    images = torch.randn(2, 3, clip.image_size, clip.image_size)
-    tokens = clip.tokenize(["X X dog.", "X X a very long class name."])
-    results = {}
-    for enabled in (False, True):
-        with speedups(enabled):
-            vision.grad = text.grad = None
-            image = clip.encode_image(images, TowerPrompts(vision[0], {j: vision[j] for j in range(1, depth)}))
-            words = clip.encode_text(tokens, TowerPrompts(text[0], {j: text[j] for j in range(1, depth)}))
-            (image @ words.T * torch.tensor([[1.0, -2.0], [0.5, 3.0]])).sum().backward()
-            results[enabled] = (image.detach(), words.detach(), vision.grad.clone(), text.grad.clone())
-    for on, off in zip(results[True], results[False]):
-        _close(on, off)

@@ -1,0 +1,31 @@
+"""The sweep command (bench/sweep.py): a preset's grid expands to runs; `run_here` runs the
+missing runs and then nothing.  Sweeps on SLURM: tests/bench/test_sweep_slurm.py."""
+from __future__ import annotations
+
+from helpers import runtime_overrides
+
+from bench.sweep import expand_grid
+
+
+def test_grid_expansion():
+    preset = {"fixed": ["dataset=toy"], "grid": {"method": ["method=zeroshot", "method=coop method.mode=st"],
+                                                 "seed": [1, 2]}}
+    runs = expand_grid(preset, ["train.epochs=1"])
+    assert runs == [["dataset=toy", "method=zeroshot", "seed=1", "train.epochs=1"],
+                    ["dataset=toy", "method=zeroshot", "seed=2", "train.epochs=1"],
+                    ["dataset=toy", "method=coop", "method.mode=st", "seed=1", "train.epochs=1"],
+                    ["dataset=toy", "method=coop", "method.mode=st", "seed=2", "train.epochs=1"]]
+
+
+def test_sweep_run_here_runs_the_missing_runs_and_then_nothing(tmp_path):
+    from bench.sweep import run_here, status
+    preset = tmp_path / "tiny_sweep.yaml"
+    preset.write_text("name: tiny_sweep\nfixed: [dataset=toy, runtime.progress=false]\n"
+                      "grid:\n  method: [method=zeroshot]\n  seed: [1, 2]\n")
+    extra = runtime_overrides(tmp_path)
+    assert run_here(str(preset), extra) == {"complete": 2, "busy elsewhere": 0, "failed": 0}
+    records = sorted((tmp_path / "results" / "runs").glob("*.json"))
+    written = [r.stat().st_mtime_ns for r in records]
+    assert len(records) == 2 and list(status(str(preset), extra)) == ["COMPLETE"]
+    run_here(str(preset), extra)  # again: both runs are found complete, nothing is redone
+    assert [r.stat().st_mtime_ns for r in records] == written

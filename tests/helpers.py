@@ -1,0 +1,212 @@
+"""Helpers shared by the tests (plain functions and constants; the fixtures are in
+tests/conftest.py).  Test modules import from here, never from one another."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
+
+from bench.app import train_config
+from bench.check import load_dataset_config
+from bench.data import MultiTaskBatch
+from bench.step import build_optimizer, multitask_loss
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: ViT-B/16's parameter count (random weights, no download)
+CLIP_B16_TOTAL = 149_620_737
+
+
+# ---- configs --------------------------------------------------------------------------------------
+def method_cfg(name: str, **overrides):
+    """A resolved method config from configs/method/<name>.yaml with overrides."""
+    cfg = OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml").method
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
+
+
+def train_cfg(**overrides):
+    """The schema's train defaults cut to a few CPU steps (constant lr, last-epoch selection)."""
+    return train_config({**dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
+                                selection="last", lr=0.01), **overrides})
+
+
+def sgd_cfg():
+    return OmegaConf.create({"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4})
+
+
+def register_model_config(name: str, embed_dim: int, text_width: int, vision_width: int,
+                          layers: int = 2, image_size: int = 32, patch_size: int = 16,
+                          text_heads: int = 2, vision_head_width: int = 64, tmp_dir: Path | None = None) -> str:
+    """Register an open_clip config with the given widths (e.g. ViT-L/14's 768/1024) and few layers."""
+    cfg = {"embed_dim": embed_dim,
+           "vision_cfg": {"image_size": image_size, "layers": layers, "width": vision_width,
+                          "head_width": vision_head_width, "patch_size": patch_size},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": text_width,
+                        "heads": text_heads, "layers": layers}}
+    path = Path(tmp_dir) / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
+    return name
+
+
+# ---- tasks as methods see them ---------------------------------------------------------------------
+def make_tasks(n_tasks: int = 3, classnames=("dog", "cat", "car", "house")):
+    """Task-like objects (name, classnames) as methods see them."""
+    return [SimpleNamespace(name=f"task{t}", classnames=tuple(classnames)) for t in range(n_tasks)]
+
+
+def mixed_tasks():
+    """Three tasks with different class lists (so the -inf masking is exercised)."""
+    return [SimpleNamespace(name="task0", classnames=("dog", "cat", "car", "house")),
+            SimpleNamespace(name="task1", classnames=("tree", "boat", "bird")),
+            SimpleNamespace(name="task2", classnames=("dog", "cat", "car", "house"))]
+
+
+# Class names of 1, 2 and 3 tokens (CoOp's middle/front group them by length), unequal class counts.
+VARIED_TASKS = [SimpleNamespace(name="task0", classnames=("dog", "traffic light", "car", "grand piano lid")),
+                SimpleNamespace(name="task1", classnames=("tree", "boat", "sea bird")),
+                SimpleNamespace(name="task2", classnames=("dog", "traffic light", "car", "grand piano lid"))]
+
+
+def officehome_like_tasks():
+    return [SimpleNamespace(name=d, classnames=tuple(f"class {i}" for i in range(65)))
+            for d in ("Art", "Clipart", "Product", "Real_World")]
+
+
+def trainable_count(method) -> int:
+    return sum(p.numel() for _, p in method.trainable_parameters())
+
+
+# ---- the configurations of every method that the tests exercise ----------------------------------
+#: (method, config overrides) for the prompt methods and modes; the tiny model has 4 + 4 layers.
+PROMPT_CASES = [
+    ("vpt", {"mode": "mt"}), ("vpt", {"mode": "st"}), ("vpt", {"mode": "mt", "deep": False}),
+    ("vpt", {"mode": "st", "prompt_depth": 2}),
+    ("maple", {"mode": "mt", "prompt_depth": 4}), ("maple", {"mode": "st", "prompt_depth": 3}),
+    ("maple", {"mode": "mt", "prompt_depth": 2, "ctx_init": None, "n_ctx": 3}),
+    ("mmap", {"mode": "mt"}), ("mmap", {"mode": "st", "n_ctx": 3, "prompt_depth": 2}),
+    ("mmap", {"mode": "grouped", "grouping.strategy": "manual",
+              "grouping.groups": [["task0", "task2"], ["task1"]], "n_ctx": 2, "n_task_ctx": 3}),
+    ("mmap", {"mode": "grouped", "grouping.strategy": "singletons", "n_task_ctx": 0, "prompt_depth": 3}),
+]
+#: CLIP-Adapter, BitFit, LoRA, CoCoOp in both modes, and CoOp's variants (csc, class token position)
+FORMULA_CASES = [(name, dict(overrides, mode=mode))
+                 for name, overrides in [("clip_adapter", {}), ("bitfit", {}), ("lora", {"dropout": 0.0}),
+                                         ("cocoop", {})]
+                 for mode in ("mt", "st")] + [
+    ("coop", {"mode": mode, "csc": csc, "class_token_position": position, "n_ctx": 3})
+    for mode in ("mt", "st") for csc in (False, True) for position in ("end", "middle", "front")
+    if csc or position != "end"]
+
+
+def case_id(case) -> str:
+    name, overrides = case
+    return f"{name}-" + "-".join(f"{k}={v}" for k, v in overrides.items())
+
+
+def cases_of(method: str, cases) -> list:
+    return [case for case in cases if case[0] == method]
+
+
+# ---- a few SGD steps on random batches ---------------------------------------------------------------
+def train_steps(method, batches, n_tasks):
+    optimizer = build_optimizer([p for _, p in method.trainable_parameters()], sgd_cfg())
+    method.train()
+    for images, labels, task_ids in batches:
+        loss = multitask_loss(method(images, task_ids), labels, task_ids, n_tasks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def make_batches(n_steps, tasks, per_task=2, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(n_steps):
+        task_ids = torch.arange(len(tasks)).repeat_interleave(per_task)
+        labels = torch.cat([torch.randint(len(tasks[t].classnames), (per_task,), generator=generator)
+                            for t in range(len(tasks))])
+        batches.append((torch.randn(len(task_ids), 3, 64, 64, generator=generator), labels, task_ids))
+    return batches
+
+
+def duck_data(tasks, size, steps=1, per_task=2):
+    """A stand-in with MultiTaskData's train interface (the real one: tests/methods/test_grouping.py)."""
+    batches = [MultiTaskBatch(F.interpolate(x, size=size), y, t) for x, y, t in make_batches(steps, tasks, per_task)]
+    return SimpleNamespace(task_names=[t.name for t in tasks], train_loader=lambda epoch, start=0: batches)
+
+
+def snapshot(module):
+    return {name: tensor.detach().clone() for name, tensor in module.state_dict().items()}
+
+
+# ---- image folders -------------------------------------------------------------------------------------
+OH_DOMAINS = ["Art", "Clipart", "Product", "Real World"]
+OH_CLASSES = ["Alarm_Clock", "Backpack", "tv_stand"]
+DN_DOMAINS = ["clipart", "painting", "real", "sketch"]
+DN_CLASSES = ["aircraft_carrier", "The_Eiffel_Tower", "zebra"]
+
+
+def write_image(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (4, 4), (value % 256, 40, 90)).save(path, format="JPEG")
+
+
+def make_imagefolder(root: Path, domains, classes, n_per_class=10) -> Path:
+    for d in domains:
+        for ci, c in enumerate(classes):
+            for i in range(n_per_class):
+                write_image(root / d / c / f"{i:05d}.jpg", ci * 20 + i)
+    return root
+
+
+def make_minidomainnet(root: Path) -> Path:
+    """MiniDomainNet's layout: <domain>/<class>/*.jpg and splits_mini/<domain>_<split>.txt."""
+    (root / "splits_mini").mkdir(parents=True)
+    for d in DN_DOMAINS:
+        lines = {"train": [], "test": []}
+        for label, c in enumerate(DN_CLASSES):
+            for i in range(12):
+                rel = f"{d}/{c}/{d}_{label:03d}_{i:06d}.jpg"
+                write_image(root / rel, i)
+                lines["train" if i < 9 else "test"].append(f"{rel} {label}")
+        for split, ls in lines.items():
+            (root / "splits_mini" / f"{d}_{split}.txt").write_text("\n".join(ls) + "\n")
+    return root
+
+
+def oh_cfg(root, *overrides):
+    return load_dataset_config("officehome", [f"dataset.root={root}", "dataset.num_classes=3", *overrides])
+
+
+def dn_cfg(root, *overrides):
+    return load_dataset_config("minidomainnet", [f"dataset.root={root}", "dataset.num_classes=3", *overrides])
+
+
+def paths(samples):
+    return {p for p, _ in samples}
+
+
+# ---- runs ----------------------------------------------------------------------------------------------
+def runtime_overrides(root) -> list[str]:
+    """Keep a run's record and checkpoints under `root`."""
+    return [f"runtime.results_dir={root}/results/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
+
+
+# ---- waiting for a subprocess (never a fixed sleep) -------------------------------------------------
+def wait_for(predicate, timeout_s: float, what: str) -> None:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
