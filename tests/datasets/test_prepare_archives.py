@@ -13,10 +13,12 @@ import pytest
 from PIL import Image
 
 from bench import faults, prepare
+from bench.app import compose_config
 from bench.check import load_dataset_config
 from bench.check import main as check_main
 from bench.datasets import build_dataset
 from bench.datasets.archives import DOMAINNET_DOMAINS, MINI_DOMAINS, extract
+from bench.experiment import run_experiment
 
 REPO = Path(__file__).resolve().parents[2]
 OH_CLASSES = ("Alarm_Clock", "Back_Pack")
@@ -213,3 +215,16 @@ def test_bad_archives_are_one_clear_error(tmp_path, capsys, case, message):
         return
     code, out = _prepare(capsys, name, "--archive", archive, "--root", tmp_path / "r")
     assert code == 2 and message in out and "Traceback" not in out
+
+
+def test_a_run_on_a_short_copy_records_its_counts_and_warns(tmp_path, caplog):
+    root = tmp_path / "oh"
+    extract("officehome", [str(officehome_zip(tmp_path))], str(root), progress=False, log=lambda line: None)
+    overrides = ["dataset=officehome", f"dataset.root={root}", "dataset.num_classes=null", "model=tiny",
+                 "model.pretrained=none", "method=zeroshot", "train.epochs=0", "runtime.progress=false",
+                 "runtime.num_workers=0", f"runtime.results_dir={tmp_path}/results",
+                 f"runtime.checkpoint_dir={tmp_path}/checkpoints", f"runtime.cache_dir={tmp_path}/cache"]
+    record = run_experiment(compose_config(overrides))
+    assert {"domain": "Art", "split": "images", "seen": 6, "expected": 2427} in record.dataset_counts
+    assert len(record.dataset_counts) == 4
+    assert "fewer images than published for Art images 6 of 2,427" in caplog.text
