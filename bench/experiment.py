@@ -97,7 +97,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     clip, method = build_model_and_method(cfg, dataset.tasks, device)
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                          num_workers=resolve_num_workers(cfg.runtime.num_workers),
-                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
+                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
+                         prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
