@@ -170,7 +170,7 @@ class SpeedConfig:
 class DataSpeedConfig:
     """`python -m bench.speed.data_loading`: images/s of the training loaders on generated JPEGs."""
 
-    images: int = setting(120, "generated JPEGs (one domain, `classes` classes)", min=2)
+    images: int = setting(64, "generated JPEGs (one domain, `classes` classes)", min=2)
     classes: int = setting(4, "class folders they are spread over", min=1)
     long_side_min: int = setting(300, "long side of the smallest image, px (sizes are log-uniform)", min=16)
     long_side_max: int = setting(4000, "long side of the largest image, px", min=16)
@@ -179,6 +179,8 @@ class DataSpeedConfig:
     batch_size: int = setting(32, "images per batch", min=1)
     workers: list[int] = setting([1, 2], "loader worker counts to measure (runtime.num_workers=auto is added)")
     cache_side: int = setting(448, "shorter side of the resized-cache row (train.resized_cache_side)", min=8)
+    rounds: int = setting(2, "timed epochs per pipeline, taken in turn with its comparison; the best counts",
+                          min=1)
     stats_images: int = setting(24, "images whose crops are compared pixel by pixel with the reference", min=1)
     seed: int = setting(0, "seed of the generated images and of the crops", min=0)
     folder: Optional[str] = setting(None, "where the images are generated; null: <cache_dir>/speed-data")
