@@ -11,8 +11,8 @@ never races the clock:
 - `enospc_at_write:K` the K-th atomic file write of this process leaves a partial
                      temporary file and raises OSError(ENOSPC), as a full disk does;
 - `eio_at_write:K`   the same with OSError(EIO) (any other write failure);
-- `kill_at_extract:K` SIGKILL this process right after `bench.prepare` has extracted its K-th
-                     file (counted per process), as an interrupted extraction;
+- `kill_at_extract:K` SIGKILL this process right after `bench.prepare` has written the K-th
+                     file of an extraction, as an interrupted extraction;
 - `raise_at_extract:K` raise RuntimeError there instead.
 
 With `CPB_FAULT_STATE=<folder>` a fault that has fired is remembered there

@@ -140,11 +140,19 @@ class _Writer:
             else:
                 self.result.conflicts.append(target)
             return
-        os.makedirs(os.path.dirname(target), exist_ok=True)
         part = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}{PART}")
-        with source() as src, open(part, "wb") as dst:  # a stale part of a killed run is ours: overwritten
-            shutil.copyfileobj(src, dst, 1 << 20)
-        os.replace(part, target)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with source() as src, open(part, "wb") as dst:  # a stale part of a killed run is ours: overwritten
+                shutil.copyfileobj(src, dst, 1 << 20)
+            os.replace(part, target)
+        except OSError as error:  # a full disk, a read-only folder: the files so far are kept
+            if os.path.exists(part):
+                os.remove(part)
+            raise DatasetError(
+                f"Could not write {target} ({error.strerror or error}); {self.result.written:,} files were "
+                f"written before it and are kept. Free space (or make {self.root} writable) and rerun the "
+                "same command: it resumes where it stopped.") from None
         self.result.written += 1
         self.count += 1
         faults.at_extract(self.count)

@@ -145,7 +145,8 @@ class _EncodedFiles(Dataset):
 def gpu_decode_pipeline(paths: Sequence[str], spec: ImageSpec, cfg: DataSpeedConfig,
                         workers: int) -> Callable[[int], Iterable]:
     """Workers read the files; nvJPEG decodes each batch on the GPU, where it is cropped."""
-    crop = T.Compose([T.RandomResizedCrop(spec.image_size, antialias=True), T.RandomHorizontalFlip()])
+    crop = T.Compose([T.RandomResizedCrop(spec.image_size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                      T.RandomHorizontalFlip()])
     mean = torch.tensor(spec.preprocess_cfg["mean"], device="cuda").view(1, 3, 1, 1)
     std = torch.tensor(spec.preprocess_cfg["std"], device="cuda").view(1, 3, 1, 1)
     loader = DataLoader(_EncodedFiles(paths), batch_size=cfg.batch_size, shuffle=True, num_workers=workers,

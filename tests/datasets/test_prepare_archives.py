@@ -2,8 +2,10 @@
 counts table is right, an interrupted extraction resumes, a user's file is never overwritten."""
 from __future__ import annotations
 
+import errno
 import io
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -16,7 +18,7 @@ from bench import faults, prepare
 from bench.app import compose_config
 from bench.check import load_dataset_config
 from bench.check import main as check_main
-from bench.datasets import build_dataset
+from bench.datasets import DatasetError, build_dataset
 from bench.datasets.archives import DOMAINNET_DOMAINS, MINI_DOMAINS, extract
 from bench.experiment import run_experiment
 
@@ -228,3 +230,22 @@ def test_a_run_on_a_short_copy_records_its_counts_and_warns(tmp_path, caplog):
     assert {"domain": "Art", "split": "images", "seen": 6, "expected": 2427} in record.dataset_counts
     assert len(record.dataset_counts) == 4
     assert "fewer images than published for Art images 6 of 2,427" in caplog.text
+
+
+def test_a_full_disk_is_a_clear_error_and_the_files_so_far_are_kept(tmp_path, monkeypatch):
+    archive, root = officehome_zip(tmp_path), tmp_path / "oh"
+    real_copy, calls = shutil.copyfileobj, []
+
+    def copy_until_full(src, dst, length=0):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_copy(src, dst, length)
+
+    monkeypatch.setattr(shutil, "copyfileobj", copy_until_full)
+    with pytest.raises(DatasetError, match="No space left on device.*3 files were written before it"):
+        extract("officehome", [str(archive)], str(root), progress=False, log=lambda line: None)
+    assert not list(root.rglob("*.cpb-part"))
+    monkeypatch.setattr(shutil, "copyfileobj", real_copy)
+    result = extract("officehome", [str(archive)], str(root), progress=False, log=lambda line: None)
+    assert (result.written, result.skipped) == (22, 3)
