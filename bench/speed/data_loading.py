@@ -242,7 +242,7 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
     gpu = "" if torch.cuda.is_available() else "\nGPU decode: not measured (no CUDA device here).\n"
     summary = (f"default vs baseline, same workers: {min(ratios):.2f}x at worst "
                f"({', '.join(f'{x:.2f}x' for x in ratios)}); best opt-in: {best[0]} {best[1]:.2f}x the baseline "
-               f"at {auto} workers; resized copy made once in {one_time:.1f} s")
+               f"at {auto} workers; resized copy ready in {one_time:.1f} s (made once: an earlier run's copy is reused)")
     text = (f"{table}\n{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
             f"{stats}\n\n{summary}\n(command: python -m bench.speed.data_loading {' '.join(sys.argv[1:])}; "
             f"{time.perf_counter() - started:.0f} s)")
