@@ -249,3 +249,12 @@ def test_a_full_disk_is_a_clear_error_and_the_files_so_far_are_kept(tmp_path, mo
     monkeypatch.setattr(shutil, "copyfileobj", real_copy)
     result = extract("officehome", [str(archive)], str(root), progress=False, log=lambda line: None)
     assert (result.written, result.skipped) == (22, 3)
+
+
+def test_urls_are_printed_without_extracting_and_progress_shows_on_request(tmp_path, capsys):
+    assert prepare.main(["domainnet", "--urls"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing is downloaded here" in out and f"{DOMAINNET_DOMAINS[-1]}.zip: http://" in out
+    assert "/domainnet/txt/clipart_train.txt" in out
+    extract("officehome", [str(officehome_zip(tmp_path))], str(tmp_path / "oh"), progress=True, log=lambda line: None)
+    assert "OfficeHomeDataset_10072016.zip: " in capsys.readouterr().err  # tqdm's bar, on stderr
