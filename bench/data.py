@@ -17,14 +17,26 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from bench.datasets import ImageListDataset
+from bench.datasets.decoding import DraftRandomResizedCrop, resized_copy
+from bench.errors import ConfigError
 from bench.schema import TrainConfig
 from bench.seeding import stable_seed
 
 _INTERPOLATION = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
 
-def build_transforms(clip, augment: bool, crop_scale: Sequence[float]):
-    """CLIP preprocessing; training adds CoOp's random resized crop and horizontal flip."""
+class ImageSpec(NamedTuple):
+    """What the transforms need of a model: its input size and open_clip's preprocess config
+    (mean, std, interpolation).  The CLIP wrapper has both attributes; tools pass this."""
+
+    image_size: int
+    preprocess_cfg: dict
+
+
+def build_transforms(clip, augment: bool, crop_scale: Sequence[float], jpeg_draft: bool = False):
+    """CLIP preprocessing; training adds CoOp's random resized crop and horizontal flip.
+    `jpeg_draft`: the training crop decodes JPEGs at reduced scale (datasets/decoding.py; the
+    train transform then takes images opened, not decoded)."""
     preprocess = clip.preprocess_cfg  # open_clip's, from the model and its pretrained tag
     size = clip.image_size
     interpolation = _INTERPOLATION.get(preprocess.get("interpolation", "bicubic"), T.InterpolationMode.BICUBIC)
@@ -33,7 +45,8 @@ def build_transforms(clip, augment: bool, crop_scale: Sequence[float]):
                             T.Lambda(_rgb), T.ToTensor(), normalize])
     if not augment:
         return evaluation, evaluation
-    train = T.Compose([T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=interpolation),
+    crop = DraftRandomResizedCrop if jpeg_draft else T.RandomResizedCrop
+    train = T.Compose([crop(size, scale=tuple(crop_scale), interpolation=interpolation),
                        T.RandomHorizontalFlip(), T.Lambda(_rgb), T.ToTensor(), normalize])
     return train, evaluation
 
@@ -45,11 +58,11 @@ def _rgb(image):
 class SeededSamples(Dataset):
     """Concatenation of every task's samples; item (index, seed) is augmented under `seed`."""
 
-    def __init__(self, task_samples: Sequence[Sequence[tuple[str, int]]], transform):
+    def __init__(self, task_samples: Sequence[Sequence[tuple[str, int]]], transform, lazy: bool = False):
         self.offsets = np.cumsum([0] + [len(s) for s in task_samples])
         self.task_of = np.concatenate([[t] * len(s) for t, s in enumerate(task_samples)]).astype(int) \
             if len(task_samples) else np.zeros(0, int)
-        self.images = ImageListDataset([x for s in task_samples for x in s], transform)
+        self.images = ImageListDataset([x for s in task_samples for x in s], transform, lazy=lazy)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -146,15 +159,28 @@ class MultiTaskData:
 
     One train DataLoader lives for the whole run (persistent workers when there are any);
     its batch sampler is re-pointed at each epoch, so workers start once, not per epoch.
+    The training images' opt-ins (`cfg.jpeg_draft`, `cfg.resized_cache_side`, the latter under
+    `cache_dir`) are in datasets/decoding.py; evaluation always decodes the originals in full.
     """
 
     def __init__(self, dataset, clip, cfg: TrainConfig, seed: int, num_workers: int = 0, pin_memory: bool = False,
-                 unreadable: str = "skip"):
+                 unreadable: str = "skip", prefetch_factor: int | None = None, cache_dir: str | None = None):
         self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
-        self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale)
+        self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale,
+                                                                     cfg.jpeg_draft)
+        side = cfg.resized_cache_side
+        if side is not None and (side < clip.image_size or cache_dir is None):
+            raise ConfigError(
+                f"train.resized_cache_side={side} needs a side of at least the model's input size "
+                f"({clip.image_size} px) and a cache folder (runtime.cache_dir); got "
+                f"{'no cache folder' if cache_dir is None else 'a smaller side'}. Pass "
+                f"train.resized_cache_side={2 * clip.image_size} or null (the originals).")
+        self.cache_dir, self.num_workers = cache_dir, num_workers
         self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory,
                                 persistent_workers=num_workers > 0, collate_fn=collate_multitask)
+        if num_workers > 0 and prefetch_factor is not None:
+            self.loader_args["prefetch_factor"] = prefetch_factor
         self.batch_size = cfg.batch_size
         self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
                                              self.batch_size, seed, 0, cfg.steps_per_epoch,
@@ -166,7 +192,11 @@ class MultiTaskData:
     def train_loader(self, epoch: int, start_step: int = 0) -> DataLoader:
         self.sampler.epoch, self.sampler.start_step = epoch, start_step
         if self._train_loader is None:
-            samples = SeededSamples([t.train for t in self.dataset.tasks], self.train_transform)
+            train = [t.train for t in self.dataset.tasks]
+            if self.cfg.resized_cache_side is not None:  # made once, then reused by every run
+                train = [resized_copy(s, self.cfg.resized_cache_side, self.cache_dir, max(1, self.num_workers))
+                         for s in train]
+            samples = SeededSamples(train, self.train_transform, lazy=self.cfg.jpeg_draft and self.cfg.augment)
             self._train_loader = DataLoader(samples, batch_sampler=self.sampler, **self.loader_args)
         return self._train_loader
 

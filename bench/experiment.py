@@ -21,6 +21,7 @@ from bench.app import build_method, check
 from bench.atomic_io import git_commit, package_versions
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset, build_dataset
+from bench.datasets.published_counts import completeness, shortfall
 from bench.device import peak_memory_mb, resolve_device
 from bench.engine import TrainOutcome, evaluate_counted, fit
 from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
@@ -90,10 +91,14 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     device = resolve_device(cfg.runtime.device)
     seed_everything(cfg.seed)
     dataset, screened = screen_dataset(cfg, plan.dataset)  # unreadable images, empty splits: before the model
+    counts = completeness(dataset, cfg.dataset)  # the images seen against the published counts, kept in the record
+    if short := shortfall(counts):
+        log.warning("%s", short)
     clip, method = build_model_and_method(cfg, dataset.tasks, device)
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                          num_workers=resolve_num_workers(cfg.runtime.num_workers),
-                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
+                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
+                         prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
@@ -109,6 +114,7 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     record = _record(plan, dataset, method, outcome, params, device,
                      accuracy={"val": val, "test": test},
                      images=image_counts(dataset, screened, {"val": val_counts, "test": test_counts}),
+                     dataset_counts=[c.as_dict() for c in counts],
                      wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
                      eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
                      if eval_seconds > 0 else None)

@@ -10,7 +10,10 @@ never races the clock:
                      interrupts the process (a scheduler's time-out or preemption);
 - `enospc_at_write:K` the K-th atomic file write of this process leaves a partial
                      temporary file and raises OSError(ENOSPC), as a full disk does;
-- `eio_at_write:K`   the same with OSError(EIO) (any other write failure).
+- `eio_at_write:K`   the same with OSError(EIO) (any other write failure);
+- `kill_at_extract:K` SIGKILL this process right after `bench.prepare` has written the K-th
+                     file of an extraction, as an interrupted extraction;
+- `raise_at_extract:K` raise RuntimeError there instead.
 
 With `CPB_FAULT_STATE=<folder>` a fault that has fired is remembered there
 (`fired-<fault>`), so a resumed or requeued process runs on untouched; without it, a
@@ -65,6 +68,15 @@ def at_step(step: int) -> None:
         held.write_text(str(os.getpid()))
         while True:  # until a signal handler exits the process (time-out, preemption, kill)
             time.sleep(0.1)
+
+
+def at_extract(count: int) -> None:
+    """Called by the archive extraction (datasets/archives.py) after each file it writes."""
+    faults = _faults()
+    if faults.get("kill_at_extract") == count and _fire_once(f"kill_at_extract:{count}"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if faults.get("raise_at_extract") == count and _fire_once(f"raise_at_extract:{count}"):
+        raise RuntimeError(f"injected fault: raise_at_extract:{count} (CPB_FAULT)")
 
 
 def before_write(tmp: Path) -> None:

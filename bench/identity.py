@@ -33,6 +33,11 @@ from bench.schema import RunConfig
 NOT_IDENTITY = (("method", "truncate_text"), ("dataset", "root"), ("dataset", "download_hint"))
 
 
+#: (section, key, value) left out while at that value: opt-ins added after run ids existed, so a
+#: run that does not use them keeps its id.
+OFF_BY_DEFAULT = (("train", "jpeg_draft", False), ("train", "resized_cache_side", None))
+
+
 def identity_config(cfg: RunConfig | dict) -> dict:
     """The part of the config that determines what a run computes (a typed config, or the
     plain dict a record keeps of one)."""
@@ -41,6 +46,9 @@ def identity_config(cfg: RunConfig | dict) -> dict:
         resolved.pop(key, None)
     for section, key in NOT_IDENTITY:
         resolved.get(section, {}).pop(key, None)
+    for section, key, off in OFF_BY_DEFAULT:
+        if section in resolved and key in resolved[section] and resolved[section][key] == off:
+            resolved[section].pop(key)
     return resolved
 
 

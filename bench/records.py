@@ -77,6 +77,7 @@ class RunRecord:
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     unreadable_images: int | None = None
+    dataset_counts: list[dict] | None = None  # per domain and split group: images seen, published (datasets/published_counts.py)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":

@@ -61,6 +61,13 @@ class TrainConfig:
     selection: Literal["val", "last"] = setting("val", "val: the epoch with the best validation average | last")
     augment: bool = setting(True, "random resized crop + flip (CoOp's augmentation)")
     crop_scale: list[float] = setting([0.08, 1.0], "RandomResizedCrop scale range")
+    jpeg_draft: bool = setting(False, "approximate, opt-in: decode training JPEGs at reduced scale (PIL draft, "
+                               "libjpeg DCT scaling) when the crop is much smaller than the image; same crops, "
+                               "slightly different pixels (datasets/decoding.py)")
+    resized_cache_side: Optional[int] = setting(
+        None, "approximate, opt-in: train from a one-time copy of the training images with this shorter side "
+              "(JPEG q95 under runtime.cache_dir; smaller images are used as they are); null: the originals",
+        min=1)
 
 
 @dataclass
@@ -71,6 +78,8 @@ class RuntimeConfig:
     num_workers: Union[int, Literal["auto"]] = setting(
         "auto", "data-loader processes: auto = the usable CPU cores (at most 8) | 0 | N", min=0)
     progress: bool = setting(True, "progress bars")
+    prefetch_factor: Optional[int] = setting(None, "batches each loader worker prepares ahead; null: PyTorch's "
+                                                   "default (2)", min=1)
     results_dir: str = setting("results/runs", "where result records go")
     checkpoint_dir: str = setting("outputs/checkpoints", "where checkpoints go")
     checkpoint_every_steps: int = setting(0, "also checkpoint inside an epoch (0: only at epoch ends)", min=0)
@@ -155,6 +164,28 @@ class SpeedConfig:
     wrapper_rounds: int = setting(3, "wrapper vs open_clip timing: interleaved rounds (0: skip it)", min=0)
     loader_batches: int = setting(5, "real data: batches timed for decoding + augmentation alone", min=1)
     output: str = setting("results/speed.md", "the table; rows also accumulate in the .json beside it")
+
+
+@dataclass
+class DataSpeedConfig:
+    """`python -m bench.speed.data_loading`: images/s of the training loaders on generated JPEGs."""
+
+    images: int = setting(64, "generated JPEGs (one domain, `classes` classes)", min=2)
+    classes: int = setting(4, "class folders they are spread over", min=1)
+    long_side_min: int = setting(300, "long side of the smallest image, px (sizes are log-uniform)", min=16)
+    long_side_max: int = setting(4000, "long side of the largest image, px", min=16)
+    quality: int = setting(90, "JPEG quality of the generated images", min=1, max=100)
+    image_size: int = setting(224, "the model's input size (CoOp's ViT-B/16: 224)", min=8)
+    batch_size: int = setting(32, "images per batch", min=1)
+    workers: list[int] = setting([1, 2], "loader worker counts to measure (runtime.num_workers=auto is added)")
+    cache_side: int = setting(448, "shorter side of the resized-cache row (train.resized_cache_side)", min=8)
+    rounds: int = setting(2, "timed epochs per pipeline, taken in turn with its comparison; the best counts",
+                          min=1)
+    stats_images: int = setting(24, "images whose crops are compared pixel by pixel with the reference", min=1)
+    seed: int = setting(0, "seed of the generated images and of the crops", min=0)
+    folder: Optional[str] = setting(None, "where the images are generated; null: <cache_dir>/speed-data")
+    cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}", "generated images, resized copies")
+    output: Optional[str] = setting(None, "also write the table to this Markdown file; null: print only")
 
 
 @dataclass

@@ -17,7 +17,7 @@ if __name__ == "bench.datasets":
     from .splits import readable_classname
 
     # Importing the builder modules registers them.
-    from . import imagefolder, minidomainnet, officehome, toy  # noqa: F401
+    from . import domainnet, imagefolder, minidomainnet, officehome, toy  # noqa: F401
 
     __all__ = [
         "DATASETS", "DatasetError", "ImageListDataset", "MultiDomainDataset", "Task",

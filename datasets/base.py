@@ -89,9 +89,10 @@ class ImageListDataset(torch.utils.data.Dataset):
     :func:`collate_skip_unreadable` as the DataLoader's ``collate_fn``).
     """
 
-    def __init__(self, samples: Sequence[Sample], transform: Optional[Callable] = None):
+    def __init__(self, samples: Sequence[Sample], transform: Optional[Callable] = None, lazy: bool = False):
         self.samples = list(samples)
         self.transform = transform
+        self.lazy = lazy  # the transform receives the image opened, not decoded (it decodes it: draft)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -99,7 +100,9 @@ class ImageListDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         path, label = self.samples[index]
         try:
-            image = load_rgb(path)
+            image = Image.open(path) if self.lazy else load_rgb(path)
+            if self.lazy and self.transform is not None:  # decoding happens inside the transform
+                return self.transform(image), label
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
             # OSError covers FileNotFoundError and PIL.UnidentifiedImageError.
             warnings.warn(f"skipping unreadable image {path}: {exc}", RuntimeWarning, stacklevel=2)

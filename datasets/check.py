@@ -1,7 +1,10 @@
-"""Check a dataset before training: every image opened, counts per domain.
+"""Check a dataset before training: every image opened, counts per domain, and the counts
+against the published ones.
 
 ``check_dataset(cfg)`` builds the dataset of a typed ``dataset`` block, opens every image
-(PIL ``verify``) and returns a per-domain report; ``python -m bench.check`` is its command.
+(PIL ``verify``), compares each domain's image count with the numbers its authors publish
+(datasets/published_counts.py; ``expected=`` replaces them) and returns a per-domain report;
+``python -m bench.check`` is its command and ``python -m bench.prepare`` ends with it.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass, field
 
 from bench.schema import DatasetConfig
 
+from .published_counts import DomainCount, Expected, completeness, format_counts, shortfall, subset_reason
 from .registry import build_dataset
 from .verify import image_problem
 
@@ -31,10 +35,17 @@ class CheckReport:
     root: str
     domains: list[DomainReport]
     problems: list[str]
+    counts: list[DomainCount] = field(default_factory=list)  # seen against published, per domain
+    not_compared: str | None = None  # why a deliberate subset is not compared with the published counts
+
+    @property
+    def short(self) -> str | None:
+        """The warning naming the domains with fewer images than published, or None."""
+        return shortfall(self.counts)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and self.short is None
 
     def format(self) -> str:
         header = ("domain", "classes", "images", "train", "val", "test", "missing", "unreadable")
@@ -46,10 +57,15 @@ class CheckReport:
         line = lambda r: "  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
         out = [f"dataset {self.dataset} at {self.root}", line(header), line(["-" * w for w in widths])]
         out += [line(r) for r in rows[1:]]
+        if self.counts:
+            why = f" (not compared: {self.not_compared} asks for a subset)" if self.not_compared else ""
+            out += ["", f"images against the published counts{why}:", format_counts(self.counts)]
+        if self.short:
+            out.append(f"WARNING: {self.short}")
         if self.problems:
             out.append(f"{len(self.problems)} problem(s):")
             out += [f"  - {p}" for p in self.problems]
-        else:
+        elif not self.short:
             out.append("OK: every image opened.")
         return "\n".join(out)
 
@@ -60,8 +76,9 @@ def _verify(path: str) -> str | None:
     return None if problem is None else ("missing" if problem == "missing" else "unreadable")
 
 
-def check_dataset(cfg: DatasetConfig, workers: int = 8) -> CheckReport:
-    """Build the dataset from ``cfg``, open every image and report per domain.
+def check_dataset(cfg: DatasetConfig, workers: int = 8, expected: Expected | None = None) -> CheckReport:
+    """Build the dataset from ``cfg``, open every image and report per domain; ``expected``
+    ({domain: {split group: images}}) replaces the published counts.
 
     Raises :class:`DatasetError` when the dataset cannot be built at all.
     """
@@ -97,4 +114,5 @@ def check_dataset(cfg: DatasetConfig, workers: int = 8) -> CheckReport:
             if no_train:
                 names = ", ".join(task.classnames[i] for i in no_train[:5])
                 problems.append(f"{task.name}: {len(no_train)} class(es) without train images: {names}")
-    return CheckReport(ds.name, ds.root, domains, problems)
+    return CheckReport(ds.name, ds.root, domains, problems, completeness(ds, cfg, expected),
+                       subset_reason(cfg) if expected is None else None)

@@ -37,19 +37,27 @@ SPLITS_HINT = (
 
 @register_dataset("minidomainnet")
 def build_minidomainnet(cfg: DatasetConfig) -> MultiDomainDataset:
-    name = "MiniDomainNet"
     root = expand_root(cfg.root)
-    domains = as_list(cfg.domains) or list(DOMAINS)
-    unknown = [d for d in domains if d not in DOMAINS]
+    return build_listed(cfg, name="MiniDomainNet", root=root, all_domains=DOMAINS,
+                        split_dir=os.path.join(root, "splits_mini"), hint=SPLITS_HINT)
+
+
+def build_listed(cfg: DatasetConfig, *, name: str, root: str, all_domains: tuple[str, ...], split_dir: str,
+                 hint: str) -> MultiDomainDataset:
+    """A DomainNet-style dataset: ``<root>/<domain>/<class>/*`` images listed by
+    ``<split_dir>/<domain>_{train,test}.txt`` (MiniDomainNet, and DomainNet's own lists)."""
+    domains = as_list(cfg.domains) or list(all_domains)
+    unknown = [d for d in domains if d not in all_domains]
     if unknown:
         raise DatasetError(
             f"{name} has no domain {', '.join(repr(u) for u in unknown)}; its domains are "
-            f"{', '.join(DOMAINS)}. Fix dataset.domains (or null for all four)."
+            f"{', '.join(all_domains)}. Fix dataset.domains (or null for all of them)."
         )
+    lists = os.path.relpath(os.path.join(split_dir, "clipart_train.txt"), root)
     if not os.path.isdir(root):
         raise DatasetError(
             f"{name} not found at {root}. Expected {root}/clipart/<class>/*.jpg (domains "
-            f"{', '.join(DOMAINS)}) and {root}/splits_mini/clipart_train.txt. {SPLITS_HINT} Then pass "
+            f"{', '.join(all_domains)}) and {root}/{lists}. {hint} Then pass "
             f"dataset.root=/path/to/domainnet or set CPB_DATA (default root $CPB_DATA/domainnet)."
         )
     found = list_subdirs(root)
@@ -58,9 +66,8 @@ def build_minidomainnet(cfg: DatasetConfig) -> MultiDomainDataset:
         raise DatasetError(
             f"{name}: domain folder(s) {', '.join(missing)} not found in {root}. Expected domains: "
             f"{', '.join(domains)}; found folders: {short_list(found)}. Point dataset.root at "
-            f"the DomainNet folder that holds the domain folders and splits_mini/."
+            f"the DomainNet folder that holds the domain folders and the split lists ({lists})."
         )
-    split_dir = os.path.join(root, "splits_mini")
     val_fraction = cfg.val_fraction
     seed = cfg.split_seed
     check_fractions(val_fraction, 0.0, name)
@@ -71,7 +78,7 @@ def build_minidomainnet(cfg: DatasetConfig) -> MultiDomainDataset:
         files = {s: os.path.join(split_dir, f"{d}_{s}.txt") for s in ("train", "test")}
         for path in files.values():
             if not os.path.isfile(path):
-                raise DatasetError(f"{name}: split file {path} not found. {SPLITS_HINT}")
+                raise DatasetError(f"{name}: split file {path} not found. {hint}")
         train = read_split_file(files["train"], root, name)
         test = read_split_file(files["test"], root, name)
         first = train[0][0]
@@ -103,7 +110,7 @@ def build_minidomainnet(cfg: DatasetConfig) -> MultiDomainDataset:
     if expected is not None and int(expected) != len(class_folders):
         raise DatasetError(
             f"{name}: expected {expected} classes but the split files in {split_dir} define "
-            f"{len(class_folders)}. Use the splits_mini of Dassl, or set dataset.num_classes=null."
+            f"{len(class_folders)}. Use the official split lists, or set dataset.num_classes=null."
         )
     classnames = tuple(readable_classname(c) for c in class_folders)
     tasks = []

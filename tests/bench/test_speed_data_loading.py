@@ -1,0 +1,46 @@
+"""`python -m bench.speed.data_loading` runs end to end at a tiny size (its figures come from the
+command, never from this test), and its settings are checked like every other."""
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from bench.errors import ConfigError
+from bench.speed.data_loading import config_from, generate_images, main, run
+
+
+def test_generated_images_follow_the_size_spread_and_quality(tmp_path):
+    cfg = config_from([f"cache_dir={tmp_path}", "images=6", "classes=2", "long_side_min=300", "long_side_max=900"])
+    folder = generate_images(cfg)
+    files = sorted((folder / "photo").rglob("*.jpg"))
+    assert len(files) == 6 and {f.parent.name for f in files} == {"class_0", "class_1"}
+    for f in files:
+        with Image.open(f) as im:
+            assert im.format == "JPEG" and 300 <= max(im.size) <= 900
+    assert generate_images(cfg) == folder  # made once
+
+
+def test_the_benchmark_measures_every_pipeline_and_the_pixel_statistics(tmp_path):
+    cfg = config_from([f"cache_dir={tmp_path}", "images=6", "classes=2", "long_side_max=900", "batch_size=3",
+                       "workers=[0]", "rounds=1", "stats_images=2", "image_size=32", "cache_side=64",
+                       f"output={tmp_path}/speed_data.md"])
+    result = run(cfg, log=lambda text: None)
+    names = [row[0] for row in result["rows"]]
+    assert names.count("ImageFolder + DataLoader (baseline)") == names.count("ours, default (reference pixels)") >= 2
+    assert {"ours + train.jpeg_draft", "ours + train.resized_cache_side=64", "ours + runtime.prefetch_factor=4"} <= set(names)
+    assert all(row[2] > 0 for row in result["rows"])
+    text = (tmp_path / "speed_data.md").read_text()
+    assert "train.jpeg_draft (same crop boxes)" in text and "default vs baseline, same workers" in text
+    if not torch.cuda.is_available():
+        assert "GPU decode: not measured (no CUDA device here)" in text
+
+
+def test_bad_settings_are_a_clear_error(capsys):
+    with pytest.raises(ConfigError, match="quality=0 is not allowed"):
+        config_from(["quality=0"])
+    with pytest.raises(ConfigError, match="imgaes"):
+        config_from(["imgaes=3"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["workers=two"])
+    assert exit_info.value.code == 2 and "workers" in capsys.readouterr().err
