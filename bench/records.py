@@ -77,6 +77,8 @@ class RunRecord:
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     unreadable_images: int | None = None
+    world_size: int = 1                     # processes that trained it (bench/distributed.py)
+    backend: str | None = None              # nccl | gloo over several processes; None for one
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":

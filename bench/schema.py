@@ -80,6 +80,9 @@ class RuntimeConfig:
     sweep: Optional[str] = setting(None, "name of the sweep this run belongs to (set by bench.sweep)")
     cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",
                              "image-check verdicts (by path, size and mtime) and other caches")
+    collective_timeout_s: float = setting(
+        300.0, "several processes (torchrun, SLURM): how long a rank waits in a collective before the run "
+               "stops (a rank that died takes the others down)", above=0)
 
 
 @dataclass
