@@ -139,10 +139,10 @@ def check_splittable(batch_size: int, world: World | None = None) -> None:
     world = world or world_from_env()
     if world.distributed and batch_size < world.size:
         raise ConfigError(
-            f"train.batch_size={batch_size} cannot be split over {world.size} processes: every step gives "
-            f"each rank its share of every task's {batch_size} images, so each rank needs at least one. "
-            f"Set train.batch_size >= {world.size} (it is the global batch per task, the same number as in "
-            f"a one-process run), or launch at most {batch_size} processes.")
+            f"train.batch_size={batch_size} cannot be split over {world.size} processes: each step's "
+            f"sub-batch of every task ({batch_size} image(s)) is shared out among the ranks, and each rank "
+            f"needs at least one. Set train.batch_size >= {world.size} (it is the global batch per task, the "
+            f"same number as in a one-process run), or launch at most {batch_size} process(es).")
 
 
 # ---- sharding --------------------------------------------------------------------------------

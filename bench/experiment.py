@@ -85,7 +85,11 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
         _quiet_follower()
     check_writable({"runtime.results_dir": cfg.runtime.results_dir,
                     "runtime.checkpoint_dir": cfg.runtime.checkpoint_dir})
+    if not world.is_writer:
+        distributed.barrier()  # rank 0 lists (or generates) the data and fills the caches first
     plan = plan_run(cfg)
+    if world.is_writer:
+        distributed.barrier()
     lock = RunLock(cfg.runtime.checkpoint_dir, plan.run_id) if world.is_writer else contextlib.nullcontext()
     with lock:  # one process per run id (one writer of a distributed run)
         if cfg.runtime.skip_done and (done := load_complete_record(plan.record_path)) is not None:

@@ -1,0 +1,192 @@
+"""One run over several processes (bench/distributed.py) gives the numbers of one process.
+
+Every registered method and mode runs on the toy data at a tiny size in ONE torchrun job of
+2 gloo processes (tests/bench/distributed_matrix.py runs the whole matrix in each rank) and
+in one plain process; accuracies must be identical and the final trainable states equal to
+STATE_TOLERANCE.  Why not bit-identical: the per-task losses and the gradients are summed
+over the ranks, a different order of float32 additions than in one process; after two SGD
+steps at lr 0.01 the states differ by <= 1e-6 (measured), so 1e-5 absolute is a margin that
+a wrong reduction (a missing or doubled share of a task: an error of the order of lr * g)
+still fails.  Also: a killed rank stops the run naming that rank and the relaunch resumes;
+a batch that cannot be split is exit 2 before loading; SLURM's environment and a real
+2-task SLURM job.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, wait_for
+
+from bench.distributed import World, first_host, world_from_env
+
+MATRIX = REPO / "tests" / "bench" / "distributed_matrix.py"
+STATE_TOLERANCE = 1e-5
+LOSS_TOLERANCE = 1e-5  # relative, the history's epoch losses
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
+
+
+def _launch(command: list[str], cwd: Path, timeout: float = 600, **env) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory, toy_dataset):  # toy_dataset: generated once, before any launch
+    root = tmp_path_factory.mktemp("matrix")
+    one = _launch([sys.executable, str(MATRIX), str(root / "one")], root)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _launch([*TORCHRUN, str(MATRIX), str(root / "two")], root)
+    assert two.returncode == 0, two.stderr[-3000:]
+    return (json.loads((root / "one" / "summary.json").read_text()),
+            json.loads((root / "two" / "summary.json").read_text()))
+
+
+def _same_state(one: dict, two: dict) -> float:
+    """The largest absolute difference of the two runs' final trainable states."""
+    if one["checkpoint"] is None:  # nothing trainable (zero-shot)
+        assert two["checkpoint"] is None
+        return 0.0
+    a = torch.load(one["checkpoint"], weights_only=False)["trainable"]
+    b = torch.load(two["checkpoint"], weights_only=False)["trainable"]
+    assert a.keys() == b.keys()
+    return max((a[n].float() - b[n].float()).abs().max().item() for n in a)
+
+
+def test_two_processes_match_one_for_every_method_and_mode(summaries):
+    from bench.methods import METHODS
+    one, two = summaries
+    every = {f"{name}:{mode}" for name, cls in METHODS.items() for mode in cls.modes}
+    assert every <= one.keys() and one.keys() == two.keys()
+    for label in sorted(one.keys() - {"lora:mt:dropout"}):
+        a, b = one[label], two[label]
+        assert (a["world_size"], a["backend"], b["world_size"], b["backend"]) == (1, None, 2, "gloo"), label
+        assert b["run_id"] == a["run_id"], f"{label}: the world size is not part of the run id"
+        assert b["accuracy"] == a["accuracy"], label
+        assert b["train_images"] == a["train_images"] > 0 or label == "zeroshot:mt", label  # all ranks counted
+        for x, y in zip(a["history"], b["history"]):
+            assert y["loss"] == pytest.approx(x["loss"], rel=LOSS_TOLERANCE), label
+        assert _same_state(a, b) <= STATE_TOLERANCE, label
+
+
+def test_per_step_randomness_is_another_experiment(summaries):
+    """LoRA with dropout draws its masks per rank: not exact, so the run id names the world."""
+    one, two = summaries
+    assert two["lora:mt:dropout"]["run_id"] != one["lora:mt:dropout"]["run_id"]
+    assert two["lora:mt"]["run_id"] == one["lora:mt"]["run_id"]  # dropout 0: exact, one experiment
+
+
+RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=3", "train.batch_size=4",
+       "dataset.val_fraction=0.03", "dataset.test_fraction=0.03", "runtime.checkpoint_every_steps=1",
+       "runtime.progress=false", "runtime.num_workers=0", "hydra.run.dir=hydra"]
+
+
+def _run_args(root: Path) -> list[str]:
+    return [f"runtime.results_dir={root}/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
+
+
+def _record(root: Path) -> dict:
+    (path,) = (root / "runs").glob("*.json")
+    return json.loads(path.read_text())
+
+
+def test_a_killed_rank_stops_the_run_naming_it_and_the_relaunch_resumes(tmp_path, toy_dataset):
+    one = _launch([sys.executable, "-m", "bench.run", *RUN, *_run_args(tmp_path / "one")], tmp_path)
+    assert one.returncode == 0, one.stderr[-3000:]
+    reference = _record(tmp_path / "one")
+
+    faults = {"CPB_FAULT": "kill_at_step:4@1", "CPB_FAULT_STATE": str(tmp_path / "faults")}
+    started = time.perf_counter()
+    killed = _launch([*TORCHRUN, "-m", "bench.run", *RUN, *_run_args(tmp_path / "two")], tmp_path,
+                     timeout=300, **faults)
+    assert killed.returncode != 0
+    root_cause = killed.stderr.split("Root Cause")[-1]
+    assert "rank      : 1 (local_rank: 1)" in root_cause and "SIGKILL" in root_cause, killed.stderr[-3000:]
+    assert time.perf_counter() - started < 120  # the other rank was stopped, not left waiting
+    assert not (tmp_path / "two" / "runs").exists() or not list((tmp_path / "two" / "runs").glob("*.json"))
+
+    resumed = _launch([*TORCHRUN, "-m", "bench.run", *RUN, *_run_args(tmp_path / "two")], tmp_path, **faults)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record = _record(tmp_path / "two")
+    assert record["resumes"] == 1 and record["world_size"] == 2 and record["backend"] == "gloo"
+    assert (record["run_id"], record["accuracy"]) == (reference["run_id"], reference["accuracy"])
+    for x, y in zip(reference["history"], record["history"]):
+        assert y["loss"] == pytest.approx(x["loss"], rel=LOSS_TOLERANCE)
+        assert {k: v for k, v in y.items() if k != "loss"} == {k: v for k, v in x.items() if k != "loss"}
+
+
+def test_a_batch_that_cannot_be_split_is_exit_2_before_loading(tmp_path):
+    # the check reads the launcher's world before any process group, data or model: one
+    # process given torchrun's variables for 2 ranks stops exactly as each rank would
+    proc = _launch([sys.executable, "-m", "bench.run", "dataset=toy", "method=coop", "train.batch_size=1",
+                    "hydra.run.dir=hydra", *_run_args(tmp_path)], tmp_path, timeout=120,
+                   RANK="0", LOCAL_RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT="1")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    message = proc.stderr.strip()
+    assert "train.batch_size=1 cannot be split over 2 processes" in message and "Traceback" not in message
+    assert len([line for line in message.splitlines() if line.strip()]) == 1  # one paragraph
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "checkpoints").exists()
+
+
+# ---- the world from the launcher's environment ---------------------------------------------
+def test_world_from_torchrun_and_slurm_environments():
+    assert world_from_env({}) == World()  # a plain process: nothing distributed
+    torchrun = world_from_env({"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "MASTER_ADDR": "node7",
+                               "MASTER_PORT": "29400"})
+    assert (torchrun.rank, torchrun.local_rank, torchrun.size, torchrun.master_addr, torchrun.master_port,
+            torchrun.launcher) == (3, 1, 4, "node7", 29400, "torchrun")
+    slurm = world_from_env({"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8", "SLURM_STEP_ID": "0",
+                            "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_NODELIST": "gpu[03-06]", "SLURM_JOB_ID": "1234"})
+    assert (slurm.rank, slurm.local_rank, slurm.size, slurm.master_addr, slurm.launcher) == (5, 1, 8, "gpu03", "slurm")
+    assert slurm.master_port == world_from_env({**{"SLURM_PROCID": "0", "SLURM_STEP_ID": "0",
+                                                   "SLURM_NTASKS": "8", "SLURM_JOB_ID": "1234"}}).master_port
+    # the batch script of a 2-task job (no step) is one process, and so is a 1-task step
+    assert world_from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "2", "SLURM_NODELIST": "a1"}) == World()
+    assert world_from_env({"SLURM_PROCID": "0", "SLURM_STEP_ID": "0", "SLURM_STEP_NUM_TASKS": "1"}) == World()
+    assert [first_host(h) for h in ("n1", "n[07-09,12],x2", "gpu-a[001,005]", "big0")] == [
+        "n1", "n07", "gpu-a001", "big0"]
+
+
+def test_a_single_process_run_initialises_nothing_distributed(tmp_path, toy_dataset):
+    from bench.experiment import run_experiment
+    from bench.sweep import compose_config
+    record = run_experiment(compose_config(["dataset=toy", "method=zeroshot", "dataset.val_fraction=0.03",
+                                            "dataset.test_fraction=0.03", "runtime.progress=false",
+                                            *_run_args(tmp_path)]))
+    assert not torch.distributed.is_initialized()
+    assert (record.world_size, record.backend) == (1, None)
+
+
+# ---- a real SLURM job of 2 tasks on one node -----------------------------------------------
+def test_a_two_task_slurm_job_matches_one_process(slurm_cluster, summaries, tmp_path):
+    out = tmp_path / "slurm"
+    log = tmp_path / "job.out"
+    cases = ["coop:mt", "mmap:grouped"]
+    command = f"srun --kill-on-bad-exit=1 {sys.executable} {MATRIX} {out} {' '.join(cases)}"
+    proc = subprocess.run(["sbatch", "--parsable", "--ntasks=2", "--nodes=1", "--cpus-per-task=1",
+                           "-o", str(log), "--wrap", command], capture_output=True, text=True,
+                          env=_env(**slurm_cluster), cwd=tmp_path, check=True)
+    job_id = proc.stdout.strip().split(";")[0]
+
+    def finished() -> bool:
+        state = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+        return any(f"JobState={s}" in state for s in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"))
+
+    wait_for(finished, 300, f"the 2-task SLURM job {job_id}")
+    assert (out / "summary.json").exists(), log.read_text()[-3000:] if log.exists() else "no job output"
+    slurm = json.loads((out / "summary.json").read_text())
+    one, _ = summaries
+    for label in cases:
+        a, b = one[label], slurm[label]
+        assert (b["world_size"], b["backend"], b["run_id"]) == (2, "gloo", a["run_id"]), label
+        assert b["accuracy"] == a["accuracy"], label
+        assert _same_state(a, b) <= STATE_TOLERANCE, label
