@@ -171,9 +171,23 @@ def sum_numbers(values: Sequence[float], device: torch.device | None = None) -> 
     world = current()
     if not world.distributed:
         return list(values)
-    if device is None:  # NCCL reduces GPU tensors only
-        device = torch.device("cuda", torch.cuda.current_device()) if world.backend == "nccl" else torch.device("cpu")
+    device = device or _reduce_device(world)
     return sum_(torch.tensor(list(values), dtype=torch.float64, device=device)).tolist()
+
+
+def max_numbers(values: Sequence[float]) -> list[float]:
+    """Python numbers' maximum over the ranks (e.g. the peak memory of any rank)."""
+    world = current()
+    if not world.distributed:
+        return list(values)
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=_reduce_device(world))
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor.tolist()
+
+
+def _reduce_device(world: World) -> torch.device:
+    """Where Python numbers are reduced: NCCL reduces GPU tensors only."""
+    return torch.device("cuda", torch.cuda.current_device()) if world.backend == "nccl" else torch.device("cpu")
 
 
 def sum_gradients(params: Sequence[torch.Tensor], extra: torch.Tensor | None = None) -> None:
