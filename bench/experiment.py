@@ -73,6 +73,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
 def build_model_and_method(cfg: RunConfig, tasks, device: torch.device) -> tuple:
     """The frozen CLIP and the method on it, exactly as a run builds them (also for tools)."""
     clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu)
+    clip.grad_checkpointing = cfg.model.grad_checkpointing
     return clip, build_method(cfg.method, clip, tasks, seed=cfg.seed).to(device)
 
 

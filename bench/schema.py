@@ -96,6 +96,8 @@ class ModelConfig:
     cache_dir: Optional[str] = setting(None, "a Hugging Face cache holding the pretrained weights")
     quick_gelu: Optional[bool] = setting("${dataset.model.quick_gelu}", "null: from the pretrained tag "
                                          "(OpenAI weights use QuickGELU)")
+    grad_checkpointing: bool = setting(False, "recompute each tower block in backward instead of keeping its "
+                                              "activations: less memory for large towers, exact (not in the run id)")
 
 
 @dataclass
