@@ -32,7 +32,7 @@ from typing import Mapping, Sequence, TypeVar
 import torch
 import torch.distributed as dist
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, UserError
 
 T = TypeVar("T")
 #: elements per all-reduce of the gradients (one buffer per bucket: bounded extra memory)
@@ -62,6 +62,25 @@ class World:
 
 
 _current = World()
+
+
+class PeerLostError(UserError):
+    """A collective failed or timed out: another rank of the run died or hangs."""
+
+
+def _collective(call, *args, **kwargs):
+    """A collective whose failure (a peer gone, `runtime.collective_timeout_s` passed) is one
+    paragraph naming this rank, not a backend traceback."""
+    try:
+        return call(*args, **kwargs)
+    except RuntimeError as error:  # dist.DistError and the backends' errors are RuntimeErrors
+        world = current()
+        detail = " ".join(str(error).split())[:160]
+        raise PeerLostError(
+            f"Rank {world.rank} of {world.size} stopped: a collective operation with the other ranks failed "
+            f"({detail}). Another rank of this run died or hangs (the launcher names it: torchrun's "
+            f"'Root Cause', srun's 'task N'), or runtime.collective_timeout_s passed. Relaunch the same "
+            f"command: every rank resumes from the last checkpoint.") from None
 
 
 def first_host(nodelist: str) -> str:
@@ -119,10 +138,10 @@ def setup(device_name: str, timeout_s: float) -> World:
         torch.cuda.set_device(world.local_rank)
     os.environ.setdefault("MASTER_ADDR", world.master_addr)
     os.environ.setdefault("MASTER_PORT", str(world.master_port))
-    dist.init_process_group(backend, init_method="env://", rank=world.rank, world_size=world.size,
-                            timeout=datetime.timedelta(seconds=timeout_s))
     _current = World(world.rank, world.local_rank, world.size, world.master_addr, world.master_port,
                      world.launcher, backend)
+    _collective(dist.init_process_group, backend, init_method="env://", rank=world.rank, world_size=world.size,
+                timeout=datetime.timedelta(seconds=timeout_s))
     return _current
 
 
@@ -162,7 +181,7 @@ def deal(batches: Sequence[T], world: World | None = None) -> list[T]:
 def sum_(tensor: torch.Tensor) -> torch.Tensor:
     """Sum `tensor` over the ranks in place (no-op for one process); returns it."""
     if current().distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, tensor, op=dist.ReduceOp.SUM)
     return tensor
 
 
@@ -181,7 +200,7 @@ def max_numbers(values: Sequence[float]) -> list[float]:
     if not world.distributed:
         return list(values)
     tensor = torch.tensor(list(values), dtype=torch.float64, device=_reduce_device(world))
-    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    _collective(dist.all_reduce, tensor, op=dist.ReduceOp.MAX)
     return tensor.tolist()
 
 
@@ -222,7 +241,7 @@ def _reduce_flat(tensors: list[torch.Tensor]) -> None:
         by_dtype.setdefault(t.dtype, []).append(t)
     for group in by_dtype.values():
         flat = torch.cat([t.reshape(-1) for t in group])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        _collective(dist.all_reduce, flat, op=dist.ReduceOp.SUM)
         offset = 0
         for t in group:
             t.copy_(flat[offset:offset + t.numel()].view_as(t))
@@ -231,7 +250,7 @@ def _reduce_flat(tensors: list[torch.Tensor]) -> None:
 
 def barrier() -> None:
     if current().distributed:
-        dist.barrier()
+        _collective(dist.barrier)
 
 
 def shutdown() -> None:

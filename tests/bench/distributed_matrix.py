@@ -26,7 +26,7 @@ from bench.methods import METHODS
 #: there by ~lr and nowhere else).
 BASE = ["dataset=toy", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=3", "train.warmup_epochs=0",
         "train.lr=0.01", "train.optimizer=sgd", "train.selection=last", "train.eval_batch_size=8",
-        "dataset.val_fraction=0.03", "dataset.test_fraction=0.03", "runtime.progress=false", "runtime.num_workers=0"]
+        "dataset.val_fraction=0.015", "dataset.test_fraction=0.015", "runtime.progress=false", "runtime.num_workers=0"]
 
 
 def cases() -> dict[str, list[str]]:

@@ -26,6 +26,9 @@ from conftest import REPO, wait_for
 
 from bench.distributed import World, first_host, world_from_env
 
+sys.path.insert(0, str(Path(__file__).parent))
+from distributed_matrix import BASE  # noqa: E402  the matrix's settings (its module is not a test)
+
 MATRIX = REPO / "tests" / "bench" / "distributed_matrix.py"
 STATE_TOLERANCE = 1e-5
 LOSS_TOLERANCE = 1e-5  # relative, the history's epoch losses
@@ -43,10 +46,14 @@ def _launch(command: list[str], cwd: Path, timeout: float = 600, **env) -> subpr
 @pytest.fixture(scope="module")
 def summaries(tmp_path_factory, toy_dataset):  # toy_dataset: generated once, before any launch
     root = tmp_path_factory.mktemp("matrix")
-    one = _launch([sys.executable, str(MATRIX), str(root / "one")], root)
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = _launch([*TORCHRUN, str(MATRIX), str(root / "two")], root)
-    assert two.returncode == 0, two.stderr[-3000:]
+    # both launches at once (3 single-threaded processes): the matrix is the suite's longest wait
+    launches = [subprocess.Popen(command, cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+                for command in ([sys.executable, str(MATRIX), str(root / "one")],
+                                [*TORCHRUN, str(MATRIX), str(root / "two")])]
+    for launch in launches:
+        _, stderr = launch.communicate(timeout=900)
+        assert launch.returncode == 0, stderr[-3000:]
     return (json.loads((root / "one" / "summary.json").read_text()),
             json.loads((root / "two" / "summary.json").read_text()))
 
@@ -85,9 +92,8 @@ def test_per_step_randomness_is_another_experiment(summaries):
     assert two["lora:mt"]["run_id"] == one["lora:mt"]["run_id"]  # dropout 0: exact, one experiment
 
 
-RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=3", "train.batch_size=4",
-       "dataset.val_fraction=0.03", "dataset.test_fraction=0.03", "runtime.checkpoint_every_steps=1",
-       "runtime.progress=false", "runtime.num_workers=0", "hydra.run.dir=hydra"]
+#: the matrix's coop:mt run (its one-process summary is the reference), checkpointed every step
+RUN = [*BASE, "method=coop", "method.mode=mt", "runtime.checkpoint_every_steps=1", "hydra.run.dir=hydra"]
 
 
 def _run_args(root: Path) -> list[str]:
@@ -99,12 +105,10 @@ def _record(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_a_killed_rank_stops_the_run_naming_it_and_the_relaunch_resumes(tmp_path, toy_dataset):
-    one = _launch([sys.executable, "-m", "bench.run", *RUN, *_run_args(tmp_path / "one")], tmp_path)
-    assert one.returncode == 0, one.stderr[-3000:]
-    reference = _record(tmp_path / "one")
-
-    faults = {"CPB_FAULT": "kill_at_step:4@1", "CPB_FAULT_STATE": str(tmp_path / "faults")}
+def test_a_killed_rank_stops_the_run_naming_it_and_the_relaunch_resumes(tmp_path, summaries):
+    reference = summaries[0]["coop:mt"]
+    # step 2 of 2: after the checkpoint of step 1, before the epoch end's
+    faults = {"CPB_FAULT": "kill_at_step:2@1", "CPB_FAULT_STATE": str(tmp_path / "faults")}
     started = time.perf_counter()
     killed = _launch([*TORCHRUN, "-m", "bench.run", *RUN, *_run_args(tmp_path / "two")], tmp_path,
                      timeout=300, **faults)
@@ -190,3 +194,34 @@ def test_a_two_task_slurm_job_matches_one_process(slurm_cluster, summaries, tmp_
         assert (b["world_size"], b["backend"], b["run_id"]) == (2, "gloo", a["run_id"]), label
         assert b["accuracy"] == a["accuracy"], label
         assert _same_state(a, b) <= STATE_TOLERANCE, label
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_hung_rank_stops_the_others_after_the_collective_timeout(tmp_path, toy_dataset):
+    """Two processes started by hand (a user's own launcher: nobody ends the others): rank 1
+    hangs at step 1; rank 0 stops within runtime.collective_timeout_s with a paragraph naming
+    itself, not a backend traceback and not a hang."""
+    port = str(_free_port())
+    args = [sys.executable, "-m", "bench.run", *RUN, "runtime.collective_timeout_s=5", *_run_args(tmp_path)]
+    faults = {"CPB_FAULT": "hold_at_step:1@1", "CPB_FAULT_STATE": str(tmp_path / "faults"),
+              "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port}
+    ranks = [subprocess.Popen(args, cwd=tmp_path, env=_env(RANK=str(r), LOCAL_RANK=str(r), **faults),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        wait_for((tmp_path / "faults" / "held").exists, 120, "rank 1 to hang at step 1")
+        held = time.perf_counter()
+        _, stderr = ranks[0].communicate(timeout=120)
+        assert time.perf_counter() - held < 60  # bounded by the 5 s timeout (plus slack for a busy machine)
+    finally:
+        for process in ranks:
+            process.kill()
+            process.wait()
+    assert ranks[0].returncode == 2, stderr[-2000:]
+    assert "Rank 0 of 2 stopped: a collective operation with the other ranks failed" in stderr
+    assert "Traceback" not in stderr
