@@ -3,7 +3,8 @@
 The world (rank, local rank, size, master) comes from the launcher's environment, never from
 settings a user types: torchrun sets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and
 MASTER_PORT; a SLURM step of N tasks (srun, submitit) sets SLURM_PROCID, SLURM_LOCALID,
-SLURM_NTASKS and SLURM_NODELIST, and the master is the first host of the node list.  A run
+SLURM_NTASKS and SLURM_NODELIST, and the master is the first host of the node list;
+submitit's local executor with several tasks sets SUBMITIT_LOCAL_GLOBALID/NTASKS.  A run
 with neither (or with one task) is a single process: nothing distributed is initialised and
 every helper here is a no-op that costs nothing (no collective, no host-device sync).
 
@@ -49,7 +50,7 @@ class World:
     size: int = 1
     master_addr: str = "127.0.0.1"
     master_port: int = DEFAULT_PORT_BASE
-    launcher: str = "none"        # none | torchrun | slurm
+    launcher: str = "none"        # none | torchrun | slurm | submitit_local
     backend: str | None = None    # set once initialised: nccl | gloo
 
     @property
@@ -103,6 +104,12 @@ def world_from_env(env: Mapping[str, str] | None = None) -> World:
             return World(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]),
                          env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", DEFAULT_PORT_BASE)),
                          "torchrun")
+        local = env.get("SUBMITIT_LOCAL_NTASKS")  # submitit's local executor, tasks_per_node=N
+        if local is not None and int(local) > 1:
+            job = int(env.get("SUBMITIT_LOCAL_JOB_ID", "0"))
+            return World(int(env["SUBMITIT_LOCAL_GLOBALID"]), int(env.get("SUBMITIT_LOCAL_LOCALID", 0)), int(local),
+                         env.get("MASTER_ADDR", "127.0.0.1"),
+                         int(env.get("MASTER_PORT", DEFAULT_PORT_BASE + 1 + job % 20000)), "submitit_local")
         # srun / submitit: a step of N tasks; the batch script itself (no step) is one process
         tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS") if "SLURM_STEP_ID" in env else None)
         if tasks is not None and int(tasks) > 1 and "SLURM_PROCID" in env:

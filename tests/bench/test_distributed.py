@@ -148,6 +148,9 @@ def test_world_from_torchrun_and_slurm_environments():
                                "MASTER_PORT": "29400"})
     assert (torchrun.rank, torchrun.local_rank, torchrun.size, torchrun.master_addr, torchrun.master_port,
             torchrun.launcher) == (3, 1, 4, "node7", 29400, "torchrun")
+    local = world_from_env({"SUBMITIT_LOCAL_NTASKS": "2", "SUBMITIT_LOCAL_GLOBALID": "1", "SUBMITIT_LOCAL_LOCALID": "1",
+                            "SUBMITIT_LOCAL_JOB_ID": "77"})
+    assert (local.rank, local.size, local.master_addr, local.launcher) == (1, 2, "127.0.0.1", "submitit_local")
     slurm = world_from_env({"SLURM_PROCID": "5", "SLURM_LOCALID": "1", "SLURM_NTASKS": "8", "SLURM_STEP_ID": "0",
                             "SLURM_STEP_NUM_TASKS": "8", "SLURM_STEP_NODELIST": "gpu[03-06]", "SLURM_JOB_ID": "1234"})
     assert (slurm.rank, slurm.local_rank, slurm.size, slurm.master_addr, slurm.launcher) == (5, 1, 8, "gpu03", "slurm")
@@ -225,3 +228,25 @@ def test_a_hung_rank_stops_the_others_after_the_collective_timeout(tmp_path, toy
     assert ranks[0].returncode == 2, stderr[-2000:]
     assert "Rank 0 of 2 stopped: a collective operation with the other ranks failed" in stderr
     assert "Traceback" not in stderr
+
+
+def test_submitit_local_executor_with_two_tasks_matches_one_process(summaries, tmp_path):
+    """The launcher our sweeps use without SLURM (submitit's local executor) with
+    tasks_per_node=2: one run over both tasks, the numbers of one process."""
+    import cloudpickle
+    import submitit
+
+    import distributed_matrix
+    cloudpickle.register_pickle_by_value(distributed_matrix)  # the job's interpreter lacks tests/ on its path
+    executor = submitit.AutoExecutor(folder=tmp_path / "submitit", cluster="local")
+    executor.update_parameters(timeout_min=10, tasks_per_node=2, gpus_per_node=0)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OMP_NUM_THREADS", "1")
+        env.setenv("MASTER_PORT", str(_free_port()))
+        job = executor.submit(distributed_matrix.main, tmp_path / "out", ["coop:st"])
+        job.results()  # raises with the job's log if a task failed
+    local = json.loads((tmp_path / "out" / "summary.json").read_text())["coop:st"]
+    reference = summaries[0]["coop:st"]
+    assert (local["world_size"], local["backend"], local["run_id"]) == (2, "gloo", reference["run_id"])
+    assert local["accuracy"] == reference["accuracy"]
+    assert _same_state(reference, local) <= STATE_TOLERANCE
