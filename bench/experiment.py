@@ -9,7 +9,7 @@ record and checkpoint), take the run lock, screen the data, build CLIP and the m
 Launched over several processes (torchrun, a SLURM step: bench/distributed.py) every rank
 runs this same path on its share of the data; rank 0 alone takes the lock and writes the
 record, checkpoints and logs.  The world is not part of the run id: the numbers do not depend
-on it (to float rounding), except for methods with per-step randomness (`exact_data_parallel`
+on it (to float rounding), except for methods with per-step randomness (`exact_over_processes`
 False, e.g. LoRA with dropout), whose identity then names the world size.
 """
 from __future__ import annotations
