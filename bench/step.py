@@ -123,7 +123,9 @@ def _step(optimizer, scaler, loss: torch.Tensor) -> torch.Tensor:
 
 def _empty_share(method, optimizer, scaler, device: torch.device, n_tasks: int) -> torch.Tensor:
     """A rank whose share of the step is empty (every image unreadable) still takes part in
-    the step's reductions, contributing nothing."""
+    the step's reductions, contributing nothing (tests/bench/test_distributed.py).  Not
+    covered: MmAP's grouping warm-up (`observe`) reduces more per step, so there such a step
+    stops the run at the collective timeout with PeerLostError."""
     distributed.sum_(torch.zeros(n_tasks, device=device))
     optimizer.zero_grad(set_to_none=True)
     return _step(optimizer, scaler, torch.zeros((), device=device))

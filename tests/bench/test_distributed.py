@@ -250,3 +250,14 @@ def test_submitit_local_executor_with_two_tasks_matches_one_process(summaries, t
     assert (local["world_size"], local["backend"], local["run_id"]) == (2, "gloo", reference["run_id"])
     assert local["accuracy"] == reference["accuracy"]
     assert _same_state(reference, local) <= STATE_TOLERANCE
+
+
+def test_a_rank_with_an_empty_share_still_takes_the_exact_step(tmp_path):
+    """Every image of rank 1's share unreadable (dataset.unreadable=skip): it joins the step's
+    reductions with nothing, and the update is the one-process update on rank 0's images."""
+    proc = _launch([*TORCHRUN, str(REPO / "tests" / "bench" / "distributed_step.py"), str(tmp_path)], tmp_path,
+                   timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "step.json").read_text())
+    assert result["world"] == 2 and result["moved"] > 1e-4
+    assert result["state"] <= STATE_TOLERANCE and result["loss"] <= 1e-6
