@@ -29,6 +29,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from bench.blocks import run_block
 from bench.errors import UserError
@@ -85,13 +86,18 @@ def _put(x: torch.Tensor, prompt: torch.Tensor, start: int) -> torch.Tensor:
 
 
 def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, deep: dict[int, torch.Tensor], start: int,
-                mask: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor:
+                mask: torch.Tensor | None, rows: torch.Tensor | None, checkpointed: bool = False) -> torch.Tensor:
     """The tower's blocks in turn, deep prompts replacing positions start.. before their layer;
-    with `rows`, the last block's output at those positions only (N, 1, D)."""
+    with `rows`, the last block's output at those positions only (N, 1, D).  `checkpointed`:
+    each block's activations are recomputed in backward instead of kept (open_clip's
+    grad_checkpointing, which our block loop bypasses; exact: the same arithmetic, with the
+    random generator's state replayed for dropout)."""
     for i, block in enumerate(blocks):
         if i in deep:
             x = _put(x, deep[i], start)
-        x = run_block(block, x, mask, rows if i == len(blocks) - 1 else None)
+        last = rows if i == len(blocks) - 1 else None
+        x = checkpoint(run_block, block, x, mask, last, use_reentrant=False) if checkpointed else \
+            run_block(block, x, mask, last)
     return x
 
 
@@ -114,8 +120,12 @@ class PromptableCLIP(nn.Module):
         self.tokenizer = tokenizer
         self.name = name
         self.pretrained = pretrained
+        self.grad_checkpointing = False  # model.grad_checkpointing: set by the run wiring
         self._pool_type = getattr(text, "text_pool_type", getattr(text, "pool_type", "argmax"))
         self._eos_id = getattr(text, "text_eos_id", getattr(text, "eos_id", None))
+
+    def _checkpointed(self) -> bool:
+        return self.grad_checkpointing and torch.is_grad_enabled()
 
     @property
     def _text(self) -> nn.Module:
@@ -203,7 +213,7 @@ class PromptableCLIP(nn.Module):
         mask = text.attn_mask[:length, :length]
         # Causal and pooled at EOT: the last block is needed at the EOT rows only (speed-up).
         rows = eot if SPEEDUPS.enabled else None
-        x = _run_blocks(text.transformer.resblocks, x, prompts.deep, 1, mask, rows)
+        x = _run_blocks(text.transformer.resblocks, x, prompts.deep, 1, mask, rows, self._checkpointed())
         x = text.ln_final(x)
         pooled = x[:, 0] if rows is not None else x[torch.arange(x.shape[0], device=x.device), eot]
         projection = text.text_projection
@@ -234,7 +244,8 @@ class PromptableCLIP(nn.Module):
         # Pooled at CLS: the last block is needed at position 0 only (speed-up).
         cls_only = SPEEDUPS.enabled and visual.attn_pool is None and visual.pool_type == "tok"
         rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if cls_only else None
-        x = _run_blocks(visual.transformer.resblocks, x, prompts.deep, x.shape[1] - n, None, rows)
+        x = _run_blocks(visual.transformer.resblocks, x, prompts.deep, x.shape[1] - n, None, rows,
+                        self._checkpointed())
         if n and not cls_only:
             x = x[:, :-n]
         pooled, _ = visual._pool(x)

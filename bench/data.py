@@ -5,6 +5,9 @@ augmentation) is a pure function of (seed, task name, epoch, step).  That is wha
 run killed mid-epoch resume to the exact same result, makes the number of loader workers
 irrelevant to the outcome, and makes an ST task see the same batches as a run of that
 task alone.
+
+Over several processes (bench/distributed.py) every rank draws the same global batch and
+keeps its share of each task's sub-batch; evaluation batches are dealt out whole.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
+from bench import distributed
 from bench.datasets import ImageListDataset
 from bench.datasets.decoding import DraftRandomResizedCrop, resized_copy
 from bench.errors import ConfigError
@@ -117,6 +121,7 @@ class MultiTaskBatchSampler(Sampler):
     epoch has T times the steps and shows every task the same samples as "all" does.
     Steps per epoch: `steps_per_epoch`, or by default enough for the largest task to be
     seen once.  `start_step` skips into an epoch when resuming from a mid-epoch checkpoint.
+    Over several processes each rank yields its share of every task's sub-batch.
     """
 
     def __init__(self, task_sizes: Sequence[int], task_names: Sequence[str], batch_size: int,
@@ -151,7 +156,7 @@ class MultiTaskBatchSampler(Sampler):
                 tasks, k = range(len(self.sizes)), step
             window = slice(k * self.batch_size, (k + 1) * self.batch_size)
             yield [(int(i), int(s)) for t in tasks if streams[t] is not None
-                   for i, s in zip(streams[t][0][window], streams[t][1][window])]
+                   for i, s in distributed.shard_of(list(zip(streams[t][0][window], streams[t][1][window])))]
 
 
 class MultiTaskData:
@@ -201,10 +206,12 @@ class MultiTaskData:
         return self._train_loader
 
     def eval_loader(self, split: str) -> DataLoader:
-        """All tasks' samples of `split` in a fixed order; batches carry their task ids."""
+        """All tasks' samples of `split` in a fixed order; batches carry their task ids (this
+        rank's batches over several processes: the counts are summed by `evaluate_counted`)."""
         if split not in self._eval_loaders:
             data = SeededSamples([getattr(t, split) for t in self.dataset.tasks], self.eval_transform)
             size = self.cfg.eval_batch_size
-            batches = [[(i, 0) for i in range(s, min(s + size, len(data)))] for s in range(0, len(data), size)]
+            batches = distributed.deal([[(i, 0) for i in range(s, min(s + size, len(data)))]
+                                        for s in range(0, len(data), size)])
             self._eval_loaders[split] = DataLoader(data, batch_sampler=batches, **self.loader_args)
         return self._eval_loaders[split]

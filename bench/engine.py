@@ -8,6 +8,8 @@ writes a `TrainState` atomically at every epoch end and every `checkpoint_every_
 steps.  The learning-rate schedule is stepped per epoch (`train.schedule`:
 bench/schedule.py).  bf16 autocast on CUDA; no host-device synchronisation inside a step.
 A restarted run resumes from the latest checkpoint; one of another run id is never resumed.
+Over several processes (bench/distributed.py) the step reduces losses and gradients, the
+image counts and evaluation counts are summed over the ranks, and rank 0 alone writes.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from bench import faults
+from bench import distributed, faults
 from bench.atomic_io import atomic_write
 from bench.datasets import DatasetError
 from bench.device import autocast_for
@@ -141,35 +143,46 @@ class Trainer:
         self.method.train()
         loss_sum = torch.full((), state.partial.loss_sum, device=self.device)
         unreadable = state.partial.unreadable
+        pending = [0, 0]  # this process's images trained and unreadable, since the last save point
         started = time.perf_counter()
         loader = data.train_loader(epoch, state.step)
         end_step = len(loader) + state.step
         fixed_train = train_images_fixed(self.cfg.augment)
         step = state.step
-        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", disable=not self.progress,
-                          leave=False):
+        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
+                          disable=not self.progress or not distributed.current().is_writer):
             check_readable(batch, "train", data.unreadable, data.task_names)
-            unreadable += len(batch.unreadable)
+            pending[1] += len(batch.unreadable)
             step += 1
             loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
                               self.n_tasks, fixed_train)
             if loss is not None:
                 loss_sum = loss_sum + loss
-                outcome.train_images += len(batch.labels)
+                pending[0] += len(batch.labels)
             outcome.steps_run += 1
             faults.at_step(outcome.steps_run)
             if self.every and step % self.every == 0 and step < end_step:
                 outcome.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
+                unreadable += self._count_pending(pending)
                 state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable)
                 self._save()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         outcome.train_seconds += time.perf_counter() - started
+        unreadable += self._count_pending(pending)
         outcome.unreadable_images += unreadable
         state.partial = EpochProgress()
         return {"epoch": epoch + 1, "loss": loss_sum.item() / max(step, 1),
                 "lr": self.optimizer.param_groups[0]["lr"], "unreadable": unreadable}
+
+    def _count_pending(self, pending: list[int]) -> int:
+        """Add the images trained since the last save point (all ranks') to the outcome and
+        return the unreadable ones; `pending` starts over."""
+        images, unreadable = (int(n) for n in distributed.sum_numbers(pending))
+        self.state.outcome.train_images += images
+        pending[:] = [0, 0]
+        return unreadable
 
     def _select(self, epoch: int, record: dict) -> None:
         """`train.selection=val`: evaluate on validation, keep the best state (first best wins)."""
@@ -182,7 +195,7 @@ class Trainer:
             self.state.best_state = self.method.trainable_state()
 
     def _save(self) -> None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not distributed.current().is_writer:  # one writer: rank 0
             return
         state = self.state
         wall = state.outcome.earlier_wall_s + time.perf_counter() - self.started
@@ -252,7 +265,8 @@ def evaluate_counted(method, data, split: str, device: torch.device,
             hits = (method(images, task_ids, **fixed_images(batch, split)).argmax(dim=-1) == labels).long()
             correct.index_add_(0, task_ids, hits)
             total.index_add_(0, task_ids, torch.ones_like(hits))
-    correct, total = correct.tolist(), total.tolist()
+    correct, total = distributed.sum_(correct).tolist(), distributed.sum_(total).tolist()  # all ranks' batches
+    skipped = [int(n) for n in distributed.sum_numbers(skipped)]
     empty = [name for t, name in enumerate(data.task_names) if total[t] == 0]
     if empty:
         raise DatasetError(

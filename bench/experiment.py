@@ -5,9 +5,16 @@ sweep's local runner) ends in `run_experiment`, so every run of every method goe
 the same code path: check the config once (bench/app.py), plan the run (its identity,
 record and checkpoint), take the run lock, screen the data, build CLIP and the method, train
 (bench/engine.py), evaluate, and write the `RunRecord`.
+
+Launched over several processes (torchrun, a SLURM step: bench/distributed.py) every rank
+runs this same path on its share of the data; rank 0 alone takes the lock and writes the
+record, checkpoints and logs.  The world is not part of the run id: the numbers do not depend
+on it (to float rounding), except for methods with per-step randomness (`exact_over_processes`
+False, e.g. LoRA with dropout), whose identity then names the world size.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -17,7 +24,8 @@ import torch
 from omegaconf import DictConfig
 from tabulate import tabulate
 
-from bench.app import build_method, check
+from bench import distributed
+from bench.app import build_method, check, method_class
 from bench.atomic_io import git_commit, package_versions
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset, build_dataset
@@ -31,7 +39,7 @@ from bench.models import build_clip
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
 from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
 from bench.schema import RunConfig
-from bench.seeding import seed_everything
+from bench.seeding import seed_everything, stable_seed
 
 log = logging.getLogger("bench.run")
 
@@ -54,6 +62,9 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     (bench/identity.py), its record and its checkpoint."""
     dataset = build_dataset(cfg.dataset)
     ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
+    world = distributed.current()
+    if world.distributed and not method_class(cfg.method.name).exact_over_processes(cfg.method):
+        ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
     run_id = run_id_of(ident)
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
                    Path(cfg.runtime.results_dir) / f"{run_id}.json",
@@ -63,32 +74,53 @@ def plan_run(cfg: RunConfig) -> RunPlan:
 def build_model_and_method(cfg: RunConfig, tasks, device: torch.device) -> tuple:
     """The frozen CLIP and the method on it, exactly as a run builds them (also for tools)."""
     clip = build_clip(cfg.model.arch, cfg.model.pretrained, cfg.model.cache_dir, cfg.model.quick_gelu)
+    clip.grad_checkpointing = cfg.model.grad_checkpointing
     return clip, build_method(cfg.method, clip, tasks, seed=cfg.seed).to(device)
 
 
 def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
     """Train, select, evaluate and write the run's record; returns the record."""
     cfg = cfg if isinstance(cfg, RunConfig) else check(cfg)
+    distributed.check_splittable(cfg.train.batch_size)  # before any data or model loads
+    world = distributed.setup(cfg.runtime.device, cfg.runtime.collective_timeout_s)
+    if not world.is_writer:
+        _quiet_follower()
     check_writable({"runtime.results_dir": cfg.runtime.results_dir,
                     "runtime.checkpoint_dir": cfg.runtime.checkpoint_dir})
+    if not world.is_writer:
+        distributed.barrier()  # rank 0 lists (or generates) the data and fills the caches first
     plan = plan_run(cfg)
-    with RunLock(cfg.runtime.checkpoint_dir, plan.run_id):  # one process per run id
+    if world.is_writer:
+        distributed.barrier()
+    lock = RunLock(cfg.runtime.checkpoint_dir, plan.run_id) if world.is_writer else contextlib.nullcontext()
+    with lock:  # one process per run id (one writer of a distributed run)
         if cfg.runtime.skip_done and (done := load_complete_record(plan.record_path)) is not None:
             log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
                      done.run_id, plan.record_path)
-            print_summary(done)
+            if world.is_writer:
+                print_summary(done)
             return done
-        if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
+        starting_over = not cfg.runtime.skip_done or not cfg.runtime.resume
+        if starting_over and plan.checkpoint_path.exists() and world.is_writer:
             # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
             log.info("Starting over: removing %s", plan.checkpoint_path)
             plan.checkpoint_path.unlink()
+        distributed.barrier()  # every rank resumes from the same checkpoint, or none
         return _train_and_record(plan)
+
+
+def _quiet_follower() -> None:
+    """Ranks other than 0 log warnings only, and to the console: rank 0 writes the run's log."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        root.removeHandler(handler)
+    logging.getLogger("bench").setLevel(logging.WARNING)
 
 
 def _train_and_record(plan: RunPlan) -> RunRecord:
     cfg = plan.cfg
     started = time.perf_counter()
-    device = resolve_device(cfg.runtime.device)
+    device = distributed.local_device(resolve_device(cfg.runtime.device))
     seed_everything(cfg.seed)
     dataset, screened = screen_dataset(cfg, plan.dataset)  # unreadable images, empty splits: before the model
     counts = completeness(dataset, cfg.dataset)  # the images seen against the published counts, kept in the record
@@ -104,6 +136,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
              method.mode, dataset.name, len(dataset.tasks), f"{params['trainable']:,}",
              f"{params['total']:,}", params["trainable_percent"])
+    if distributed.current().distributed:  # per-step randomness (dropout): each rank its own stream
+        torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
 
@@ -118,9 +152,10 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                      wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
                      eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
                      if eval_seconds > 0 else None)
-    write_record(record, plan.record_path)
-    print_summary(record)
-    log.info("Record written to %s", plan.record_path)
+    if distributed.current().is_writer:
+        write_record(record, plan.record_path)
+        print_summary(record)
+        log.info("Record written to %s", plan.record_path)
     return record
 
 
@@ -138,7 +173,7 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
-        **measured)
+        world_size=distributed.current().size, backend=distributed.current().backend, **measured)
 
 
 def print_summary(record: RunRecord) -> None:

@@ -15,6 +15,9 @@ never races the clock:
                      file of an extraction, as an interrupted extraction;
 - `raise_at_extract:K` raise RuntimeError there instead.
 
+Any fault may name one process of a distributed run: `kill_at_step:K@R` fires on rank R
+only (bench/distributed.py: RANK under torchrun, SLURM_PROCID under SLURM); without `@R` it fires on every rank.
+
 With `CPB_FAULT_STATE=<folder>` a fault that has fired is remembered there
 (`fired-<fault>`), so a resumed or requeued process runs on untouched; without it, a
 fault fires at most once per process.  Unset (the normal case) every hook is a no-op.
@@ -27,6 +30,8 @@ import signal
 import time
 from pathlib import Path
 
+from bench import distributed
+
 _fired_here: set[str] = set()
 _writes = 0
 
@@ -36,7 +41,9 @@ def _faults() -> dict[str, int]:
     faults = {}
     for item in filter(None, (s.strip() for s in spec.split(","))):
         kind, _, k = item.partition(":")
-        faults[kind] = int(k)
+        k, _, rank = k.partition("@")
+        if not rank or int(rank) == distributed.current().rank:
+            faults[kind] = int(k)
     return faults
 
 

@@ -30,7 +30,8 @@ from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
 from bench.schema import RunConfig
 
 #: (section, key) left out of the identity: they do not change what a run computes.
-NOT_IDENTITY = (("method", "truncate_text"), ("dataset", "root"), ("dataset", "download_hint"))
+NOT_IDENTITY = (("method", "truncate_text"), ("model", "grad_checkpointing"), ("dataset", "root"),
+                ("dataset", "download_hint"))
 
 
 #: (section, key, value) left out while at that value: opt-ins added after run ids existed, so a

@@ -78,6 +78,8 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     unreadable_images: int | None = None
     dataset_counts: list[dict] | None = None  # per domain and split group: images seen, published (datasets/published_counts.py)
+    world_size: int = 1                     # processes that trained it (bench/distributed.py)
+    backend: str | None = None              # nccl | gloo over several processes; None for one
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":

@@ -89,6 +89,9 @@ class RuntimeConfig:
     sweep: Optional[str] = setting(None, "name of the sweep this run belongs to (set by bench.sweep)")
     cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",
                              "image-check verdicts (by path, size and mtime) and other caches")
+    collective_timeout_s: float = setting(
+        300.0, "several processes (torchrun, SLURM): how long a rank waits in a collective before the run "
+               "stops (a rank that died takes the others down)", above=0)
 
 
 @dataclass
@@ -102,6 +105,8 @@ class ModelConfig:
     cache_dir: Optional[str] = setting(None, "a Hugging Face cache holding the pretrained weights")
     quick_gelu: Optional[bool] = setting("${dataset.model.quick_gelu}", "null: from the pretrained tag "
                                          "(OpenAI weights use QuickGELU)")
+    grad_checkpointing: bool = setting(False, "recompute each tower block in backward instead of keeping its "
+                                              "activations: less memory for large towers, exact (not in the run id)")
 
 
 @dataclass

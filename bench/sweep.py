@@ -139,6 +139,8 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
     executor = submitit.AutoExecutor(folder=folder / "submitit" / "%j", cluster=cluster,
                                      slurm_max_num_timeout=20)
     params = {"timeout_min": 720, **executor_params}
+    if params.get("gpus_per_node"):  # one process per GPU, as configs/hydra/launcher/slurm.yaml
+        params.setdefault("tasks_per_node", params["gpus_per_node"])
     executor.update_parameters(name=f"cpb-{name}", **params)
     jobs = executor.map_array(SweepJob(), [r["overrides"] for r in todo])
     for run, job in zip(todo, jobs):

@@ -54,6 +54,15 @@ class MethodContract(nn.Module):
                 sample_ids: tuple[str, torch.Tensor] | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    @classmethod
+    def exact_over_processes(cls, cfg: MethodConfig) -> bool:
+        """Whether a run over N processes (bench/distributed.py) gives the one-process numbers to
+        float rounding.  True when a step's randomness is none or per sample (augmentation is
+        seeded per image); False where it is drawn from the global generator per batch
+        (dropout): each rank then draws its own masks, statistically equivalent but not equal,
+        and the run id names the world size."""
+        return True
+
     # ---- hooks (no-ops unless a method needs them) ----------------------------------------
     def prepare(self, data, train_cfg, device: torch.device, output_dir=None) -> None:
         """Before training, with the run's `MultiTaskData`; may create parameters."""

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from bench import distributed
 from bench.atomic_io import atomic_write
 from bench.device import autocast_for
 from bench.step import build_grad_scaler, build_optimizer, per_task_losses, train_step
@@ -61,6 +62,8 @@ def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str 
         tasks = present.nonzero().flatten().tolist()
         grads = [torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], params, retain_graph=True)])
                  for t in tasks]
+        if distributed.current().distributed:  # each rank holds its part of every task's gradient
+            grads = list(distributed.sum_(torch.stack(grads)))
         if strategy == "gradient":
             unit = F.normalize(torch.stack(grads).double(), dim=1)
             step_affinity = unit @ unit.T
@@ -89,7 +92,7 @@ def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str 
 def _lookahead(model, names, params, grads, losses, tasks, images, labels, task_ids, lr, device, train_cfg):
     """Z_{i->j} = 1 - L_j(theta - lr g_i) / L_j(theta), symmetrised, for the present tasks."""
     n_tasks = losses.shape[0]
-    before = losses.detach()[tasks].double()
+    before = distributed.sum_(losses.detach()[tasks].double())  # the ranks' parts of each task's mean
     rows = []
     with torch.no_grad():
         for flat in grads:
@@ -100,7 +103,7 @@ def _lookahead(model, names, params, grads, losses, tasks, images, labels, task_
             with autocast_for(device, train_cfg.precision):
                 logits = functional_call(model, stepped, (images, task_ids), strict=False)
             after, _ = per_task_losses(logits, labels, task_ids, n_tasks)
-            rows.append(1 - after[tasks].double() / before)
+            rows.append(1 - distributed.sum_(after[tasks].double()) / before)
     z = torch.stack(rows)
     return (z + z.T) / 2
 

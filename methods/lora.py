@@ -70,6 +70,10 @@ class LoRA(TowersWithTaskWeights):
             for layer, block in enumerate(blocks):
                 block.attn = RoutedAttention(block.attn, in_delta=functools.partial(self.qkv_update, tower, layer))
 
+    @classmethod
+    def exact_over_processes(cls, cfg) -> bool:
+        return cfg.dropout == 0  # dropout masks come from each rank's own generator
+
     def qkv_update(self, tower: str, layer: int, x: torch.Tensor) -> torch.Tensor:
         """[s B_q A_q x'; s B_k A_k x'; s B_v A_v x'] (N, L, 3d) for rows x (N, L, d), x' = dropout(x)
         drawn independently for q, k and v, with each row's set."""

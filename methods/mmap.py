@@ -38,6 +38,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from bench import distributed
 from bench.clip import TowerPrompts
 from bench.schema import MethodConfig, setting
 from bench.methods import grouping
@@ -202,7 +203,7 @@ class MmAP(Method):
             groups = grouping.best_partition(affinity, self.grouping_cfg.n_groups, objective)
             self._use_groups(groups, affinity, {"strategy": strategy, "objective": objective,
                                                 "warmup_steps": steps_run})
-        if output_dir is not None:
+        if output_dir is not None and distributed.current().is_writer:  # rank 0 writes the plots
             info = {k: v for k, v in self.grouping_record.items() if k not in ("tasks", "groups", "affinity")}
             affinity = self.grouping_record.get("affinity")
             grouping.save_grouping(Path(output_dir) / "grouping", [t.name for t in self.tasks], self.groups,

@@ -17,11 +17,17 @@ def private_towers(clip: PromptableCLIP) -> PromptableCLIP:
     """A PromptableCLIP over new module objects that share every parameter and buffer tensor
     with `clip`: replacing its modules leaves `clip` as it was."""
     shared = {id(t): t for t in [*clip.model.parameters(), *clip.model.buffers()]}
-    model = copy.deepcopy(clip.model, memo=shared)
-    return PromptableCLIP(model, clip.tokenizer, name=clip.name, pretrained=clip.pretrained)
+    return _like(clip, copy.deepcopy(clip.model, memo=shared))
 
 
 def private_weights(clip: PromptableCLIP) -> PromptableCLIP:
     """A PromptableCLIP over a deep copy of `clip`'s model, weights included: training it leaves
     `clip` bit-identical."""
-    return PromptableCLIP(copy.deepcopy(clip.model), clip.tokenizer, name=clip.name, pretrained=clip.pretrained)
+    return _like(clip, copy.deepcopy(clip.model))
+
+
+def _like(clip: PromptableCLIP, model) -> PromptableCLIP:
+    """A PromptableCLIP over `model` that runs as `clip` does (gradient checkpointing too)."""
+    copied = PromptableCLIP(model, clip.tokenizer, name=clip.name, pretrained=clip.pretrained)
+    copied.grad_checkpointing = clip.grad_checkpointing
+    return copied

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import torch
 
+from bench import distributed
 from bench.app import build_method
 from bench.clip import PromptableCLIP
 from bench.engine import evaluate
@@ -57,9 +58,21 @@ def measure(method_cfg, clip, tasks, data, scfg, train_cfg, device, variant: str
         eval_ips = _evaluate(method, data, scfg, train_cfg, device)
         for row in rows:
             row["eval_ips"] = eval_ips
+        _over_ranks(rows)
     del method
     gc.collect()
     return rows
+
+
+def _over_ranks(rows: list[dict]) -> None:
+    """Several processes: images/s of all ranks together, peak memory of the fullest rank."""
+    if not distributed.current().distributed:
+        return
+    for row in rows:
+        for key, reduce in (("train_ips", distributed.sum_numbers), ("eval_ips", distributed.sum_numbers),
+                            ("peak_mb", distributed.max_numbers)):
+            value = reduce([row[key] or 0.0])[0]  # the same rows on every rank: one collective each
+            row[key] = value if row[key] is not None else None
 
 
 def _step(method, optimizer, scaler, batch, device, train_cfg, fixed: bool, timers: Timers, n_tasks: int):

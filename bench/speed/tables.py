@@ -34,23 +34,28 @@ def format_split(split):
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table: one line per (setting, method, mode, augmentation), fast vs baseline."""
+    """Markdown table: one line per (setting, method, mode, augmentation, processes), fast vs
+    baseline; `procs` is the world size (images/s of all ranks, peak MB of the fullest) and
+    `scaling` the fast train images/s over procs x those of one process (1.0x: linear)."""
     by_key: dict[tuple, dict] = {}
     for row in rows:
-        key = (row["setting"], row["method"], row["mode"], row["augment"])
+        key = (row["setting"], row["method"], row["mode"], row["augment"], row.get("world_size", 1))
         by_key.setdefault(key, {})[row["variant"]] = row
-    head = ("| method | mode | augment | train img/s fast | baseline | speed-up | eval img/s fast | baseline "
+    head = ("| method | mode | augment | procs | scaling | train img/s fast | baseline | speed-up | eval img/s fast "
+            "| baseline "
             "| speed-up | peak MB fast | baseline | lower by | split s/step fast (text/image/bwd/data/other) "
             "| split baseline |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     settings = []
-    for (setting, method, mode, augment), variants in by_key.items():
+    for (setting, method, mode, augment, world), variants in by_key.items():
         if setting not in settings:
             settings.append(setting)
         fast, base = variants.get("fast", {}), variants.get("baseline", {})
         aug = {None: "–", True: "on", False: "off"}[augment]
+        alone = by_key.get((setting, method, mode, augment, 1), {}).get("fast", {}).get("train_ips")
+        scaling = _ratio(fast.get("train_ips"), alone * world if alone else None) if world > 1 else "–"
         lines.append(
-            f"| {method} | {mode} | {aug} | {format_number(fast.get('train_ips'))} | {format_number(base.get('train_ips'))} "
+            f"| {method} | {mode} | {aug} | {world} | {scaling} | {format_number(fast.get('train_ips'))} | {format_number(base.get('train_ips'))} "
             f"| {_ratio(fast.get('train_ips'), base.get('train_ips'))} | {format_number(fast.get('eval_ips'))} "
             f"| {format_number(base.get('eval_ips'))} | {_ratio(fast.get('eval_ips'), base.get('eval_ips'))} "
             f"| {format_number(fast.get('peak_mb'), 0)} | {format_number(base.get('peak_mb'), 0)} "
