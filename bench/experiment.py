@@ -125,7 +125,7 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         schema_version=SCHEMA_VERSION, run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
         method=cfg.method.name, mode=method.mode, dataset=dataset.name, model=cfg.model.arch,
         pretrained=str(cfg.model.pretrained), seed=cfg.seed, tasks=[t.name for t in dataset.tasks],
-        params=params, sweep=cfg.runtime.sweep, selected_epoch=outcome.best_epoch, history=outcome.history,
+        params=params, sweep=cfg.runtime.sweep, trial=cfg.runtime.trial, selected_epoch=outcome.best_epoch, history=outcome.history,
         extras=method.record_extras(), config=plan.identity["config"],
         data_fingerprint=plan.identity["data_fingerprint"], weights_fingerprint=plan.identity["weights_fingerprint"],
         dataset_root=str(dataset.root), train_time_s=outcome.train_seconds, resumes=outcome.resumes,
