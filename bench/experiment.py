@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from bench.app import build_method, check
 from bench.atomic_io import git_commit, package_versions
+from bench.curves import CurveLogger, curves_path, tensorboard_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.device import peak_memory_mb, resolve_device
@@ -100,7 +101,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
              method.mode, dataset.name, len(dataset.tasks), f"{params['trainable']:,}",
              f"{params['total']:,}", params["trainable_percent"])
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
-                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
+                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
+                  observers=[curve_logger(plan, dataset)])
 
     val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
@@ -116,6 +118,14 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     print_summary(record)
     log.info("Record written to %s", plan.record_path)
     return record
+
+
+def curve_logger(plan: RunPlan, dataset: MultiDomainDataset) -> CurveLogger:
+    """The run's learning curves, beside its record (bench/curves.py)."""
+    runtime = plan.cfg.runtime
+    return CurveLogger(curves_path(runtime.results_dir, plan.run_id), [t.name for t in dataset.tasks],
+                       runtime.log_every_steps, tensorboard_path(runtime.results_dir, plan.run_id)
+                       if runtime.logger == "tensorboard" else None)
 
 
 def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome: TrainOutcome, params: dict,

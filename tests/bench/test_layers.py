@@ -18,13 +18,14 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.validation", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
-                 "bench.lock", "bench.import_names", "bench.device", "bench.records"]),
+                 "bench.lock", "bench.import_names", "bench.device", "bench.records",
+                 "bench.search_space", "bench.statistics", "bench.curves"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.preflight", "bench.schedule", "bench.step", "bench.identity"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.experiment"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.speed", "bench.check", "bench.prepare",
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.speed", "bench.check", "bench.prepare",
                   "bench.pretrain_toy", "bench"]),
 )
 
