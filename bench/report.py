@@ -223,7 +223,10 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
         label = method_label(first.method)
         behind = trials.get(search_group(first), members) if first.trial is not None else members
         if first.trial is not None:
-            label += f" (search, {len({r.trial for r in behind})} trials)"
+            count = len({r.trial for r in behind})
+            other = any(m[0].trial is not None and m[0].sweep != first.sweep and
+                        (m[0].method, m[0].mode) == (first.method, first.mode) for m in groups.values())
+            label += f" (search{' ' + str(first.sweep) if other else ''}, {count} trial{'s' if count > 1 else ''})"
         else:
             rivals = [k for k, m in groups.items() if k != key and m[0].trial is None
                       and (m[0].method, m[0].mode) == (first.method, first.mode)]

@@ -255,7 +255,46 @@ def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
             for run in members:
                 print(f"{'':>18}{run['run_id']}  {run['detail'] + '  ' if run['detail'] else ''}"
                       f"{' '.join(run['overrides'])}")
+    print(summary_line(states))
     return states
+
+
+#: how `status` counts each state in its closing line
+SUMMARY_OF = {"COMPLETE": "complete", "RUNNING": "running", "PENDING": "running", "FAILED": "failed",
+              "UNKNOWN": "failed", "NOT SUBMITTED": "missing"}
+
+
+def summary_line(states: dict[str, list[dict]]) -> str:
+    """`N runs: a complete, b running, c failed, d missing; about T left` where T is the mean
+    wall time of the complete runs (from their records) times the runs not yet complete (on one
+    worker; divide by the number of parallel jobs)."""
+    counts = {"complete": 0, "running": 0, "failed": 0, "missing": 0}
+    for state, members in states.items():
+        counts[SUMMARY_OF.get(state, "failed")] += len(members)
+    walls = []
+    for run in states.get("COMPLETE", []):
+        record = load_complete_record(Path(run["record"]))
+        if record is not None and record.wall_time_s is not None:
+            walls.append(record.wall_time_s)
+    left = sum(counts.values()) - counts["complete"]
+    if not left:
+        estimate = "nothing left"
+    elif walls:
+        estimate = f"about {human_duration(left * sum(walls) / len(walls))} left on one worker " \
+                   f"(mean wall time {human_duration(sum(walls) / len(walls))} of {len(walls)} finished runs)"
+    else:
+        estimate = "time left unknown until a run finishes"
+    return (f"{sum(counts.values())} runs: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            + f"; {estimate}")
+
+
+def human_duration(seconds: float) -> str:
+    """42 s, 3.5 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @guarded
