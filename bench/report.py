@@ -222,7 +222,8 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
         first = members[0]
         label = method_label(first.method)
         behind = trials.get(search_group(first), members) if first.trial is not None else members
-        if first.trial is not None:
+        tuned = first.trial is not None and (first.method not in METHODS or bool(METHODS[first.method].search_space))
+        if tuned:  # a method with nothing to tune ran once: it is labelled as any run
             count = len({r.trial for r in behind})
             other = any(m[0].trial is not None and m[0].sweep != first.sweep and
                         (m[0].method, m[0].mode) == (first.method, first.mode) for m in groups.values())
