@@ -25,8 +25,8 @@ LAYERS = (
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.experiment"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.speed", "bench.check", "bench.prepare",
-                  "bench.pretrain_toy", "bench"]),
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.comparison", "bench.speed",
+                  "bench.check", "bench.prepare", "bench.pretrain_toy", "bench"]),
 )
 
 
