@@ -135,14 +135,14 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         schema_version=SCHEMA_VERSION, run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
         method=cfg.method.name, mode=method.mode, dataset=dataset.name, model=cfg.model.arch,
         pretrained=str(cfg.model.pretrained), seed=cfg.seed, tasks=[t.name for t in dataset.tasks],
-        params=params, sweep=cfg.runtime.sweep, trial=cfg.runtime.trial, selected_epoch=outcome.best_epoch, history=outcome.history,
+        params=params, sweep=cfg.runtime.sweep, selected_epoch=outcome.best_epoch, history=outcome.history,
         extras=method.record_extras(), config=plan.identity["config"],
         data_fingerprint=plan.identity["data_fingerprint"], weights_fingerprint=plan.identity["weights_fingerprint"],
         dataset_root=str(dataset.root), train_time_s=outcome.train_seconds, resumes=outcome.resumes,
         train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
-        **measured)
+        trial=cfg.runtime.trial, **measured)
 
 
 def print_summary(record: RunRecord) -> None:
