@@ -163,8 +163,9 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
             _stat_columns(row, col, [accuracy(r, col) for r in members])
         _stat_columns(row, "Average", [accuracy(r, "average") for r in members])
         per_seed[key] = {r.seed: accuracy(r, "average") for r in members}
-        row["trainable"] = int(first.params["trainable"])
-        row["trainable_percent"] = float(first.params.get("trainable_percent", float("nan")))
+        # identical over seeds; a search's selected trials may differ in size (prompt length, rank): their mean
+        row["trainable"] = int(round(_mean([r.params["trainable"] for r in members])))
+        row["trainable_percent"] = _mean([float(r.params.get("trainable_percent", float("nan"))) for r in members])
         row["train_time_s"] = _mean([r.train_time_s for r in members])
         row["gpu_hours"] = sum(gpu_hours(r) for r in behind) if any(_on_gpu(r) for r in behind) else float("nan")
         row["images_per_s"] = _mean([r.train_images_per_s for r in members])

@@ -192,7 +192,8 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
                  f"interval of the average over seeds (none with one seed: '{ONE_SEED}')."
                  + (f" Δ: the paired per-seed difference of the average against {base}, with its 95 % t "
                     "interval; * where the interval excludes 0." if base else " No baseline row in this table."))
-    parts.append("Params: trainable parameters, % CLIP: their share of the whole model; Train s: training "
+    parts.append("Params: trainable parameters (a search row: the mean over its selected trials), % CLIP: their "
+                 "share of the whole model; Train s: training "
                  "time per run (over its resumes); GPU-h: GPU-hours of every run behind the row (search "
                  "trials included, times the processes of a run; – on CPU); img/s: training images per "
                  "second; Peak MB: peak accelerator memory; n: seeds averaged.")
