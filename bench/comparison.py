@@ -68,9 +68,12 @@ def gpu_hours(record: RunRecord) -> float:
 
 def search_group(record: RunRecord) -> tuple:
     """What the trials of one search share, the seed aside: their sweep, method, mode, model,
-    data and weights (the drawn settings differ)."""
+    data, weights and every setting their method's search space does not draw (so a sweep
+    relaunched with other fixed settings never mixes its trials with the earlier ones)."""
+    drawn = METHODS[record.method].search_space.settings if record.method in METHODS else {}
+    fixed = {k: v for k, v in _flat(record.config).items() if k not in drawn and k != "seed"}
     return (record.sweep, record.method, record.mode, record.model, record.data_fingerprint,
-            record.weights_fingerprint)
+            record.weights_fingerprint, stable_key(tuple(sorted(fixed.items()))))
 
 
 def select_trials(records: list[RunRecord], selection: str = "val") -> tuple[list[RunRecord], dict]:

@@ -151,3 +151,12 @@ def test_trials_of_another_sweep_are_another_row():
     coop = summary[summary.method == "coop"]
     assert sorted(zip(coop["label"], coop["n"])) == [("CoOp (search other, 1 trial)", 1),
                                                    ("CoOp (search search, 2 trials)", 3)]
+
+
+def test_trials_with_other_fixed_settings_are_never_selected_against_each_other():
+    records = _records() + [_record("coop", 1, 99.0, 99.0, trial=0, sweep="search", lr=0.001)]
+    records[-1].config["train"]["epochs"] = 50   # the same sweep relaunched with another fixed setting
+    summary = report.summarize(records, "toy")
+    coop = summary[summary.method == "coop"]
+    assert sorted(coop["n"]) == [1, 3]
+    assert coop[coop.n == 3].iloc[0]["Average mean"] == pytest.approx(211 / 3)
