@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from tqdm import tqdm
 
 from bench import distributed, faults
 from bench.atomic_io import atomic_write
+from bench.curves import TrainObserver
 from bench.datasets import DatasetError
 from bench.device import autocast_for
 from bench.errors import ConfigError, StorageError
@@ -85,8 +88,9 @@ class Trainer:
 
     def __init__(self, method, data, cfg: TrainConfig, device: torch.device,
                  checkpoint_path: Path | None = None, run_id: str | None = None, progress: bool = True,
-                 checkpoint_every_steps: int = 0):
+                 checkpoint_every_steps: int = 0, observers: Sequence[TrainObserver] = ()):
         self.method, self.data, self.cfg, self.device = method, data, cfg, device
+        self.observers = list(observers)  # learning curves and other listeners (bench/curves.py)
         self.checkpoint_path, self.run_id = checkpoint_path, run_id
         self.progress, self.every = progress, checkpoint_every_steps
         self.params = [p for _, p in method.trainable_parameters()]
@@ -101,15 +105,21 @@ class Trainer:
         self.scheduler = build_lr_schedule(self.optimizer, self.cfg)
         self.scaler = build_grad_scaler(self.device, self.cfg)
         self._resume()
+        for observer in self.observers:
+            observer.on_start(self.state.outcome.steps_run)
         for epoch in range(self.state.epoch, self.cfg.epochs):
             record = self._run_epoch(epoch)
             self._select(epoch, record)
+            for observer in self.observers:
+                observer.on_epoch_end(self.state.outcome.steps_run, record)
             self.state.outcome.history.append(record)
             self.state.outcome.epochs_run = epoch + 1
             log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, self.cfg.epochs, record["loss"], record["lr"],
                      f" val avg {record['val']['average']:.2f}" if "val" in record else "")
             self.state.epoch, self.state.step = epoch + 1, 0
             self._save()
+        for observer in self.observers:  # each row is flushed as written: a crash loses none
+            observer.on_end()
         if self.cfg.selection == "val" and self.state.best_state is not None:
             self.method.load_trainable_state(self.state.best_state)
         return self.state.outcome
@@ -150,7 +160,7 @@ class Trainer:
         fixed_train = train_images_fixed(self.cfg.augment)
         step = state.step
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
-                          disable=not self.progress or not distributed.current().is_writer):
+                          disable=not self.progress or not on_terminal() or not distributed.current().is_writer):
             check_readable(batch, "train", data.unreadable, data.task_names)
             pending[1] += len(batch.unreadable)
             step += 1
@@ -160,6 +170,8 @@ class Trainer:
                 loss_sum = loss_sum + loss
                 pending[0] += len(batch.labels)
             outcome.steps_run += 1
+            for observer in self.observers:
+                observer.on_step(outcome.steps_run, epoch + 1, loss, self.optimizer.param_groups[0]["lr"])
             faults.at_step(outcome.steps_run)
             if self.every and step % self.every == 0 and step < end_step:
                 outcome.train_seconds += time.perf_counter() - started
@@ -208,13 +220,21 @@ class Trainer:
 
 
 def fit(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: Path | None = None,
-        run_id: str | None = None, progress: bool = True, checkpoint_every_steps: int = 0) -> TrainOutcome:
+        run_id: str | None = None, progress: bool = True, checkpoint_every_steps: int = 0,
+        observers: Sequence[TrainObserver] = ()) -> TrainOutcome:
     """Train `method` on `data` with the `train` config; leaves the selected weights loaded.
 
     Checkpoints go to `checkpoint_path` at every epoch end and every `checkpoint_every_steps`
     steps (0: epoch ends only), stamped with `run_id`; a checkpoint of another run id is
-    never resumed."""
-    return Trainer(method, data, cfg, device, checkpoint_path, run_id, progress, checkpoint_every_steps).fit()
+    never resumed.  `observers` hear every step and epoch (bench/curves.py)."""
+    return Trainer(method, data, cfg, device, checkpoint_path, run_id, progress, checkpoint_every_steps,
+                   observers).fit()
+
+
+def on_terminal() -> bool:
+    """Progress bars only on a terminal: piped into a log, their carriage returns would leave
+    hundreds of fragments; there the epoch's log line is the one line per epoch."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
 
 
 def load_checkpoint(path: Path) -> dict:

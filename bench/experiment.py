@@ -27,6 +27,7 @@ from tabulate import tabulate
 from bench import distributed
 from bench.app import build_method, check, method_class
 from bench.atomic_io import git_commit, package_versions
+from bench.curves import CurveLogger, curves_path, tensorboard_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.datasets.published_counts import completeness, shortfall
@@ -139,7 +140,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     if distributed.current().distributed:  # per-step randomness (dropout): each rank its own stream
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
-                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps)
+                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
+                  observers=[curve_logger(plan, dataset)] if distributed.current().is_writer else [])  # one writer
 
     val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
@@ -159,6 +161,14 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     return record
 
 
+def curve_logger(plan: RunPlan, dataset: MultiDomainDataset) -> CurveLogger:
+    """The run's learning curves, beside its record (bench/curves.py)."""
+    runtime = plan.cfg.runtime
+    return CurveLogger(curves_path(runtime.results_dir, plan.run_id), [t.name for t in dataset.tasks],
+                       runtime.log_every_steps, tensorboard_path(runtime.results_dir, plan.run_id)
+                       if runtime.logger == "tensorboard" else None)
+
+
 def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome: TrainOutcome, params: dict,
             device: torch.device, **measured) -> RunRecord:
     cfg = plan.cfg
@@ -173,7 +183,8 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
-        world_size=distributed.current().size, backend=distributed.current().backend, **measured)
+        world_size=distributed.current().size, backend=distributed.current().backend,
+        trial=cfg.runtime.trial, **measured)
 
 
 def print_summary(record: RunRecord) -> None:

@@ -60,6 +60,7 @@ class RunRecord:
     experiment_id: str | None = None
     pretrained: str | None = None
     sweep: str | None = None
+    trial: int | None = None                # its trial number when the run is a search trial
     selected_epoch: int | None = None
     history: list[dict] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)

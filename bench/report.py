@@ -2,26 +2,34 @@
 
     python -m bench.report [--runs results/runs] [--out results] [--dataset officehome]
                            [--split test] [--expected results/sweeps/<name>/expected.json]
+                           [--selection val|oracle] [--baseline zeroshot] [--curves]
     python -m bench.report dataset=officehome split=val      # Hydra-style, same options
 
-Per dataset it writes results/<dataset>.md (Markdown), .csv (numbers), .tex (booktabs) and
-<dataset>_acc_vs_params.png (average accuracy vs trainable parameters, log x, as in Fig. 1
-of the MmAP paper).  Records of one dataset name with different data (their data
-fingerprints differ: another root, split or few-shot subset) go to separate tables,
-<dataset>-<fingerprint>.*.
+Per dataset it writes results/<dataset>.md (Markdown), .csv (one column per statistic),
+.tex (booktabs), <dataset>_acc_vs_params.png (average accuracy vs trainable parameters, log
+x, as in Fig. 1 of the MmAP paper), its twin <dataset>_acc_vs_time.png and, with --curves,
+<dataset>_curves.png (bench/report_plots.py).  Records of one dataset name with different
+data (their data fingerprints differ: another root, split or few-shot subset) go to
+separate tables, <dataset>-<fingerprint>.*.
 
-One row per *experiment*: the runs whose identity (config, data, weights; bench/identity.py)
-differs only in the seed (DomainBed's grouping), so two settings are never averaged into
-one row.  When two rows share method and mode, their label names the settings in which
-they differ, e.g. "CoOp (train.lr=0.02)"; n is the number of runs averaged.
+The rows and their numbers come from bench/comparison.py: one row per experiment (DomainBed's
+grouping: runs whose identity differs only in the seed; when two rows share method and mode,
+their label names the settings in which they differ, e.g. "CoOp (train.lr=0.02)"), and for a
+search the trial with the best validation average per method, mode and seed (`--selection
+oracle`: by test, titled as an upper bound).  The caption states both selection rules.
 
 Conventions:
-- accuracies are percentages, shown as "mean ± std" over seeds with two decimals; std is the
-  *sample* standard deviation (ddof=1). With one seed it is undefined: "80.10 ± –" in the
-  Markdown/LaTeX tables and an empty cell in the CSV.
+- accuracies are percentages, shown as "mean ± standard error" over seeds with two decimals
+  ("80.10 ± –" with one seed); "95 % CI" is the Student t interval of the average ("one seed:
+  no interval" with one seed, never ± 0); "Δ vs <row>" the paired per-seed difference of the
+  average against the baseline row (`--baseline`, default zeroshot) with its interval, "*"
+  where the interval excludes 0 (bench/statistics.py).  The CSV holds mean, std (ddof=1),
+  se, ci_low and ci_high per task, the delta columns and the costs; empty cells where
+  undefined.
 - trainable parameters are taken from the records (identical over seeds), shown as
   8.2K / 3.56M / 149.6M, and as a percentage of the whole CLIP model with two significant
-  digits (0.0055).
+  digits (0.0055); costs: training time per run, GPU-hours of every run behind the row
+  (search trials included), training images/s, peak memory.
 - rows: methods in registry order (methods/__init__.py), then unknown ones alphabetically;
   modes st, mt, grouped, then others; then the label. Reruns with the same run_id: the last
   file wins.  Every method keeps one colour and marker in every plot (registry order).
@@ -39,46 +47,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.comparison import (MODE_ORDER, experiment_key, gpu_hours, method_label, method_order,  # noqa: F401
+                              select_trials, summarize, table_key)  # (the names tests and tools use)
+from bench.curves import curves_path, read_epoch_curves
 from bench.errors import guarded
-from bench.identity import experiment_id_of
-from bench.methods import METHODS
 from bench.records import RunRecord, read_record
+from bench.report_plots import (method_style, plot_acc_vs_params, plot_acc_vs_time, plot_curves,  # noqa: F401
+                                point_label)
+from bench.statistics import ONE_SEED
 
-MODE_ORDER = ("st", "mt", "grouped")
 NO_STD = "–"
-#: settings the table shows in columns of their own (or that name the table)
-_LABEL_SKIP = ("seed", "method.name", "method.mode", "dataset.name", "model.arch")  # model: its own column
-
-
-def method_order() -> tuple[str, ...]:
-    return tuple(METHODS)
-
-
-def method_label(name: str) -> str:
-    return METHODS[name].label if name in METHODS else name
-
-
-def experiment_key(record: dict) -> str:
-    """The run's identity without its seed (bench/identity.py), from its record."""
-    return experiment_id_of({"config": record.config, "data_fingerprint": record.data_fingerprint,
-                             "weights_fingerprint": record.weights_fingerprint})
-
-
-def _flat(tree, prefix: str = "") -> dict:
-    if not isinstance(tree, dict):
-        return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, dict)) else tree}
-    out = {}
-    for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}."))
-    return out
-
-
-def table_key(record: dict, fingerprints: dict[str, set]) -> str:
-    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
-    fingerprint = record.data_fingerprint
-    if len(fingerprints[record.dataset]) > 1 and fingerprint:
-        return f"{record.dataset}-{fingerprint[:8]}"
-    return record.dataset
 
 
 def load_records(runs_dir) -> tuple[list[RunRecord], list[dict]]:
@@ -108,10 +86,6 @@ def missing_runs(expected: list[dict], records: list[RunRecord], problems: list[
     return [{**e, "reason": why.get(e["run_id"], "missing")} for e in expected if e["run_id"] not in done]
 
 
-def _order(value: str, order: tuple) -> tuple:
-    return (order.index(value), "") if value in order else (len(order), value)
-
-
 def human_params(n: float) -> str:
     """8192 -> 8.2K, 3555328 -> 3.56M, 149620737 -> 149.6M."""
     for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
@@ -130,76 +104,52 @@ def human_percent(p: float) -> str:
     return f"{p:.{1 - math.floor(math.log10(p))}f}"
 
 
-def _mean_std(values: pd.Series) -> tuple[float, float]:
-    values = values.dropna()
-    return values.mean(), (values.std(ddof=1) if len(values) > 1 else float("nan"))
-
-
-def summarize(records: list[RunRecord], dataset: str, split: str = "test") -> pd.DataFrame:
-    """Numeric summary of the records whose table key (`table_key`) is `dataset`: one row per
-    experiment, columns method, mode, model, label, n, "<task> mean"/"<task> std" per task
-    and for "Average", trainable, trainable_percent, experiment."""
-    fingerprints: dict[str, set] = {}
-    for r in records:
-        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
-    recs = [r for r in records if table_key(r, fingerprints) == dataset]
-    tasks: list[str] = []
-    for r in recs:
-        tasks += [t for t in r.tasks if t not in tasks]
-    groups: dict[str, list[RunRecord]] = {}
-    for r in recs:
-        groups.setdefault(experiment_key(r), []).append(r)
-    keys = ["method", "mode", "model", "label"]
-    if not groups:
-        return pd.DataFrame(columns=keys + ["n"])
-    settings = {key: _flat({**members[0].config, "weights": members[0].weights_fingerprint})
-                for key, members in groups.items()}
-    out = []
-    for key, members in groups.items():
-        first = members[0]
-        label = method_label(first.method)
-        rivals = [k for k, m in groups.items() if k != key
-                  and (m[0].method, m[0].mode) == (first.method, first.mode)]
-        differing = sorted({name for other in rivals for name in set(settings[key]) | set(settings[other])
-                            if settings[key].get(name) != settings[other].get(name)} - set(_LABEL_SKIP))
-        if differing:
-            label += " (" + ", ".join(f"{name}={settings[key].get(name)}" for name in differing) + ")"
-        row = {"method": first.method, "mode": first.mode, "model": first.model, "label": label,
-               "n": len(members)}
-        for col in tasks:
-            row[f"{col} mean"], row[f"{col} std"] = _mean_std(
-                pd.Series([(r.accuracy.get(split) or {}).get(col, float("nan")) for r in members], dtype=float))
-        row["Average mean"], row["Average std"] = _mean_std(
-            pd.Series([(r.accuracy.get(split) or {}).get("average", float("nan")) for r in members], dtype=float))
-        row["trainable"] = int(first.params["trainable"])
-        row["trainable_percent"] = float(first.params.get("trainable_percent", float("nan")))
-        row["experiment"] = key
-        out.append(row)
-    df = pd.DataFrame(out)
-    order = method_order()
-    sort_key = df.apply(lambda r: (_order(r["method"], order), _order(r["mode"], MODE_ORDER), r["model"],
-                                  r["label"]), axis=1)
-    return df.loc[sorted(df.index, key=lambda i: sort_key[i])].reset_index(drop=True)
-
-
-def _cell(mean: float, std: float) -> str:
+def _cell(mean: float, se: float) -> str:
     if pd.isna(mean):
         return NO_STD
-    return f"{mean:.2f} ± {NO_STD if pd.isna(std) else f'{std:.2f}'}"
+    return f"{mean:.2f} ± {NO_STD if pd.isna(se) else f'{se:.2f}'}"
+
+
+def _interval(low: float, high: float) -> str:
+    return ONE_SEED if pd.isna(low) else f"[{low:.2f}, {high:.2f}]"
+
+
+def _difference(r: pd.Series, is_baseline: bool) -> str:
+    if is_baseline:
+        return "(baseline)"
+    if not r["delta n"]:
+        return NO_STD
+    text = f"{r['delta mean']:+.2f} "
+    if pd.isna(r["delta ci_low"]):
+        return text + f"({ONE_SEED})"
+    return text + _interval(r["delta ci_low"], r["delta ci_high"]) + (" *" if r["delta significant"] else "")
+
+
+def _cost(value: float, digits: int = 3) -> str:
+    return NO_STD if pd.isna(value) else f"{value:.{digits}g}"
 
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The human table: Method, Mode, [Model], per task and Average "mean ± std", Params, % CLIP, n."""
-    cols = [c[: -len(" mean")] for c in summary.columns if c.endswith(" mean")]
+    """The human table: Method, Mode, [Model], per task and Average "mean ± se", the 95 % interval
+    of the average, its paired difference against the baseline, Params, % CLIP, the costs, n."""
+    cols = [c[: -len(" mean")] for c in summary.columns if c.endswith(" mean") and not c.startswith("delta")]
     multi_model = summary["model"].nunique() > 1
+    ref = summary.attrs.get("baseline_index")
     rows = []
-    for _, r in summary.iterrows():
+    for i, r in summary.iterrows():
         row = {"Method": r["label"], "Mode": str(r["mode"]).upper()}
         if multi_model:
             row["Model"] = r["model"]
-        row.update({c: _cell(r[f"{c} mean"], r[f"{c} std"]) for c in cols})
+        row.update({c: _cell(r[f"{c} mean"], r[f"{c} se"]) for c in cols})
+        row["95 % CI"] = _interval(r["Average ci_low"], r["Average ci_high"])
+        if ref is not None:
+            row[f"Δ vs {summary.attrs['baseline']}"] = _difference(r, i == ref)
         row["Params"] = human_params(r["trainable"])
         row["% CLIP"] = human_percent(r["trainable_percent"])
+        row["Train s"] = _cost(r["train_time_s"])
+        row["GPU-h"] = _cost(r["gpu_hours"])
+        row["img/s"] = _cost(r["images_per_s"])
+        row["Peak MB"] = _cost(r["peak_memory_mb"], 4)
         row["n"] = int(r["n"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -210,7 +160,7 @@ def _latex(table: pd.DataFrame, caption: str) -> str:
         s = str(s).replace("\\", r"\textbackslash{}")
         for ch in "&%$#_{}":
             s = s.replace(ch, "\\" + ch)
-        return s.replace("±", r"$\pm$").replace(NO_STD, "--")
+        return s.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace(NO_STD, "--")
 
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{esc(caption)}}}",
              r"\begin{tabular}{" + "l" * 2 + "r" * (len(table.columns) - 2) + "}", r"\toprule",
@@ -220,57 +170,40 @@ def _latex(table: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines)
 
 
-_MARKERS = "os^Dv*P<>Xhp"
-#: how a mode shows in the plot: MT filled, ST hollow, grouped filled with a black edge
-MODE_FACE = {"st": {"mfc": "none"}, "grouped": {"mec": "black", "mew": 1.5}}
-
-
-def method_style(method: str) -> tuple:
-    """(colour, marker) of a method: fixed by its place in the registry, so a method looks
-    the same in every plot whatever else the plot shows."""
-    import matplotlib
-
-    order = method_order()
-    index = order.index(method) if method in order else len(order) + sum(map(ord, method)) % 7
-    return matplotlib.colormaps["tab10"](index % 10), _MARKERS[index % len(_MARKERS)]
-
-
-def plot_acc_vs_params(summary: pd.DataFrame, path, title: str) -> None:
-    """Average accuracy vs trainable parameters (log x), error bars = std over seeds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    multi_model = summary["model"].nunique() > 1
-    for _, r in summary.iterrows():
-        label = f"{r['label']}-{str(r['mode']).upper()}"
-        label += f" ({r['model']})" if multi_model else ""
-        mean, std = r["Average mean"], r["Average std"]
-        color, marker = method_style(r["method"])
-        if r["trainable"] <= 0:  # zero-shot: no trainable parameters, cannot sit on a log axis
-            ax.axhline(mean, ls="--", lw=1, color="gray")
-            ax.annotate(label, (0.01, mean), xycoords=("axes fraction", "data"), va="bottom", fontsize=8, color="gray")
-            continue
-        ax.errorbar(r["trainable"], mean, yerr=0 if pd.isna(std) else std, fmt=marker, color=color,
-                    ms=9, capsize=3, label=label, **MODE_FACE.get(r["mode"], {}))
-        ax.annotate(label, (r["trainable"], mean), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("Trainable parameters (log scale)")
-    ax.set_ylabel("Average accuracy (%)")
-    ax.set_title(title)
-    ax.grid(True, which="major", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-
-
 def _problem_lines(problems: list[dict]) -> list[str]:
     return [f"- `{p['file']}`: {p['reason']}" for p in problems]
 
 
-def write_report(records, problems, out_dir, datasets=None, split="test", expected=None) -> list[Path]:
-    """Write <dataset>.md/.csv/.tex/_acc_vs_params.png for each dataset; return the paths."""
+def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selection: str) -> str:
+    """What the table shows and how its rows were chosen, in words (the Markdown's preamble)."""
+    within = sorted({str(r.config.get("train", {}).get("selection", "not recorded")) for r in records})
+    rule = {"val": "the epoch with the best validation average", "last": "the last epoch"}
+    recorded = [f"train.selection={w} ({rule[w]})" if w in rule else f"train.selection={w}"
+                for w in within if w != "not recorded"]
+    parts = ["Model selection: within a run, " + (", ".join(recorded) if recorded else "not recorded") + "."]
+    if (summary["trials"] > 1).any() or summary["label"].str.contains(r"\(search, ").any():
+        parts.append("Across the trials of a search (rows marked search), per method, mode and seed the trial "
+                     + ("with the best validation average (each task's own val split: training-domain "
+                        "validation), chosen before the test split is looked at."
+                        if selection == "val" else "with the best *test* average: ORACLE selection, an upper "
+                        "bound only, not a result."))
+    base = summary.attrs.get("baseline")
+    parts.append(f"{split.capitalize()} accuracy: mean ± standard error over seeds; 95 % CI: Student's t "
+                 f"interval of the average over seeds (none with one seed: '{ONE_SEED}')."
+                 + (f" Δ: the paired per-seed difference of the average against {base}, with its 95 % t "
+                    "interval; * where the interval excludes 0." if base else " No baseline row in this table."))
+    parts.append("Params: trainable parameters (a search row: the mean over its selected trials), % CLIP: their "
+                 "share of the whole model; Train s: training "
+                 "time per run (over its resumes); GPU-h: GPU-hours of every run behind the row (search "
+                 "trials included, times the processes of a run; – on CPU); img/s: training images per "
+                 "second; Peak MB: peak accelerator memory; n: seeds averaged.")
+    return " ".join(parts)
+
+
+def write_report(records, problems, out_dir, datasets=None, split="test", expected=None, selection="val",
+                 baseline="zeroshot", curves_from=None) -> list[Path]:
+    """Write <dataset>.md/.csv/.tex, _acc_vs_params.png and _acc_vs_time.png for each dataset
+    (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -279,15 +212,15 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
     keys = sorted({table_key(r, fingerprints) for r in records})
     for dataset in [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets] or datasets or []:
-        summary = summarize(records, dataset, split)
+        summary = summarize(records, dataset, split, selection, baseline)
         if summary.empty:
             print(f"{dataset}: no complete records")
             continue
         table = display_table(summary)
-        title = f"{dataset}: {split} accuracy (%)"
-        md = [f"# {title}", "", "Mean ± sample std over seeds (– with one seed); Params: trainable "
-              "parameters, % CLIP: their share of the whole model; n: runs (seeds) averaged.", "",
-              table.to_markdown(index=False, disable_numparse=True), ""]
+        mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
+        title = f"{dataset}: {split} accuracy (%)" + (" [ORACLE selection: upper bound]" if selection == "test" else "")
+        text = caption(mine_records, summary, split, selection)
+        md = [f"# {title}", "", text, "", table.to_markdown(index=False, disable_numparse=True), ""]
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]
         mine = [e for e in expected or [] if e.get("dataset", dataset) == dataset]
@@ -300,12 +233,39 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         paths = {ext: out_dir / f"{dataset}.{ext}" for ext in ("md", "csv", "tex")}
         paths["md"].write_text("\n".join(md))
         summary.to_csv(paths["csv"], index=False, float_format="%.6g")
-        paths["tex"].write_text(_latex(table, title))
+        paths["tex"].write_text(_latex(table, f"{title}. {text}"))
         paths["png"] = out_dir / f"{dataset}_acc_vs_params.png"
         plot_acc_vs_params(summary, paths["png"], title)
+        paths["time png"] = out_dir / f"{dataset}_acc_vs_time.png"
+        plot_acc_vs_time(summary, paths["time png"], title)
+        if curves_from is not None:
+            path = write_curves(summary, mine_records, selection, Path(curves_from), out_dir / f"{dataset}_curves.png",
+                                f"{dataset}: learning curves (mean ± se over seeds)")
+            paths.update({"curves": path} if path else {})
         print(f"\n{title}\n{table.to_markdown(index=False, disable_numparse=True)}")
         written += paths.values()
     return written
+
+
+def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str, runs_dir: Path, path: Path,
+                 title: str) -> Path | None:
+    """The learning curves of every row with a curves CSV (its selected runs' epochs)."""
+    chosen, _ = select_trials(records, selection)
+    by_row: dict[str, list] = {}
+    for r in chosen:
+        frame = read_epoch_curves(curves_path(runs_dir, r.run_id))
+        if frame is not None:
+            by_row.setdefault(experiment_key(r), []).append(frame)
+    multi_model = summary["model"].nunique() > 1
+    curves = {point_label(row, multi_model): (row, by_row[row["experiment"]])
+              for _, row in summary.iterrows() if row["experiment"] in by_row}
+    if not curves:
+        print(f"no learning curves beside the records in {runs_dir} (runs before curves were written?)")
+        return None
+    tasks = [c[: -len(" mean")] for c in summary.columns
+             if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+    plot_curves(curves, tasks, path, title)
+    return path
 
 
 @guarded
@@ -316,15 +276,26 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", action="append", help="only this dataset (repeatable); default: all")
     parser.add_argument("--split", default="test", choices=("val", "test"))
     parser.add_argument("--expected", help="expected.json of a sweep: list the missing or failed runs")
-    parser.add_argument("overrides", nargs="*", help="Hydra-style key=value (runs=, out=, dataset=, split=, expected=)")
+    parser.add_argument("--selection", default="val", choices=("val", "oracle"),
+                        help="across search trials: val (the best validation average, the result) | oracle (the "
+                             "best test average: an upper bound, labelled so)")
+    parser.add_argument("--baseline", default="zeroshot",
+                        help="the reference row of the paired differences: a method (zeroshot), method:mode "
+                             "(coop:mt) or a row's label; none: no differences")
+    parser.add_argument("--curves", action="store_true", help="also plot the learning curves (<dataset>_curves.png)")
+    parser.add_argument("overrides", nargs="*",
+                        help="Hydra-style key=value (runs=, out=, dataset=, split=, expected=, selection=, baseline=)")
     args = parser.parse_args(argv)
+    options = ("runs", "out", "dataset", "split", "expected", "selection", "baseline")
     for item in args.overrides:
         key, sep, value = item.partition("=")
-        if not sep or key not in ("runs", "out", "dataset", "split", "expected"):
-            parser.error(f"unknown argument {item!r}: expected key=value with key runs, out, dataset, split or expected")
+        if not sep or key not in options:
+            parser.error(f"unknown argument {item!r}: expected key=value with key {', '.join(options)}")
         setattr(args, key, value.split(",") if key == "dataset" else value)
     if args.split not in ("val", "test"):
         parser.error(f"split must be val or test, not {args.split!r}")
+    if args.selection not in ("val", "oracle"):
+        parser.error(f"selection must be val or oracle, not {args.selection!r}")
     if not Path(args.runs).is_dir():
         print(f"No result folder {args.runs}: run experiments first (python -m bench.run ...) or pass --runs.")
         return 2
@@ -333,7 +304,9 @@ def main(argv=None) -> int:
     for line in _problem_lines(problems):
         print(f"  skipped {line[2:]}")
     expected = json.loads(Path(args.expected).read_text()) if args.expected else None
-    written = write_report(records, problems, args.out, args.dataset, args.split, expected)
+    written = write_report(records, problems, args.out, args.dataset, args.split, expected,
+                           "test" if args.selection == "oracle" else "val",
+                           None if args.baseline == "none" else args.baseline, args.runs if args.curves else None)
     if expected is not None:
         gone = missing_runs(expected, records, problems)
         print(f"\n{len(gone)} of {len(expected)} expected run(s) missing or failed")

@@ -30,6 +30,7 @@ from bench.experiment import plan_run, run_experiment
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
 from bench.records import load_complete_record
+from bench.search_space import as_overrides
 
 log = logging.getLogger("bench.sweep")
 
@@ -59,18 +60,53 @@ def every_method_and_mode() -> list[str]:
             for name, cls in METHODS.items() for mode in cls.modes]
 
 
+def search_of(preset: dict) -> dict | None:
+    """The preset's `search: {trials: K, seed: S}` (None for `search: paper` or no `search`:
+    every run at its method's paper settings), checked."""
+    search = preset.get("search", "paper")
+    if search == "paper":
+        return None
+    if (not isinstance(search, dict) or set(search) != {"trials", "seed"}
+            or not all(isinstance(search[k], int) and not isinstance(search[k], bool) for k in search)
+            or search["trials"] < 1 or search["seed"] < 0):
+        raise SweepError(f"Sweep preset {preset['name']!r} has search: {search!r}, which is neither `paper` nor "
+                         "`{trials: K, seed: S}` with integers K >= 1 and S >= 0 (see configs/sweep/toy_search.yaml).")
+    return search
+
+
+def method_of(overrides: list[str]) -> str:
+    """The method a run's overrides choose (the last `method=`; else the config's default)."""
+    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
+    return chosen[-1] if chosen else str(compose_config([]).method.name)
+
+
+def trials(overrides: list[str], search: dict) -> list[list[str]]:
+    """The search trials of one grid point: trial t adds the settings its method's search space
+    draws for (seed, method, t) (bench/search_space.py) and `runtime.trial=t`; a method with
+    nothing to tune (an empty space) runs once, as trial 0."""
+    name = method_of(overrides)
+    if name not in METHODS:
+        raise SweepError(f"Sweep preset runs unknown method '{name}'. Registered methods: {', '.join(METHODS)}.")
+    space = METHODS[name].search_space
+    return [overrides + as_overrides(space.draw(search["seed"], name, t)) + [f"runtime.trial={t}"]
+            for t in range(search["trials"] if space else 1)]
+
+
 def expand_grid(preset: dict, extra: list[str] = ()) -> list[list[str]]:
-    """Every run of the preset as a list of Hydra overrides (preset order, extra last)."""
+    """Every run of the preset as a list of Hydra overrides (preset order, then a search
+    trial's drawn settings, extra last)."""
     grid = {key: every_method_and_mode() if key == "method" and values == "all" else values
             for key, values in preset["grid"].items()}
     axes = [[str(v).split() for v in values] for values in grid.values()]
     keys = list(grid)
+    search = search_of(preset)
     runs = []
     for combination in itertools.product(*axes):
         overrides = list(preset["fixed"])
         for key, value in zip(keys, combination):
             overrides += [v if "=" in v else f"{key}={v}" for v in value]
-        runs.append(overrides + list(extra))
+        for run in trials(overrides, search) if search else [overrides]:
+            runs.append(run + list(extra))
     return runs
 
 
@@ -221,7 +257,46 @@ def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
             for run in members:
                 print(f"{'':>18}{run['run_id']}  {run['detail'] + '  ' if run['detail'] else ''}"
                       f"{' '.join(run['overrides'])}")
+    print(summary_line(states))
     return states
+
+
+#: how `status` counts each state in its closing line
+SUMMARY_OF = {"COMPLETE": "complete", "RUNNING": "running", "PENDING": "running", "FAILED": "failed",
+              "UNKNOWN": "failed", "NOT SUBMITTED": "missing"}
+
+
+def summary_line(states: dict[str, list[dict]]) -> str:
+    """`N runs: a complete, b running, c failed, d missing; about T left` where T is the mean
+    wall time of the complete runs (from their records) times the runs not yet complete (on one
+    worker; divide by the number of parallel jobs)."""
+    counts = {"complete": 0, "running": 0, "failed": 0, "missing": 0}
+    for state, members in states.items():
+        counts[SUMMARY_OF.get(state, "failed")] += len(members)
+    walls = []
+    for run in states.get("COMPLETE", []):
+        record = load_complete_record(Path(run["record"]))
+        if record is not None and record.wall_time_s is not None:
+            walls.append(record.wall_time_s)
+    left = sum(counts.values()) - counts["complete"]
+    if not left:
+        estimate = "nothing left"
+    elif walls:
+        estimate = f"about {human_duration(left * sum(walls) / len(walls))} left on one worker " \
+                   f"(mean wall time {human_duration(sum(walls) / len(walls))} of {len(walls)} finished runs)"
+    else:
+        estimate = "time left unknown until a run finishes"
+    return (f"{sum(counts.values())} runs: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+            + f"; {estimate}")
+
+
+def human_duration(seconds: float) -> str:
+    """42 s, 3.5 min, 2.1 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 @guarded

@@ -32,6 +32,7 @@ from torch import nn
 from bench.schema import setting
 from bench.methods.base import TemplateConfig, TemplateMethod, seeded_uniform
 from bench.methods.registry import register_method
+from bench.search_space import LogUniform, SearchSpace, Uniform
 from bench.methods.routed_layers import per_row_linear
 
 
@@ -41,7 +42,14 @@ class CLIPAdapterConfig(TemplateConfig):
     reduction: int = setting(4, "bottleneck width = embedding width / reduction", min=1)
 
 
-@register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: CoOp's training, lr 0.002; the paper's ratio 0.2
+CLIP_ADAPTER_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(4e-4, 1e-2), "method.ratio": Uniform(0.1, 0.6),
+     "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter", search=CLIP_ADAPTER_SEARCH)
 class CLIPAdapter(TemplateMethod):
     modes = ("mt", "st")
     text_depends_on_parameters = False

@@ -38,6 +38,7 @@ from bench.clip import TowerPrompts
 from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, seeded_normal, seeded_uniform
 from bench.methods.registry import register_method
+from bench.search_space import LogUniform, SearchSpace
 from bench.methods.routed_layers import per_row_linear
 
 
@@ -49,7 +50,13 @@ class CoCoOpConfig(MethodConfig):
     meta_reduction: int = setting(16, "meta-net hidden width = embedding width / meta_reduction", min=1)
 
 
-@register_method("cocoop", config=CoCoOpConfig, label="CoCoOp")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: paper: SGD lr 0.002; its context comes from ctx_init
+COCOOP_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(4e-4, 1e-2), "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("cocoop", config=CoCoOpConfig, label="CoCoOp", search=COCOOP_SEARCH)
 class CoCoOp(Method):
     modes = ("mt", "st")
     image_depends_on_parameters = False  # the meta-net reads the frozen tower's feature

@@ -38,6 +38,7 @@ from bench.clip import TowerPrompts
 from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, seeded_normal
 from bench.methods.registry import register_method
+from bench.search_space import Choice, LogUniform, SearchSpace
 
 
 @dataclass
@@ -49,7 +50,14 @@ class CoOpConfig(MethodConfig):
         "end", "where the class name goes: after the context | in its middle | before it")
 
 
-@register_method("coop", config=CoOpConfig, label="CoOp")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: paper: SGD lr 0.002, 16 tokens, decay 5e-4
+COOP_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(4e-4, 1e-2), "method.n_ctx": Choice((4, 8, 16)),
+     "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("coop", config=CoOpConfig, label="CoOp", search=COOP_SEARCH)
 class CoOp(Method):
     modes = ("mt", "st")
     image_depends_on_parameters = False

@@ -37,6 +37,7 @@ from torch import nn
 
 from bench.schema import setting
 from bench.methods.registry import register_method
+from bench.search_space import Choice, LogUniform, SearchSpace
 from bench.methods.base import TemplateConfig, seeded_uniform
 from bench.methods.routed_layers import RoutedAttention, tower_blocks
 from bench.methods.task_weights import TowersWithTaskWeights
@@ -52,7 +53,14 @@ class LoRAConfig(TemplateConfig):
                              min=0.0, max=0.99)
 
 
-@register_method("lora", config=LoRAConfig, label="LoRA")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: CLIP-LoRA: AdamW lr 2e-4, rank 2, decay 0.01
+LORA_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(4e-5, 1e-3), "method.rank": Choice((1, 2, 4, 8)),
+     "train.weight_decay": LogUniform(1e-3, 0.1)})
+
+
+@register_method("lora", config=LoRAConfig, label="LoRA", search=LORA_SEARCH)
 class LoRA(TowersWithTaskWeights):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

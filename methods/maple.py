@@ -32,6 +32,7 @@ from bench.clip import TowerPrompts
 from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, prompted_layers, seeded_normal, seeded_uniform
 from bench.methods.registry import register_method
+from bench.search_space import Choice, LogUniform, SearchSpace
 
 
 @dataclass
@@ -44,7 +45,14 @@ class MaPLeConfig(MethodConfig):
     init_std: float = setting(0.02, "deeper text prompts ~ N(0, init_std^2)", min=0)
 
 
-@register_method("maple", config=MaPLeConfig, label="MaPLe")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: paper: SGD lr 0.0035, 2 tokens (at most the 4 words of ctx_init)
+MAPLE_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(7e-4, 1.75e-2), "method.n_ctx": Choice((2, 4)),
+     "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("maple", config=MaPLeConfig, label="MaPLe", search=MAPLE_SEARCH)
 class MaPLe(Method):
     modes = ("mt", "st")
 

@@ -44,6 +44,7 @@ from bench.schema import MethodConfig, setting
 from bench.methods import grouping
 from bench.methods.base import Method, MethodError, prompted_layers, seeded_normal
 from bench.methods.registry import register_method
+from bench.search_space import Choice, LogUniform, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,14 @@ class MmAPConfig(MethodConfig):
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
 
-@register_method("mmap", config=MmAPConfig, label="MmAP")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: MaPLe's training, lr 0.0035; our default 8 tokens
+MMAP_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(7e-4, 1.75e-2), "method.n_ctx": Choice((4, 8, 16)),
+     "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("mmap", config=MmAPConfig, label="MmAP", search=MMAP_SEARCH)
 class MmAP(Method):
     modes = ("grouped", "mt", "st")
 

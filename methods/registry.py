@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from bench.schema import MethodConfig
+from bench.schema import MethodConfig, TrainConfig
+from bench.search_space import EMPTY, SearchSpace
 
 if TYPE_CHECKING:  # for the annotations only: the registry sits below the methods it stores
     from bench.methods.contract import MethodContract
@@ -13,15 +14,18 @@ METHODS: dict[str, type["MethodContract"]] = {}
 
 
 def register_method(name: str, config: type[MethodConfig] = MethodConfig,
-                    label: str | None = None) -> Callable[[type], type]:
-    """Register a method class under `name`, with `config` the dataclass of its `method` block
-    and `label` its name in tables and plots (default: `name`)."""
+                    label: str | None = None, search: SearchSpace = EMPTY) -> Callable[[type], type]:
+    """Register a method class under `name`, with `config` the dataclass of its `method` block,
+    `label` its name in tables and plots (default: `name`) and `search` the distribution of the
+    settings worth tuning (bench/search_space.py; checked here against `train` and `config`)."""
     def decorate(cls: type) -> type:
         if name in METHODS:
             raise ValueError(f"method '{name}' registered twice")
+        search.check({"train": TrainConfig, "method": config}, f"method '{name}'")
         METHODS[name] = cls
         cls.method_name = name
         cls.config_class = config
         cls.label = label or name
+        cls.search_space = search
         return cls
     return decorate

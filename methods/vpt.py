@@ -26,6 +26,7 @@ from bench.clip import TowerPrompts
 from bench.schema import setting
 from bench.methods.base import TemplateConfig, TemplateMethod, prompted_layers, seeded_normal
 from bench.methods.registry import register_method
+from bench.search_space import Choice, LogUniform, SearchSpace
 
 
 @dataclass
@@ -36,7 +37,14 @@ class VPTConfig(TemplateConfig):
     init_std: float = setting(0.02, "prompts ~ N(0, init_std^2), as MaPLe's VPT", min=0)
 
 
-@register_method("vpt", config=VPTConfig, label="VPT")
+#: the settings worth tuning (bench/search_space.py), around the reference's:
+#: MaPLe's CLIP-VPT: SGD lr 0.0025, 8 tokens
+VPT_SEARCH = SearchSpace(
+    {"train.lr": LogUniform(5e-4, 1.25e-2), "method.n_tokens": Choice((4, 8, 16)),
+     "train.weight_decay": LogUniform(5e-5, 5e-3)})
+
+
+@register_method("vpt", config=VPTConfig, label="VPT", search=VPT_SEARCH)
 class VPT(TemplateMethod):
     modes = ("mt", "st")
     text_depends_on_parameters = False

@@ -68,7 +68,8 @@ def test_hydra_style_arguments(tmp_path):
     proc = _run_cli(f"runs={RECORDS}", f"out={tmp_path}", "dataset=minidomainnet", "split=val")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "minidomainnet.csv", "minidomainnet.md", "minidomainnet.tex", "minidomainnet_acc_vs_params.png"]
+        "minidomainnet.csv", "minidomainnet.md", "minidomainnet.tex", "minidomainnet_acc_vs_params.png",
+        "minidomainnet_acc_vs_time.png"]
     assert "# minidomainnet: val accuracy (%)" in (tmp_path / "minidomainnet.md").read_text()
 
 
@@ -115,7 +116,7 @@ def test_std_is_the_sample_std_over_seeds():
     vpt = summary[summary.method == "vpt"].iloc[0]
     assert vpt["n"] == 1 and math.isnan(vpt["A std"])
     table = report.display_table(summary)
-    assert table.loc[0, "A"] == "72.00 ± 2.00" and table.loc[1, "A"] == "50.00 ± –"
+    assert table.loc[0, "A"] == "72.00 ± 1.15" and table.loc[1, "A"] == "50.00 ± –"  # mean ± se: 2 / sqrt(3)
 
 
 def test_row_order_methods_then_modes():

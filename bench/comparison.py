@@ -1,0 +1,220 @@
+"""The comparison table's numbers, from the result records: one row per experiment, model
+selection across the trials of a search, and the statistics over seeds (bench/statistics.py)
+with the paired differences against a baseline row and the cost columns.  `bench.report`
+formats and writes them (tables, CSV, LaTeX, plots).
+
+Rows: the runs whose identity (config, data, weights; bench/identity.py) differs only in the
+seed (DomainBed's grouping), or, for search trials (records with a `trial`), per search
+group (sweep, method, mode, model, data, weights) and seed the trial with the best validation
+average (`select_trials`; `selection="test"`: the oracle, an upper bound only).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import pandas as pd
+
+from bench.identity import experiment_id_of
+from bench.methods import METHODS
+from bench.records import RunRecord
+from bench.statistics import estimate, paired_difference
+
+MODE_ORDER = ("st", "mt", "grouped")
+#: settings the table shows in columns of their own (or that name the table)
+_LABEL_SKIP = ("seed", "method.name", "method.mode", "dataset.name", "model.arch")  # model: its own column
+
+
+def method_order() -> tuple[str, ...]:
+    return tuple(METHODS)
+
+
+def method_label(name: str) -> str:
+    return METHODS[name].label if name in METHODS else name
+
+
+def _flat(tree, prefix: str = "") -> dict:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, dict)) else tree}
+    out = {}
+    for key, value in tree.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
+
+
+def table_key(record: dict, fingerprints: dict[str, set]) -> str:
+    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
+    fingerprint = record.data_fingerprint
+    if len(fingerprints[record.dataset]) > 1 and fingerprint:
+        return f"{record.dataset}-{fingerprint[:8]}"
+    return record.dataset
+
+
+def _order(value: str, order: tuple) -> tuple:
+    return (order.index(value), "") if value in order else (len(order), value)
+
+
+def _on_gpu(record: RunRecord) -> bool:
+    return bool(record.device) and not str(record.device).startswith(("cpu", "mps"))
+
+
+def gpu_hours(record: RunRecord) -> float:
+    """The run's GPU-hours: its wall time over every resume times its processes (world size,
+    1 unless the record says otherwise); 0 for a run on the CPU."""
+    world = getattr(record, "world_size", None) or 1
+    return (record.wall_time_s or 0.0) * world / 3600 if _on_gpu(record) else 0.0
+
+
+def search_group(record: RunRecord) -> tuple:
+    """What the trials of one search share, the seed aside: their sweep, method, mode, model,
+    data, weights and every setting their method's search space does not draw (so a sweep
+    relaunched with other fixed settings never mixes its trials with the earlier ones)."""
+    drawn = METHODS[record.method].search_space.settings if record.method in METHODS else {}
+    fixed = {k: v for k, v in _flat(record.config).items() if k not in drawn and k != "seed"}
+    return (record.sweep, record.method, record.mode, record.model, record.data_fingerprint,
+            record.weights_fingerprint, stable_key(tuple(sorted(fixed.items()))))
+
+
+def select_trials(records: list[RunRecord], selection: str = "val") -> tuple[list[RunRecord], dict]:
+    """Model selection across search trials (DomainBed's training-domain validation): per
+    search group and seed keep the trial with the best `selection` average (val: each task's
+    own validation split; test: the oracle, an upper bound only); ties go to the lower trial.
+    Runs that are no search trial pass through.  Returns (kept records, {search group: every
+    trial record}) so that costs can count the whole budget."""
+    kept, trials = [], {}
+    best: dict[tuple, RunRecord] = {}
+    for r in records:
+        if r.trial is None:
+            kept.append(r)
+            continue
+        trials.setdefault(search_group(r), []).append(r)
+        key = (*search_group(r), r.seed)
+        score = lambda rec: ((rec.accuracy.get(selection) or {}).get("average", -math.inf), -rec.trial)  # noqa: E731
+        if key not in best or score(r) > score(best[key]):
+            best[key] = r
+    return kept + list(best.values()), trials
+
+
+def experiment_key(record: RunRecord) -> str:
+    """The row a record belongs to: the run's identity without its seed (bench/identity.py),
+    or for a search trial its search group (every selected trial of a method and mode)."""
+    if record.trial is not None:
+        return "search-" + stable_key(search_group(record))
+    return experiment_id_of({"config": record.config, "data_fingerprint": record.data_fingerprint,
+                             "weights_fingerprint": record.weights_fingerprint})
+
+
+def stable_key(parts: tuple) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
+
+
+def _stat_columns(row: dict, column: str, values: list[float]) -> None:
+    est = estimate(values)
+    fields = ("mean", "std", "se", "ci_low", "ci_high")
+    for name, value in zip(fields, (None, None, None, None, None) if est is None else
+                           (est.mean, est.std, est.se, est.low, est.high)):
+        row[f"{column} {name}"] = float("nan") if value is None else value
+
+
+def summarize(records: list[RunRecord], dataset: str, split: str = "test", selection: str = "val",
+              baseline: str | None = "zeroshot") -> pd.DataFrame:
+    """Numeric summary of the records whose table key (`table_key`) is `dataset`, after model
+    selection across search trials (`select_trials`): one row per experiment, columns method,
+    mode, model, label, n, trials, "<task> mean|std|se|ci_low|ci_high" per task and for
+    "Average", the paired difference of the average against the `baseline` row ("delta
+    mean|se|ci_low|ci_high|n", "delta significant"), trainable, trainable_percent, the costs
+    (train_time_s, gpu_hours over every run behind the row, images_per_s, peak_memory_mb) and
+    experiment."""
+    fingerprints: dict[str, set] = {}
+    for r in records:
+        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
+    recs, trials = select_trials([r for r in records if table_key(r, fingerprints) == dataset], selection)
+    tasks: list[str] = []
+    for r in recs:
+        tasks += [t for t in r.tasks if t not in tasks]
+    groups: dict[str, list[RunRecord]] = {}
+    for r in recs:
+        groups.setdefault(experiment_key(r), []).append(r)
+    keys = ["method", "mode", "model", "label"]
+    if not groups:
+        return pd.DataFrame(columns=keys + ["n"])
+    settings = {key: _flat({**members[0].config, "weights": members[0].weights_fingerprint})
+                for key, members in groups.items()}
+    out, per_seed = [], {}
+    for key, members in groups.items():
+        first = members[0]
+        label = method_label(first.method)
+        behind = trials.get(search_group(first), members) if first.trial is not None else members
+        tuned = first.trial is not None and (first.method not in METHODS or bool(METHODS[first.method].search_space))
+        if tuned:  # a method with nothing to tune ran once: it is labelled as any run
+            count = len({r.trial for r in behind})
+            other = any(m[0].trial is not None and m[0].sweep != first.sweep and
+                        (m[0].method, m[0].mode) == (first.method, first.mode) for m in groups.values())
+            label += f" (search{' ' + str(first.sweep) if other else ''}, {count} trial{'s' if count > 1 else ''})"
+        else:
+            rivals = [k for k, m in groups.items() if k != key and m[0].trial is None
+                      and (m[0].method, m[0].mode) == (first.method, first.mode)]
+            differing = sorted({name for other in rivals for name in set(settings[key]) | set(settings[other])
+                                if settings[key].get(name) != settings[other].get(name)} - set(_LABEL_SKIP))
+            if differing:
+                label += " (" + ", ".join(f"{name}={settings[key].get(name)}" for name in differing) + ")"
+        row = {"method": first.method, "mode": first.mode, "model": first.model, "label": label,
+               "n": len(members), "trials": len({r.trial for r in behind}) if first.trial is not None else 1}
+        accuracy = lambda r, col: (r.accuracy.get(split) or {}).get(col, float("nan"))  # noqa: E731
+        for col in tasks:
+            _stat_columns(row, col, [accuracy(r, col) for r in members])
+        _stat_columns(row, "Average", [accuracy(r, "average") for r in members])
+        per_seed[key] = {r.seed: accuracy(r, "average") for r in members}
+        # identical over seeds; a search's selected trials may differ in size (prompt length, rank): their mean
+        row["trainable"] = int(round(_mean([r.params["trainable"] for r in members])))
+        row["trainable_percent"] = _mean([float(r.params.get("trainable_percent", float("nan"))) for r in members])
+        row["train_time_s"] = _mean([r.train_time_s for r in members])
+        row["gpu_hours"] = sum(gpu_hours(r) for r in behind) if any(_on_gpu(r) for r in behind) else float("nan")
+        row["images_per_s"] = _mean([r.train_images_per_s for r in members])
+        memory = [r.peak_memory_mb for r in members if r.peak_memory_mb is not None]
+        row["peak_memory_mb"] = max(memory) if memory else float("nan")
+        row["experiment"] = key
+        out.append(row)
+    df = pd.DataFrame(out)
+    order = method_order()
+    sort_key = df.apply(lambda r: (_order(r["method"], order), _order(r["mode"], MODE_ORDER), r["model"],
+                                  r["label"]), axis=1)
+    df = df.loc[sorted(df.index, key=lambda i: sort_key[i])].reset_index(drop=True)
+    return _with_differences(df, per_seed, baseline)
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def baseline_row(summary: pd.DataFrame, baseline: str | None) -> int | None:
+    """The index of the reference row: the first whose method, method:mode or label is `baseline`."""
+    if not baseline or summary.empty:
+        return None
+    for i, r in summary.iterrows():
+        if baseline in (r["method"], f"{r['method']}:{r['mode']}", r["label"]):
+            return i
+    return None
+
+
+def _with_differences(df: pd.DataFrame, per_seed: dict, baseline: str | None) -> pd.DataFrame:
+    """Add the paired per-seed difference of every row's average against the baseline row's."""
+    ref = baseline_row(df, baseline)
+    names = ("mean", "se", "ci_low", "ci_high")
+    columns = {f"delta {name}": [] for name in (*names, "n")} | {"delta significant": []}
+    for _, r in df.iterrows():
+        est = None if ref is None else paired_difference(per_seed[r["experiment"]],
+                                                         per_seed[df.loc[ref, "experiment"]])
+        values = (None,) * 4 if est is None else (est.mean, est.se, est.low, est.high)
+        for name, value in zip(names, values):
+            columns[f"delta {name}"].append(float("nan") if value is None else value)
+        columns["delta n"].append(0 if est is None else est.n)
+        columns["delta significant"].append(bool(est is not None and est.excludes_zero))
+    df = df.copy()
+    for name, values in columns.items():
+        df[name] = values
+    df.attrs["baseline"] = None if ref is None else df.loc[ref, "label"] + "-" + str(df.loc[ref, "mode"]).upper()
+    df.attrs["baseline_index"] = ref
+    return df

@@ -1,0 +1,132 @@
+"""Learning curves: what the training loop reports as it goes, and where it is written.
+
+`TrainObserver` is the loop's listener interface (after Dassl's trainer hooks): the Trainer
+(bench/engine.py) calls `on_start` once it knows where it resumes, `on_step` after every
+optimiser step, `on_epoch_end` with the epoch's history row (loss, lr, per-task validation
+accuracy) and `on_end`; every hook is a no-op here.  `CurveLogger` writes them:
+
+* `<run id>.curves.csv` beside the run's record, one row per logged step with the columns
+  `CURVE_COLUMNS` and then `val <task>` per task and `val average`: a row at every epoch end
+  (kind `epoch`: the epoch's mean training loss and its validation accuracies) and, with
+  `runtime.log_every_steps=k`, one every k steps (kind `step`: the mean loss since the last
+  row; validation columns empty);
+* with `runtime.logger=tensorboard`, the same scalars as TensorBoard event files in
+  `<run id>.tb/` (torch.utils.tensorboard; the `tensorboard` extra).
+
+A resumed run first drops the rows logged after its checkpoint, so the file holds each step
+once however often the run was interrupted.  Only the loss of a logged step is read from
+the device (one synchronisation every k steps, none in between).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from bench.errors import ConfigError
+
+CURVE_COLUMNS = ("kind", "epoch", "step", "loss", "lr")
+
+
+class TrainObserver:
+    """Hooks the training loop calls; subclasses override what they need."""
+
+    def on_start(self, steps_done: int) -> None:
+        """Training starts (or resumes) after `steps_done` optimiser steps."""
+
+    def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
+        """Global optimiser step `step` (from 1) of epoch `epoch` (from 1) took a step with
+        `loss` (a device tensor, or None when the step had no image) at learning rate `lr`."""
+
+    def on_epoch_end(self, step: int, row: dict) -> None:
+        """Epoch `row["epoch"]` ended after global step `step`; `row` is its history row."""
+
+    def on_end(self) -> None:
+        """Training ended (normally or not): release files."""
+
+
+class CurveLogger(TrainObserver):
+    """Writes the learning curves of one run to CSV (and TensorBoard)."""
+
+    def __init__(self, csv_path: Path, tasks: Sequence[str], every_steps: int = 0,
+                 tensorboard_dir: Path | None = None):
+        self.path, self.tasks, self.every = Path(csv_path), list(tasks), every_steps
+        self.columns = [*CURVE_COLUMNS, *[f"val {t}" for t in self.tasks], "val average"]
+        self.tensorboard_dir = tensorboard_dir
+        self.writer = None
+        self.loss_sum, self.losses = None, 0
+
+    def on_start(self, steps_done: int) -> None:
+        kept = []
+        if self.path.exists() and steps_done > 0:
+            with self.path.open(newline="") as file:
+                kept = [row for row in csv.DictReader(file) if int(row["step"]) <= steps_done]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("w", newline="") as file:
+            writer = csv.DictWriter(file, self.columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        if self.tensorboard_dir is not None:
+            self.writer = tensorboard_writer(self.tensorboard_dir, purge_step=steps_done + 1)
+
+    def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
+        if not self.every:
+            return
+        if loss is not None:
+            self.loss_sum = loss.detach() if self.loss_sum is None else self.loss_sum + loss.detach()
+            self.losses += 1
+        if step % self.every == 0:
+            mean = float(self.loss_sum) / self.losses if self.losses else float("nan")
+            self._write({"kind": "step", "epoch": epoch, "step": step, "loss": mean, "lr": lr})
+            self.loss_sum, self.losses = None, 0
+
+    def on_epoch_end(self, step: int, row: dict) -> None:
+        values = {"kind": "epoch", "epoch": row["epoch"], "step": step, "loss": row["loss"], "lr": row["lr"]}
+        for task, accuracy in row.get("val", {}).items():
+            values[f"val {task}"] = accuracy
+        self._write(values)
+
+    def on_end(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def _write(self, values: dict) -> None:
+        with self.path.open("a", newline="") as file:
+            csv.DictWriter(file, self.columns).writerow(values)
+        if self.writer is not None:
+            prefix = "epoch" if values["kind"] == "epoch" else "step"
+            for key, value in values.items():
+                if key not in ("kind", "epoch", "step") and value is not None:
+                    self.writer.add_scalar(f"{prefix}/{key.replace(' ', '/')}", value, values["step"])
+            self.writer.flush()
+
+
+def tensorboard_writer(folder: Path, purge_step: int):
+    """A TensorBoard SummaryWriter on `folder` (events from `purge_step` on are dropped)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("runtime.logger=tensorboard needs TensorBoard, which is not installed. Install the "
+                          "extra (pip install -e '.[tensorboard]') or keep the default runtime.logger=csv "
+                          "(the curves CSV is written either way).") from None
+    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)
+
+
+def curves_path(results_dir: Path | str, run_id: str) -> Path:
+    return Path(results_dir) / f"{run_id}.curves.csv"
+
+
+def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:
+    return Path(results_dir) / f"{run_id}.tb"
+
+
+def read_epoch_curves(path: Path) -> pd.DataFrame | None:
+    """The epoch rows of a curves CSV (None when the run wrote none: nothing trained)."""
+    if not Path(path).exists():
+        return None
+    frame = pd.read_csv(path)
+    frame = frame[frame["kind"] == "epoch"]
+    return frame if len(frame) else None

@@ -1,0 +1,101 @@
+"""The report's plots: average accuracy against trainable parameters (Fig. 1 of the MmAP
+paper) and against training time, and learning curves (mean and band over seeds per task).
+
+Every method keeps one colour and marker in every plot (its place in the registry); points
+are named in a legend beside the axes, so labels never overprint each other however close
+the points lie (CoOp-MT, CoCoOp-MT and MmAP-MT share a spot in the toy plot).
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+import pandas as pd
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the file-only backend
+
+from bench.methods import METHODS  # noqa: E402
+
+_MARKERS = "os^Dv*P<>Xhp"
+#: how a mode shows in the plot: MT filled, ST hollow, grouped filled with a black edge
+MODE_FACE = {"st": {"mfc": "none"}, "grouped": {"mec": "black", "mew": 1.5}}
+
+
+def method_style(method: str) -> tuple:
+    """(colour, marker) of a method: fixed by its place in the registry, so a method looks
+    the same in every plot whatever else the plot shows."""
+    order = tuple(METHODS)
+    index = order.index(method) if method in order else len(order) + sum(map(ord, method)) % 7
+    return matplotlib.colormaps["tab10"](index % 10), _MARKERS[index % len(_MARKERS)]
+
+
+def point_label(row: pd.Series, multi_model: bool) -> str:
+    return f"{row['label']}-{str(row['mode']).upper()}" + (f" ({row['model']})" if multi_model else "")
+
+
+def plot_acc_vs(summary: pd.DataFrame, path, title: str, x: str, xlabel: str) -> None:
+    """Average accuracy (error bars: standard error over seeds) against the column `x` (log
+    scale); a row with no positive x (zero-shot: nothing trained) is a dashed line."""
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    multi_model = summary["model"].nunique() > 1
+    for _, r in summary.iterrows():
+        label, mean, se = point_label(r, multi_model), r["Average mean"], r["Average se"]
+        color, marker = method_style(r["method"])
+        value = r[x]
+        if pd.isna(value) or value <= 0:  # cannot sit on a log axis
+            ax.axhline(mean, ls="--", lw=1, color="gray", label=label)
+            continue
+        ax.errorbar(value, mean, yerr=0 if pd.isna(se) else se, fmt=marker, color=color,
+                    ms=9, capsize=3, label=label, **MODE_FACE.get(r["mode"], {}))
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("Average accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+
+
+def plot_acc_vs_params(summary: pd.DataFrame, path, title: str) -> None:
+    plot_acc_vs(summary, path, title, "trainable", "Trainable parameters (log scale)")
+
+
+def plot_acc_vs_time(summary: pd.DataFrame, path, title: str) -> None:
+    plot_acc_vs(summary, path, title, "train_time_s", "Training time per run (s, log scale)")
+
+
+def plot_curves(curves: dict[str, tuple[pd.Series, list[pd.DataFrame]]], tasks: list[str], path,
+                title: str) -> None:
+    """Learning curves: the training loss and each task's validation accuracy against the epoch,
+    one line per row (mean over its seeds) and a band of ± one standard error.  `curves` maps
+    a row's legend label to (its summary row, the per-epoch curve frames of its seeds)."""
+    panels = ["loss", *[f"val {t}" for t in tasks], "val average"]
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns + 2.2, 3.0 * rows), squeeze=False)
+    for panel, ax in zip(panels, axes.flat):
+        for label, (row, frames) in curves.items():
+            series = [f.set_index("epoch")[panel] for f in frames if panel in f and f[panel].notna().any()]
+            if not series:
+                continue
+            table = pd.concat(series, axis=1)
+            mean = table.mean(axis=1)
+            se = table.std(axis=1, ddof=1) / math.sqrt(table.shape[1]) if table.shape[1] > 1 else 0 * mean
+            color, marker = method_style(row["method"])
+            ax.plot(mean.index, mean, marker=marker, ms=4, color=color, label=label,
+                    **MODE_FACE.get(row["mode"], {}))
+            ax.fill_between(mean.index, mean - se, mean + se, color=color, alpha=0.2, lw=0)
+        ax.set_title(panel if panel != "loss" else "training loss", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.grid(True, alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
