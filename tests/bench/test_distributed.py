@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, wait_for
+from helpers import REPO, wait_for
 
 from bench.distributed import World, first_host, world_from_env
 

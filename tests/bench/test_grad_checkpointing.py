@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_tasks, method_cfg
+from helpers import make_tasks, method_cfg
 
 from bench.app import build_method, check, compose_config
 from bench.identity import identity_config
