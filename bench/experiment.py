@@ -27,7 +27,9 @@ from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_
 from bench.lock import RunLock
 from bench.methods import Method, count_parameters
 from bench.models import build_clip
+from bench.degenerate import degenerate_data_warnings
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
+from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
 from bench.schema import RunConfig
 from bench.seeding import seed_everything
@@ -77,11 +79,16 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
                      done.run_id, plan.record_path)
             print_summary(done)
             return done
-        if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
-            # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
-            log.info("Starting over: removing %s", plan.checkpoint_path)
-            plan.checkpoint_path.unlink()
         return _train_and_record(plan)
+
+
+def _start_over_if_asked(plan: RunPlan) -> None:
+    """skip_done=false means "train again from scratch", never "resume a finished checkpoint";
+    called once every check that can fail has passed, so a failing check deletes nothing."""
+    cfg = plan.cfg
+    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists():
+        log.info("Starting over: removing %s", plan.checkpoint_path)
+        plan.checkpoint_path.unlink()
 
 
 def _train_and_record(plan: RunPlan) -> RunRecord:
@@ -90,10 +97,12 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     device = resolve_device(cfg.runtime.device)
     seed_everything(cfg.seed)
     dataset, screened = screen_dataset(cfg, plan.dataset)  # unreadable images, empty splits: before the model
+    warnings = degenerate_data_warnings(cfg.dataset, dataset)  # single-class tasks, short few-shot classes
     clip, method = build_model_and_method(cfg, dataset.tasks, device)
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                          num_workers=resolve_num_workers(cfg.runtime.num_workers),
                          pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
+    _start_over_if_asked(plan)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
@@ -112,7 +121,10 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                      wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
                      eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
                      if eval_seconds > 0 else None)
+    record.warnings = warnings
+    save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
     write_record(record, plan.record_path)
+    remove_checkpoint(cfg.runtime.keep_checkpoint, plan.checkpoint_path)  # only once the record is safe
     print_summary(record)
     log.info("Record written to %s", plan.record_path)
     return record
@@ -132,7 +144,8 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
-        **measured)
+        dataset_key=cfg.dataset.name, nonfinite_steps=outcome.nonfinite_steps,
+        checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path), **measured)
 
 
 def print_summary(record: RunRecord) -> None:
@@ -144,6 +157,10 @@ def print_summary(record: RunRecord) -> None:
     print(tabulate(rows, headers=["task", "val acc (%)", "test acc (%)"], tablefmt="github"))
     print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
           f"({params['trainable_percent']:.4f}% of CLIP)")
+    for warning in record.warnings:
+        print(f"WARNING: {warning}")
+    if record.nonfinite_steps:
+        print(f"WARNING: {record.nonfinite_steps} step(s) had a non-finite loss; their updates were skipped.")
     if record.unreadable_images:
         print(f"WARNING: {record.unreadable_images} unreadable images were skipped during training.")
     for split, tasks in (record.images or {}).items():

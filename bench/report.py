@@ -4,7 +4,7 @@
                            [--split test] [--expected results/sweeps/<name>/expected.json]
     python -m bench.report dataset=officehome split=val      # Hydra-style, same options
 
-Per dataset it writes results/<dataset>.md (Markdown), .csv (numbers), .tex (booktabs) and
+Per dataset key (the config name: officehome, minidomainnet, toy) it writes results/<key>.md (Markdown), .csv (numbers), .tex (booktabs) and
 <dataset>_acc_vs_params.png (average accuracy vs trainable parameters, log x, as in Fig. 1
 of the MmAP paper).  Records of one dataset name with different data (their data
 fingerprints differ: another root, split or few-shot subset) go to separate tables,
@@ -39,12 +39,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import guarded
+from bench.errors import UserError, guarded
+from bench.preflight import check_writable
 from bench.identity import experiment_id_of
 from bench.methods import METHODS
 from bench.records import RunRecord, read_record
 
 MODE_ORDER = ("st", "mt", "grouped")
+
+
+class ReportError(UserError):
+    """Nothing to report for the selection asked for."""
+
 NO_STD = "–"
 #: settings the table shows in columns of their own (or that name the table)
 _LABEL_SKIP = ("seed", "method.name", "method.mode", "dataset.name", "model.arch")  # model: its own column
@@ -74,11 +80,20 @@ def _flat(tree, prefix: str = "") -> dict:
 
 
 def table_key(record: dict, fingerprints: dict[str, set]) -> str:
-    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
+    """`<dataset key>` (e.g. officehome, as typed in `--dataset` and `dataset=`), or
+    `<dataset key>-<data fingerprint>` when that key covers different data."""
     fingerprint = record.data_fingerprint
-    if len(fingerprints[record.dataset]) > 1 and fingerprint:
-        return f"{record.dataset}-{fingerprint[:8]}"
-    return record.dataset
+    if len(fingerprints[record.key]) > 1 and fingerprint:
+        return f"{record.key}-{fingerprint[:8]}"
+    return record.key
+
+
+def data_fingerprints(records: list[RunRecord]) -> dict[str, set]:
+    """{dataset key: the data fingerprints of its records}."""
+    fingerprints: dict[str, set] = {}
+    for r in records:
+        fingerprints.setdefault(r.key, set()).add(r.data_fingerprint)
+    return fingerprints
 
 
 def load_records(runs_dir) -> tuple[list[RunRecord], list[dict]]:
@@ -139,9 +154,7 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test") -> pd
     """Numeric summary of the records whose table key (`table_key`) is `dataset`: one row per
     experiment, columns method, mode, model, label, n, "<task> mean"/"<task> std" per task
     and for "Average", trainable, trainable_percent, experiment."""
-    fingerprints: dict[str, set] = {}
-    for r in records:
-        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
+    fingerprints = data_fingerprints(records)
     recs = [r for r in records if table_key(r, fingerprints) == dataset]
     tasks: list[str] = []
     for r in recs:
@@ -272,17 +285,19 @@ def _problem_lines(problems: list[dict]) -> list[str]:
 def write_report(records, problems, out_dir, datasets=None, split="test", expected=None) -> list[Path]:
     """Write <dataset>.md/.csv/.tex/_acc_vs_params.png for each dataset; return the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable({"--out": out_dir}, "the report")
     written = []
-    fingerprints: dict[str, set] = {}
-    for r in records:
-        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
+    fingerprints = data_fingerprints(records)
     keys = sorted({table_key(r, fingerprints) for r in records})
-    for dataset in [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets] or datasets or []:
+    chosen = [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets]
+    unknown = [d for d in datasets or [] if not any(k == d or k.split("-")[0] == d for k in keys)]
+    if unknown or not chosen:
+        raise ReportError(
+            f"No complete record of dataset {', '.join(unknown) or 'any'} to report: the complete records "
+            f"cover {', '.join(sorted(fingerprints)) or 'no dataset'}. Pass --dataset with one of those keys "
+            "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
+    for dataset in chosen:
         summary = summarize(records, dataset, split)
-        if summary.empty:
-            print(f"{dataset}: no complete records")
-            continue
         table = display_table(summary)
         title = f"{dataset}: {split} accuracy (%)"
         md = [f"# {title}", "", "Mean ± sample std over seeds (– with one seed); Params: trainable "

@@ -6,13 +6,14 @@ function every launcher ends in.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from bench.app import CONFIG_DIR, check_command_line
-from bench.errors import guarded
+from bench.errors import guarded, raise_on_signal
 from bench.experiment import run_experiment
 
 
@@ -22,6 +23,7 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, raise_on_signal)  # `kill`: the same one-line stop as Ctrl-C
     arguments = sys.argv[1:]
     if not any(a.startswith("-") for a in arguments):  # a single run (not -m, --cfg, --help)
         guarded(check_command_line)(arguments)

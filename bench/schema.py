@@ -64,6 +64,9 @@ class TrainConfig:
         "auto", "auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16")
     selection: Literal["val", "last"] = setting("val", "val: the epoch with the best validation average | last")
     augment: bool = setting(True, "random resized crop + flip (CoOp's augmentation)")
+    max_nonfinite_steps: int = setting(
+        5, "stop the run after this many consecutive steps with a NaN/inf loss (each one's update is "
+           "skipped and counted in the record's nonfinite_steps)", min=1)
     crop_scale: list[float] = setting([0.08, 1.0], "RandomResizedCrop scale range (low, high), low <= high",
                                       above=0, max=1, length=2, ascending=True)
 
@@ -82,6 +85,10 @@ class RuntimeConfig:
     resume: bool = setting(True, "resume from the run's checkpoint when one exists")
     skip_done: bool = setting(True, "a run whose record exists is not run again (prints it); "
                                     "false: train again from scratch")
+    keep_checkpoint: Literal["nothing", "trainable", "everything"] = setting(
+        "nothing", "what stays in checkpoint_dir/<run id>/ once the run's record is written: nothing | "
+                     "trainable: the selected trainable state alone (trainable.pt; no optimiser state) | "
+                     "everything: the last training checkpoint. Default nothing: a sweep's disk use stays bounded (the record holds the results)")
     sweep: Optional[str] = setting(None, "name of the sweep this run belongs to (set by bench.sweep)")
     cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",
                              "image-check verdicts (by path, size and mtime) and other caches")
@@ -125,6 +132,12 @@ class DatasetConfig:
     split_dir: Optional[str] = setting(None, "user split files {domain}_{train,val,test}.txt")
     few_shot: Optional[int] = setting(None, "keep k training images per class and domain; null: all", min=1)
     few_shot_seed: int = setting(0, "seed of the few-shot subset", min=0)
+    few_shot_short: Literal["error", "warn"] = setting(
+        "error", "a class with fewer training images than few_shot: error: stop at start-up | warn: "
+                 "train on what there is, stated in the record's warnings and image counts")
+    fingerprint: Literal["listing", "content"] = setting(
+        "listing", "what the run id knows of the images: listing: paths and sizes (instant) | content: "
+                   "SHA-256 of every file, cached by path, size and mtime (a damaged copy gets another run id)")
     download_hint: str = setting("", "shown in the 'not found' error")
     unreadable: Literal["error", "skip"] = setting(
         "error", "images that cannot be read: error: stop at start-up listing them | skip: leave them out, "

@@ -18,9 +18,10 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.validation", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
-                 "bench.lock", "bench.import_names", "bench.device", "bench.records"]),
+                 "bench.lock", "bench.import_names", "bench.device", "bench.records", "bench.retention"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
-                         "bench.preflight", "bench.schedule", "bench.step", "bench.identity"]),
+                         "bench.preflight", "bench.schedule", "bench.step", "bench.identity", "bench.degenerate",
+                         "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.experiment"]),
