@@ -47,7 +47,7 @@ class Interrupted(KeyboardInterrupt):
     adds `where` it stopped and which checkpoint is kept (bench/engine.py)."""
 
     def __init__(self, signal_name: str = "SIGINT", where: str = ""):
-        super().__init__(signal_name)
+        super().__init__(f"{signal_name} {where}".strip())  # what a job's error file shows
         self.signal_name, self.where = signal_name, where
 
 

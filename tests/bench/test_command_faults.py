@@ -246,3 +246,55 @@ def test_a_single_class_task_is_an_error(tmp_path, capsys):
     code, out = launch(folder(tmp_path), capsys)
     assert code == 2 and first_line(out).startswith("Task(s) d1 (circle), d2 (circle) of")
     assert "have a single class: their accuracy would be 100 %" in out
+
+
+# ---- local sweeps --------------------------------------------------------------------------------
+SWEEP_EXTRA = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "runtime.checkpoint_every_steps=1",
+               "runtime.progress=false", "runtime.num_workers=0"]
+
+
+def sweep_dirs(root: Path) -> list[str]:
+    return [f"runtime.results_dir={root}/results", f"runtime.checkpoint_dir={root}/checkpoints",
+            f"runtime.cache_dir={root}/cache"]
+
+
+def test_sweep_overrides_are_accepted_after_the_options(tmp_path, capsys):
+    from bench.sweep import main
+    preset = tmp_path / "two.yaml"
+    preset.write_text("name: two\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: [1, 2]\n")
+    assert main([str(preset), "list", "--cluster", "local", "train.lr=0.01", "--parallel", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and all("train.lr=0.01" in line for line in lines)
+
+
+def test_local_parallelism_defaults_to_what_the_machine_can_run():
+    from bench.sweep import SweepError, local_parallelism, usable_cores
+    assert local_parallelism("auto", 4) == (torch.cuda.device_count() or max(1, usable_cores() // 4))
+    assert local_parallelism("3", 4) == 3
+    with pytest.raises(SweepError, match="--parallel many: pass a number"):
+        local_parallelism("many", 4)
+
+
+def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm(tmp_path):
+    from conftest import wait_for
+
+    from bench.sweep import cancel, launch, status
+    preset = tmp_path / "two.yaml"
+    preset.write_text("name: two\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: [1, 2]\n")
+    extra = SWEEP_EXTRA + sweep_dirs(tmp_path)
+    state = tmp_path / "faults"
+    os.environ.update(CPB_FAULT="hold_at_step:2", CPB_FAULT_STATE=str(state))  # the job inherits it
+    try:
+        submitted = launch(str(preset), extra, "local", {}, parallel="1")
+    finally:
+        del os.environ["CPB_FAULT"], os.environ["CPB_FAULT_STATE"]
+    assert len({entry["job"].job_id for entry in submitted}) == 1  # one worker for both runs
+    wait_for((state / "held").exists, 120, "the first run to reach step 2")
+    assert sorted(status(str(preset), extra)) == ["PENDING", "RUNNING"]  # one at a time
+    assert len(cancel(str(preset), extra)) == 1
+    wait_for(lambda: "FAILED" in status(str(preset), extra), 60, "the cancelled job to end")
+    failed = status(str(preset), extra)["FAILED"]
+    assert any("SIGTERM at training step 2 of the run; the last checkpoint" in run["detail"] for run in failed)
+    again = launch(str(preset), extra, "local", {}, parallel="1")
+    again[0]["job"].result()
+    assert list(status(str(preset), extra)) == ["COMPLETE"]
