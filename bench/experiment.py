@@ -54,7 +54,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     """List the data (no decoding) and fingerprint data and weights: the run's identity
     (bench/identity.py), its record and its checkpoint."""
     dataset = build_dataset(cfg.dataset)
-    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
+    data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
+    ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
     run_id = run_id_of(ident)
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
                    Path(cfg.runtime.results_dir) / f"{run_id}.json",

@@ -69,7 +69,7 @@ def coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     return isinstance(value, kind), value
 
 
-def _bounds(meta: Mapping) -> str:
+def bounds_in_words(meta: Mapping) -> str:
     """The field's range in words: ">= 0 and < 1"."""
     parts = [f"{sign} {meta[key]}" for key, sign in (("above", "greater than"), ("min", ">="), ("below", "<"), ("max", "<="))
              if meta.get(key) is not None]
@@ -81,7 +81,7 @@ def _number_problem(value: Any, meta: Mapping) -> str | None:
         return None
     fits = ((meta.get("above") is None or value > meta["above"]) and (meta.get("min") is None or value >= meta["min"])
             and (meta.get("below") is None or value < meta["below"]) and (meta.get("max") is None or value <= meta["max"]))
-    return None if fits else _bounds(meta)
+    return None if fits else bounds_in_words(meta)
 
 
 def range_problem(value: Any, meta: Mapping) -> str | None:

@@ -26,7 +26,7 @@ LAYERS = (
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.experiment"]),
     ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.speed", "bench.check", "bench.prepare",
-                  "bench.pretrain_toy", "bench"]),
+                  "bench.pretrain_toy", "bench.help", "bench"]),
 )
 
 
