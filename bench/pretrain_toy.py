@@ -312,7 +312,7 @@ def parse_args(argv=None):
     parser.add_argument("--prompt-std", type=float, default=PROMPT_STD,
                         help="standard deviation of those random prompts")
     parser.add_argument("--probe-every", type=int, default=PROBE_EVERY,
-                        help="steps between zero-shot probes on held-out images (the .csv curve)")
+                        help="steps between zero-shot probes on images of every style (the .csv curve)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

@@ -298,3 +298,76 @@ def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm(tmp_pat
     again = launch(str(preset), extra, "local", {}, parallel="1")
     again[0]["job"].result()
     assert list(status(str(preset), extra)) == ["COMPLETE"]
+
+
+# ---- bench.speed -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("args, expected", [
+    (["speed.methods=[coop,nosuch]"], "speed.methods names an unknown method 'nosuch'. Registered methods: zeroshot"),
+    (["speed.methods=[coop:zz]"], "speed.methods: 'coop:zz' is not a mode of coop: it runs in mt, st."),
+    (["method=nosuch"], "The command line could not be applied: In 'config': Could not find 'method/nosuch'"),
+])
+def test_speed_checks_its_command_line_like_bench_run(tmp_path, args, expected):
+    proc = bench("bench.speed", "model=tiny", *args, cwd=tmp_path)
+    assert proc.returncode == 2 and first_line(proc.stderr).startswith(expected), proc.stderr
+
+
+# ---- messages that help ----------------------------------------------------------------------------
+def test_grouping_errors_name_the_offending_task():
+    from bench.methods.grouping import fixed_groups
+    from bench.methods.contract import MethodError
+    with pytest.raises(MethodError) as error:
+        fixed_groups("manual", ["Art", "Clipart", "Product", "Real World"], [["Art", "Clipart"], ["Product", "Real"]])
+    assert "(not a task of this run: 'Real'; in no group: 'Real World')" in str(error.value)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["dataset.root=/tmp/my", "data"], "The command line could not be applied: Error parsing override 'data' "),
+    (["model.pretrained=nosuch"], "model.pretrained='nosuch' is neither a pretrained tag of cpb-tiny nor an existing "
+                                  "file. Known tags for cpb-tiny: cpb-toy."),
+])
+def test_messages_give_the_fix(tmp_path, args, expected):
+    proc = bench("bench.run", *args, cwd=tmp_path)
+    message = first_line(proc.stderr)
+    assert proc.returncode == 2 and message.startswith(expected), proc.stderr
+    if "data" in args:
+        assert "must be quoted for Hydra inside the shell's quotes ('data' has no key=" in message
+
+
+def test_run_help_shows_the_methods_keys_from_the_schema(tmp_path):
+    proc = bench("bench.run", "--help", "method=coop", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert "  method.n_ctx: an integer, default 16, allowed >= 1\n      context tokens" in proc.stdout
+    assert "  train.betas: a list of a number, default [0.9, 0.999], allowed >= 0 and < 1; exactly 2 values" \
+        in proc.stdout
+    assert "method_schema" not in proc.stdout and "dataset_defaults" not in proc.stdout
+
+
+def test_pretrain_toy_help_has_help_on_every_option(monkeypatch):
+    import argparse
+
+    from bench.pretrain_toy import parse_args
+    parsers = []
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        raise SystemExit(0)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        parse_args([])
+    undocumented = [action.option_strings for action in parsers[0]._actions if not action.help]
+    assert len(parsers[0]._actions) >= 15 and undocumented == []
+
+
+# ---- identity ----------------------------------------------------------------------------------------
+def test_content_fingerprint_tells_a_damaged_copy_from_the_clean_one(tmp_path):
+    from bench.app import check
+    from bench.experiment import plan_run
+    clean = make_imagefolder(tmp_path / "a" / "data", ["d1", "d2"], ["circle", "square"], n_per_class=6)
+    damaged = tmp_path / "b" / "data"
+    shutil.copytree(clean, damaged)
+    image = sorted(damaged.rglob("*.jpg"))[0]
+    image.write_bytes(bytes(image.stat().st_size))  # same size, other content
+    ids = {kind: [plan_run(check(compose_config(folder(root, f"dataset.fingerprint={kind}")))).run_id
+                  for root in (tmp_path / "a", tmp_path / "b")] for kind in ("listing", "content")}
+    assert ids["listing"][0] == ids["listing"][1]  # the default reads paths and sizes only
+    assert ids["content"][0] != ids["content"][1]
