@@ -225,7 +225,7 @@ def test_skip_done_false_deletes_nothing_when_a_check_fails(tmp_path, capsys):
     size = image.stat().st_size
     image.write_bytes(b"\0" * size)  # damaged, same size: the listing fingerprint (and run id) stay
     code, out = launch(folder(tmp_path, "runtime.keep_checkpoint=everything", "runtime.skip_done=false"), capsys)
-    assert code == 2 and first_line(out).startswith("1 unreadable image")
+    assert code == 2 and first_line(out).startswith("imagefolder: 1 image(s) listed in the splits cannot be read")
     assert checkpoint.exists()  # the image check failed before anything was deleted
 
 
