@@ -68,10 +68,28 @@ def check_command_line(overrides: Sequence[str], config_name: str = "config") ->
             method = method if method is not None else compose_config([]).method.name
             schema = METHODS[method].config_class if method in METHODS else MethodConfig
             raise unknown_setting(unknown.group(1), RunConfig, {"method": schema}) from None
-        raise ConfigError(f"The command line could not be applied: {text}. `python -m bench.run --help` "
+        raise ConfigError(f"The command line could not be applied: {text}.{_quoting_hint(overrides, text)} "
+                          "`python -m bench.run --help` "
                           "lists the config groups and their choices; bench/schema.py lists every "
                           "setting with its type and default.") from None
     return check(cfg)
+
+
+_PARSE_ERRORS = ("missing EQUAL", "mismatched input", "no viable alternative", "LexerNoViableAlt",
+                 "token recognition error", "extraneous input")
+
+
+def _quoting_hint(overrides: Sequence[str], text: str) -> str:
+    """A hint for the commonest parse error: a value with spaces or brackets left unquoted."""
+    if not any(marker in text for marker in _PARSE_ERRORS):
+        return ""
+    bare = [o for o in overrides if "=" not in o and not o.startswith("-")]
+    spaced = [o for o in overrides if "=" in o and any(c in o.split("=", 1)[1] for c in " ()[]{},")]
+    culprit = f" ({bare[0]!r} has no key=: the rest of a value cut at a space?)" if bare else ""
+    if not (bare or spaced):
+        return ""
+    return (f" A value with spaces or brackets must be quoted for Hydra inside the shell's quotes{culprit}: "
+            "write 'dataset.root=\"/data/my folder\"' (a path) or 'key=\"text (with brackets)\"'.")
 
 
 # ---- checking: once, typed objects out -------------------------------------------------------
@@ -115,9 +133,31 @@ def check(cfg: DictConfig) -> RunConfig:
 
 
 def speed_config(cfg: DictConfig) -> SpeedConfig:
-    """The `speed` block of a composed `configs/speed.yaml`, checked and typed."""
+    """The `speed` block of a composed `configs/speed.yaml`, checked and typed (`speed.methods`:
+    all, or a list of registered `name` or `name:mode`)."""
     check_section(cfg.speed, SpeedConfig, "speed.")
-    return instantiate(SpeedConfig, OmegaConf.to_container(cfg.speed, resolve=True))
+    scfg = instantiate(SpeedConfig, OmegaConf.to_container(cfg.speed, resolve=True))
+    wanted = scfg.methods
+    if wanted != "all":
+        if not isinstance(wanted, list) or not wanted:
+            raise ConfigError(f"speed.methods={wanted!r} is not allowed: it must be all or a non-empty list of "
+                              "methods, e.g. speed.methods=[coop,coop:st].")
+        for item in wanted:
+            name, _, mode = str(item).partition(":")
+            if name not in METHODS:
+                raise ConfigError(f"speed.methods names an unknown method '{name}'. Registered methods: "
+                                  f"{', '.join(METHODS)}. Write each as name or name:mode, e.g. "
+                                  "speed.methods=[coop,coop:st].")
+            if mode and mode not in METHODS[name].modes:
+                raise ConfigError(f"speed.methods: '{item}' is not a mode of {name}: it runs in "
+                                  f"{', '.join(METHODS[name].modes)}. Write it as {name}:<mode>.")
+    return scfg
+
+
+def check_speed_command_line(overrides: Sequence[str]) -> SpeedConfig:
+    """`check_command_line` for `python -m bench.speed`: the run config and the speed block."""
+    check_command_line(overrides, config_name="speed")
+    return speed_config(compose_config(overrides, "speed"))
 
 
 def _completed(schema: type, block: Any, prefix: str, check_node=None) -> DictConfig:

@@ -43,12 +43,20 @@ def _flat(tree, prefix: str = "") -> dict:
     return out
 
 
+def data_fingerprints(records: list[RunRecord]) -> dict[str, set]:
+    """{dataset key: the data fingerprints of its records}."""
+    fingerprints: dict[str, set] = {}
+    for r in records:
+        fingerprints.setdefault(r.key, set()).add(r.data_fingerprint)
+    return fingerprints
+
+
 def table_key(record: dict, fingerprints: dict[str, set]) -> str:
     """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
     fingerprint = record.data_fingerprint
-    if len(fingerprints[record.dataset]) > 1 and fingerprint:
-        return f"{record.dataset}-{fingerprint[:8]}"
-    return record.dataset
+    if len(fingerprints[record.key]) > 1 and fingerprint:
+        return f"{record.key}-{fingerprint[:8]}"
+    return record.key
 
 
 def _order(value: str, order: tuple) -> tuple:
@@ -126,9 +134,7 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
     mean|se|ci_low|ci_high|n", "delta significant"), trainable, trainable_percent, the costs
     (train_time_s, gpu_hours over every run behind the row, images_per_s, peak_memory_mb) and
     experiment."""
-    fingerprints: dict[str, set] = {}
-    for r in records:
-        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
+    fingerprints = data_fingerprints(records)
     recs, trials = select_trials([r for r in records if table_key(r, fingerprints) == dataset], selection)
     tasks: list[str] = []
     for r in recs:

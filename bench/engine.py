@@ -29,7 +29,8 @@ from bench.atomic_io import atomic_write
 from bench.curves import TrainObserver
 from bench.datasets import DatasetError
 from bench.device import autocast_for
-from bench.errors import ConfigError, StorageError
+from bench.errors import ConfigError, Interrupted, StorageError
+from bench.nonfinite import NonFiniteGuard
 from bench.preflight import check_readable
 from bench.schedule import build_lr_schedule
 from bench.schema import TrainConfig
@@ -47,6 +48,7 @@ class TrainOutcome:
     train_images: int = 0
     train_seconds: float = 0.0
     unreadable_images: int = 0
+    nonfinite_steps: int = 0        # steps whose loss was NaN/inf (their update skipped: bench/nonfinite.py)
     resumes: int = 0                # times this run was resumed from a checkpoint
     earlier_wall_s: float = 0.0     # wall time of earlier processes of this run, to their last checkpoint
     best_epoch: int | None = None
@@ -95,6 +97,7 @@ class Trainer:
         self.progress, self.every = progress, checkpoint_every_steps
         self.params = [p for _, p in method.trainable_parameters()]
         self.state = TrainState()
+        self.saved_steps = 0  # the run step of the last checkpoint written
         self.n_tasks = len(data.task_names)
         self.started = time.perf_counter()
 
@@ -105,8 +108,26 @@ class Trainer:
         self.scheduler = build_lr_schedule(self.optimizer, self.cfg)
         self.scaler = build_grad_scaler(self.device, self.cfg)
         self._resume()
+        self.nonfinite = NonFiniteGuard(self.cfg.max_nonfinite_steps, self.device, self.state.outcome.nonfinite_steps)
         for observer in self.observers:
             observer.on_start(self.state.outcome.steps_run)
+        try:
+            self._epochs()
+        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM through errors.raise_on_signal
+            raise Interrupted(getattr(stop, "signal_name", "SIGINT"), self._where()) from None
+        for observer in self.observers:  # each row is flushed as written: a crash loses none
+            observer.on_end()
+        if self.cfg.selection == "val" and self.state.best_state is not None:
+            self.method.load_trainable_state(self.state.best_state)
+        return self.state.outcome
+
+    def _where(self) -> str:
+        saved = self.checkpoint_path is not None and self.checkpoint_path.exists()
+        kept = (f"the last checkpoint {self.checkpoint_path} (after step {self.saved_steps}) is kept" if saved
+                else "no checkpoint had been written yet, so a relaunch starts over")
+        return f"at training step {self.state.outcome.steps_run} of the run; {kept}"
+
+    def _epochs(self) -> None:
         for epoch in range(self.state.epoch, self.cfg.epochs):
             record = self._run_epoch(epoch)
             self._select(epoch, record)
@@ -118,11 +139,6 @@ class Trainer:
                      f" val avg {record['val']['average']:.2f}" if "val" in record else "")
             self.state.epoch, self.state.step = epoch + 1, 0
             self._save()
-        for observer in self.observers:  # each row is flushed as written: a crash loses none
-            observer.on_end()
-        if self.cfg.selection == "val" and self.state.best_state is not None:
-            self.method.load_trainable_state(self.state.best_state)
-        return self.state.outcome
 
     # ---- the states ----------------------------------------------------------------------
     def _resume(self) -> None:
@@ -139,9 +155,11 @@ class Trainer:
         self.method.load_trainable_state(saved["trainable"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.scaler.load_state_dict(saved["scaler"])
+        if saved["scaler"]:  # checkpoints of a disabled scaler (before non-finite skipping) hold none
+            self.scaler.load_state_dict(saved["scaler"])
         outcome = TrainOutcome(**saved["outcome"])
         outcome.resumes += 1
+        self.saved_steps = outcome.steps_run
         self.state = TrainState(saved["epoch"], saved["step"], saved["best_state"],
                                 EpochProgress(**saved.get("partial", {})), outcome)
         log.info("Resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
@@ -167,7 +185,7 @@ class Trainer:
             loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
                               self.n_tasks, fixed_train)
             if loss is not None:
-                loss_sum = loss_sum + loss
+                loss_sum = loss_sum + self.nonfinite.observe(loss, outcome.steps_run + 1)
                 pending[0] += len(batch.labels)
             outcome.steps_run += 1
             for observer in self.observers:
@@ -207,6 +225,10 @@ class Trainer:
             self.state.best_state = self.method.trainable_state()
 
     def _save(self) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.nonfinite.check(self.cfg.precision, lr)  # a diverged run stops before it saves anything
+        self.nonfinite.check_parameters(self.params, self.state.outcome.steps_run, self.cfg.precision, lr)
+        self.state.outcome.nonfinite_steps = self.nonfinite.count
         if self.checkpoint_path is None or not distributed.current().is_writer:  # one writer: rank 0
             return
         state = self.state
@@ -217,6 +239,7 @@ class Trainer:
                  "partial": dataclasses.asdict(state.partial),
                  "outcome": {**dataclasses.asdict(state.outcome), "earlier_wall_s": wall}, "run_id": self.run_id}
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(saved, tmp))
+        self.saved_steps = state.outcome.steps_run
 
 
 def fit(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: Path | None = None,

@@ -8,6 +8,8 @@ showing a traceback.
 from __future__ import annotations
 
 import functools
+import shlex
+import signal
 import sys
 from typing import Callable, TypeVar
 
@@ -40,8 +42,42 @@ class RunBusyError(UserError):
     """The same run (same run id) is already running elsewhere."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler) stopped the command; the training loop
+    adds `where` it stopped and which checkpoint is kept (bench/engine.py)."""
+
+    def __init__(self, signal_name: str = "SIGINT", where: str = ""):
+        super().__init__(f"{signal_name} {where}".strip())  # what a job's error file shows
+        self.signal_name, self.where = signal_name, where
+
+
+def raise_on_signal(signum: int, frame) -> None:
+    """A signal handler: SIGTERM (or SIGINT) raises `Interrupted`, so the run unwinds like Ctrl-C."""
+    raise Interrupted(signal.Signals(signum).name)
+
+
+#: options that make a relaunch start over: left out of the command that resumes an interrupted run
+_START_OVER = ("runtime.resume=false", "runtime.skip_done=false")
+
+
+def resume_command() -> str:
+    """The command line of this process, as the command that resumes it."""
+    argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
+    argv[0] = "python" if "python" in argv[0] else argv[0]
+    return shlex.join([a for a in argv if a.lower() not in _START_OVER])
+
+
+def interrupted_line(stop: KeyboardInterrupt) -> str:
+    """The one line an interrupted command prints: where it stopped, what is kept, how to resume."""
+    name = stop.signal_name if isinstance(stop, Interrupted) else "SIGINT"
+    where = stop.where if isinstance(stop, Interrupted) and stop.where else (
+        "outside the training loop; every checkpoint already written is kept")
+    return f"Interrupted by {name} {where}. Resume with: {resume_command()}"
+
+
 def guarded(main: F) -> F:
-    """Run a command-line entry point; a `UserError` prints its paragraph and exits 2."""
+    """Run a command-line entry point; a `UserError` prints its paragraph and exits 2; SIGINT and
+    SIGTERM print one line (`interrupted_line`) and exit 128 + the signal number, as a shell does."""
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
         try:
@@ -49,4 +85,8 @@ def guarded(main: F) -> F:
         except UserError as error:
             print(f"\nError: {error}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt as stop:
+            print(f"\n{interrupted_line(stop)}", file=sys.stderr)
+            name = stop.signal_name if isinstance(stop, Interrupted) else "SIGINT"
+            sys.exit(128 + signal.Signals[name].value)
     return wrapper

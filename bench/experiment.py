@@ -37,7 +37,9 @@ from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_
 from bench.lock import RunLock
 from bench.methods import Method, count_parameters
 from bench.models import build_clip
+from bench.degenerate import degenerate_data_warnings
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
+from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
 from bench.schema import RunConfig
 from bench.seeding import seed_everything, stable_seed
@@ -62,7 +64,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     """List the data (no decoding) and fingerprint data and weights: the run's identity
     (bench/identity.py), its record and its checkpoint."""
     dataset = build_dataset(cfg.dataset)
-    ident = identity(cfg, data_fingerprint(dataset), weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
+    data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
+    ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
     world = distributed.current()
     if world.distributed and not method_class(cfg.method.name).exact_over_processes(cfg.method):
         ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
@@ -101,11 +104,6 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
             if world.is_writer:
                 print_summary(done)
             return done
-        starting_over = not cfg.runtime.skip_done or not cfg.runtime.resume
-        if starting_over and plan.checkpoint_path.exists() and world.is_writer:
-            # skip_done=false means "train again from scratch", never "resume a finished checkpoint"
-            log.info("Starting over: removing %s", plan.checkpoint_path)
-            plan.checkpoint_path.unlink()
         distributed.barrier()  # every rank resumes from the same checkpoint, or none
         return _train_and_record(plan)
 
@@ -118,6 +116,18 @@ def _quiet_follower() -> None:
     logging.getLogger("bench").setLevel(logging.WARNING)
 
 
+def _start_over_if_asked(plan: RunPlan) -> None:
+    """skip_done=false means "train again from scratch", never "resume a finished checkpoint";
+    called once every check that can fail has passed, so a failing check deletes nothing.
+    Rank 0 deletes; every rank then waits, so all of them see the same checkpoint, or none."""
+    cfg = plan.cfg
+    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists() \
+            and distributed.current().is_writer:
+        log.info("Starting over: removing %s", plan.checkpoint_path)
+        plan.checkpoint_path.unlink()
+    distributed.barrier()
+
+
 def _train_and_record(plan: RunPlan) -> RunRecord:
     cfg = plan.cfg
     started = time.perf_counter()
@@ -127,11 +137,13 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     counts = completeness(dataset, cfg.dataset)  # the images seen against the published counts, kept in the record
     if short := shortfall(counts):
         log.warning("%s", short)
+    warnings = degenerate_data_warnings(cfg.dataset, dataset)  # single-class tasks, short few-shot classes
     clip, method = build_model_and_method(cfg, dataset.tasks, device)
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                          num_workers=resolve_num_workers(cfg.runtime.num_workers),
                          pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
                          prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir)
+    _start_over_if_asked(plan)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
@@ -154,8 +166,11 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                      wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
                      eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
                      if eval_seconds > 0 else None)
+    record.warnings = warnings
     if distributed.current().is_writer:
+        save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
         write_record(record, plan.record_path)
+        remove_checkpoint(cfg.runtime.keep_checkpoint, plan.checkpoint_path)  # only once the record is safe
         print_summary(record)
         log.info("Record written to %s", plan.record_path)
     return record
@@ -184,7 +199,8 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
         world_size=distributed.current().size, backend=distributed.current().backend,
-        trial=cfg.runtime.trial, **measured)
+        trial=cfg.runtime.trial, dataset_key=cfg.dataset.name, nonfinite_steps=outcome.nonfinite_steps,
+        checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path), **measured)
 
 
 def print_summary(record: RunRecord) -> None:
@@ -196,6 +212,10 @@ def print_summary(record: RunRecord) -> None:
     print(tabulate(rows, headers=["task", "val acc (%)", "test acc (%)"], tablefmt="github"))
     print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
           f"({params['trainable_percent']:.4f}% of CLIP)")
+    for warning in record.warnings:
+        print(f"WARNING: {warning}")
+    if record.nonfinite_steps:
+        print(f"WARNING: {record.nonfinite_steps} step(s) had a non-finite loss; their updates were skipped.")
     if record.unreadable_images:
         print(f"WARNING: {record.unreadable_images} unreadable images were skipped during training.")
     for split, tasks in (record.images or {}).items():

@@ -6,6 +6,8 @@ never races the clock:
 - `kill_at_step:K`   SIGKILL this process right after training step K (1-based, counted
                      over the whole run, resumes included), before any checkpoint of step K;
 - `raise_at_step:K`  raise RuntimeError there instead (an ordinary crash);
+- `sigint_at_step:K`, `sigterm_at_step:K`  send this process SIGINT (Ctrl-C) or SIGTERM
+                     (`kill`) there; its handler runs before the next step;
 - `hold_at_step:K`   write `<CPB_FAULT_STATE>/held` and wait there until a signal ends or
                      interrupts the process (a scheduler's time-out or preemption);
 - `enospc_at_write:K` the K-th atomic file write of this process leaves a partial
@@ -70,6 +72,9 @@ def at_step(step: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     if faults.get("raise_at_step") == step and _fire_once(f"raise_at_step:{step}"):
         raise RuntimeError(f"injected fault: raise_at_step:{step} (CPB_FAULT)")
+    for name, number in (("sigint", signal.SIGINT), ("sigterm", signal.SIGTERM)):
+        if faults.get(f"{name}_at_step") == step and _fire_once(f"{name}_at_step:{step}"):
+            os.kill(os.getpid(), number)
     if faults.get("hold_at_step") == step and _fire_once(f"hold_at_step:{step}"):
         held = Path(os.environ.get("CPB_FAULT_STATE", ".")) / "held"
         held.write_text(str(os.getpid()))

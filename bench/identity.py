@@ -8,7 +8,11 @@
   `dataset.download_hint`): the data fingerprint says what the data *is*;
 * data fingerprint: the tasks (domains), their class lists, and every split's samples as
   (path relative to the dataset root, label, file size): split files and the image list
-  are covered, cheaply (one stat per file, no decoding);
+  are covered, cheaply (one stat per file, no decoding).  `dataset.fingerprint=content`
+  puts each file's SHA-256 in place of its size (cached by path, size and mtime, like the
+  weights), so a copy whose damaged files kept their sizes gets another run id; the default
+  stays `listing`, because hashing Office-Home's 15,600 images costs a full read of the
+  dataset on the first run and the image check catches damaged files anyway;
 * weights fingerprint: `none`, the open_clip tag, or the SHA-256 of the content of a local
   checkpoint or of our own tag's shipped file (`cpb-toy`), cached by path, size and mtime
   in `runtime.cache_dir`, so a 600 MB file is hashed once.
@@ -31,7 +35,8 @@ from bench.schema import RunConfig
 
 #: (section, key) left out of the identity: they do not change what a run computes.
 NOT_IDENTITY = (("method", "truncate_text"), ("model", "grad_checkpointing"), ("dataset", "root"),
-                ("dataset", "download_hint"))
+                ("dataset", "download_hint"),
+                ("dataset", "fingerprint"))  # how the data is fingerprinted: the fingerprint itself differs
 
 
 #: (section, key, value) left out while at that value: opt-ins added after run ids existed, so a
@@ -57,46 +62,68 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def data_fingerprint(dataset) -> str:
-    """Hash of the tasks, class lists and every split's (relative path, label, size)."""
+def data_fingerprint(dataset, content: bool = False, cache_dir: str | None = None) -> str:
+    """Hash of the tasks, class lists and every split's (relative path, label, size), or with
+    `content` (`dataset.fingerprint=content`) (relative path, label, SHA-256 of the file),
+    the hashes cached in `cache_dir` by path, size and mtime."""
     root = Path(dataset.root)
+    paths = [p for task in dataset.tasks for split in ("train", "val", "test") for p, _ in task.split(split)]
+    hashes = files_sha256(paths, cache_dir, f"data-sha256/{_digest(str(root))[:16]}.json") if content else {}
     hasher = hashlib.sha256()
     for task in dataset.tasks:
         hasher.update(json.dumps([task.name, list(task.classnames)]).encode())
         for split in ("train", "val", "test"):
             hasher.update(f"\n{split}\n".encode())
             for path, label in task.split(split):
-                try:
-                    size = os.stat(path).st_size
-                except OSError:
-                    size = -1  # a missing file is part of what the data is
+                if content:
+                    what = hashes.get(os.path.abspath(os.path.expanduser(path)), "missing")
+                else:
+                    try:
+                        what = os.stat(path).st_size
+                    except OSError:
+                        what = -1  # a missing file is part of what the data is
                 relative = os.path.relpath(path, root) if os.path.isabs(path) else path
-                hasher.update(f"{relative}\t{label}\t{size}\n".encode())
-    return hasher.hexdigest()[:16]
+                hasher.update(f"{relative}\t{label}\t{what}\n".encode())
+    return hasher.hexdigest()[:16] + ("-content" if content else "")
+
+
+def files_sha256(paths, cache_dir: str | None, cache_name: str) -> dict[str, str]:
+    """{absolute path: SHA-256 of its content} for the files of `paths` that exist, cached in
+    `cache_dir/cache_name` by (absolute path, size, mtime): read and written once per call."""
+    cache_file = Path(os.path.expanduser(cache_dir)) / cache_name if cache_dir else None
+    try:
+        cache = json.loads(cache_file.read_text()) if cache_file else {}
+    except (OSError, ValueError):
+        cache = {}
+    out, changed = {}, False
+    for path in paths:
+        path = os.path.abspath(os.path.expanduser(path))
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+        if key not in cache:
+            hasher = hashlib.sha256()
+            with open(path, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    hasher.update(block)
+            cache[key], changed = hasher.hexdigest(), True
+        out[path] = cache[key]
+    if changed and cache_file:
+        try:
+            write_json_atomic(cache, cache_file)
+        except OSError:
+            pass  # an unwritable cache only costs a re-hash next time
+    return out
 
 
 def file_sha256(path: str, cache_dir: str) -> str:
     """SHA-256 of a file's content, cached in `cache_dir` by (absolute path, size, mtime)."""
-    path = os.path.abspath(os.path.expanduser(path))
-    stat = os.stat(path)
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache_file = Path(os.path.expanduser(cache_dir)) / "weights_sha256.json"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    cache[key] = hasher.hexdigest()
-    try:
-        write_json_atomic(cache, cache_file)
-    except OSError:
-        pass  # an unwritable cache only costs a re-hash next time
-    return cache[key]
+    hashes = files_sha256([path], cache_dir, "weights_sha256.json")
+    if not hashes:
+        raise FileNotFoundError(path)
+    return next(iter(hashes.values()))
 
 
 def weights_fingerprint(pretrained: str | None, cache_dir: str) -> str:

@@ -76,7 +76,8 @@ def resolve_pretrained(arch: str, pretrained: str | None, cache_dir: str | None)
         return os.path.expanduser(pretrained), {}
     tag_info = open_clip.get_pretrained_cfg(arch, pretrained)
     if not tag_info:
-        tags = open_clip.list_pretrained_tags_by_model(arch)
+        tags = [tag for tag, (fits, _) in OUR_CHECKPOINTS.items() if fits == arch]
+        tags += open_clip.list_pretrained_tags_by_model(arch)
         raise ModelError(
             f"model.pretrained='{pretrained}' is neither a pretrained tag of {arch} nor an existing "
             f"file. Known tags for {arch}: {', '.join(tags) or 'none'}. Pass a tag, the path of a "

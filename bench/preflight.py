@@ -27,8 +27,9 @@ SPLITS = ("train", "val", "test")
 POLICIES = ("error", "skip")
 
 
-def check_writable(folders: Mapping[str, str | Path]) -> None:
-    """`folders`: {config key: folder}.  Raises StorageError naming the key and the folder."""
+def check_writable(folders: Mapping[str, str | Path], user: str = "the run") -> None:
+    """`folders`: {config key or option: folder}.  Raises StorageError naming the key, the
+    folder and `user` (who would fail)."""
     for key, folder in folders.items():
         folder = Path(folder).expanduser()
         try:
@@ -37,7 +38,7 @@ def check_writable(folders: Mapping[str, str | Path]) -> None:
                 pass
         except OSError as error:
             raise StorageError(
-                f"{key}={folder} is not writable ({error.strerror or error}); the run would fail "
+                f"{key}={folder} is not writable ({error.strerror or error}); {user} would fail "
                 f"when it first writes there. Make the folder writable, or pass {key}=<a writable "
                 "folder>.") from None
 

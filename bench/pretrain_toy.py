@@ -293,21 +293,27 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.pretrain_toy", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="checkpoint path (.csv/.png beside it)")
-    parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--steps", type=int, default=STEPS)
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--lr", type=float, default=LR)
-    parser.add_argument("--warmup", type=int, default=WARMUP)
-    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the data, the initialisation and the batches")
+    parser.add_argument("--steps", type=int, default=STEPS, help="optimisation steps")
+    parser.add_argument("--batch", type=int, default=BATCH, help="image-caption pairs per step")
+    parser.add_argument("--lr", type=float, default=LR, help="AdamW peak learning rate (cosine after warm-up)")
+    parser.add_argument("--warmup", type=int, default=WARMUP, help="linear warm-up steps")
+    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY, help="AdamW decoupled weight decay")
     parser.add_argument("--per-class", type=int, default=PER_CLASS, help="images per (style, shape)")
-    parser.add_argument("--held-out", default=list(HELD_OUT), nargs="+", choices=DOMAINS)
+    parser.add_argument("--held-out", default=list(HELD_OUT), nargs="+", choices=DOMAINS,
+                        help="toy domains (styles) left out of pretraining, so adaptation has work to do")
     parser.add_argument("--crop", type=float, default=CROP_SCALE[0], help="smallest crop area fraction")
-    parser.add_argument("--positives", default="style_shape", choices=("shape", "style_shape"))
-    parser.add_argument("--soft-steps", type=float, default=SOFT_STEPS)
-    parser.add_argument("--visual-steps", type=float, default=VISUAL_STEPS)
-    parser.add_argument("--prompt-std", type=float, default=PROMPT_STD)
-    parser.add_argument("--probe-every", type=int, default=PROBE_EVERY)
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--positives", default="style_shape", choices=("shape", "style_shape"),
+                        help="which captions count as matches of an image: same style and shape, or same shape")
+    parser.add_argument("--soft-steps", type=float, default=SOFT_STEPS,
+                        help="fraction of steps with random soft text prompts (0: off, see the module docstring)")
+    parser.add_argument("--visual-steps", type=float, default=VISUAL_STEPS,
+                        help="fraction of steps with random visual prompts (0: off, see the module docstring)")
+    parser.add_argument("--prompt-std", type=float, default=PROMPT_STD,
+                        help="standard deviation of those random prompts")
+    parser.add_argument("--probe-every", type=int, default=PROBE_EVERY,
+                        help="steps between zero-shot probes on images of every style (the .csv curve)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,10 @@ class RunRecord:
     dataset_counts: list[dict] | None = None  # per domain and split group: images seen, published (datasets/published_counts.py)
     world_size: int = 1                     # processes that trained it (bench/distributed.py)
     backend: str | None = None              # nccl | gloo over several processes; None for one
+    dataset_key: str | None = None          # the dataset's config name (configs/dataset/<key>.yaml)
+    nonfinite_steps: int | None = None      # steps whose loss was NaN/inf: their update was skipped
+    checkpoint_kept: str | None = None      # runtime.keep_checkpoint: what stayed on disk, and where
+    warnings: list[str] = field(default_factory=list)  # degenerate data the run went on with
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":
@@ -90,6 +95,12 @@ class RunRecord:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def key(self) -> str:
+        """The dataset's key, as a user types it (`--dataset officehome`) and as report files are
+        named: `dataset_key`, or for older records the dataset name in its identity config."""
+        return self.dataset_key or (self.config.get("dataset") or {}).get("name") or self.dataset
 
     @property
     def test_average(self) -> float:
@@ -114,6 +125,11 @@ def problem(record) -> str | None:
         missing = [t for t in [*tasks, "average"] if not isinstance(values, dict) or t not in values]
         if missing:
             return f"malformed accuracy: {split} lacks " + ", ".join(missing)
+        not_numbers = [f"{t}={values[t]!r}" for t in [*tasks, "average"] if not _is_number(values[t])]
+        if not_numbers:
+            return f"malformed accuracy: {split} has values that are not numbers: " + ", ".join(not_numbers)
+    if not _is_number(params["trainable"]):
+        return f"malformed params: trainable={params['trainable']!r} is not a number"
     if _version(record) >= 2:
         missing = [k for k in PARAM_KEYS if k not in params]
         missing += [f"images.{split}.{t}.{c}" for split in ("val", "test") for t in tasks for c in IMAGE_COUNTS
@@ -121,6 +137,10 @@ def problem(record) -> str | None:
         if missing:
             return "missing keys: " + ", ".join(missing)
     return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _version(record: dict) -> int:

@@ -5,12 +5,12 @@
                            [--selection val|oracle] [--baseline zeroshot] [--curves]
     python -m bench.report dataset=officehome split=val      # Hydra-style, same options
 
-Per dataset it writes results/<dataset>.md (Markdown), .csv (one column per statistic),
-.tex (booktabs), <dataset>_acc_vs_params.png (average accuracy vs trainable parameters, log
-x, as in Fig. 1 of the MmAP paper), its twin <dataset>_acc_vs_time.png and, with --curves,
-<dataset>_curves.png (bench/report_plots.py).  Records of one dataset name with different
-data (their data fingerprints differ: another root, split or few-shot subset) go to
-separate tables, <dataset>-<fingerprint>.*.
+Per dataset key (the config name: officehome, minidomainnet, toy) it writes results/<key>.md
+(Markdown), .csv (one column per statistic), .tex (booktabs), <key>_acc_vs_params.png (average
+accuracy vs trainable parameters, log x, as in Fig. 1 of the MmAP paper), its twin
+<key>_acc_vs_time.png and, with --curves, <key>_curves.png (bench/report_plots.py).  Records of
+one dataset key with different data (their data fingerprints differ: another root, split or
+few-shot subset) go to separate tables, <key>-<fingerprint>.*.
 
 The rows and their numbers come from bench/comparison.py: one row per experiment (DomainBed's
 grouping: runs whose identity differs only in the seed; when two rows share method and mode,
@@ -47,16 +47,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.comparison import (MODE_ORDER, experiment_key, gpu_hours, method_label, method_order,  # noqa: F401
-                              select_trials, summarize, table_key)  # (the names tests and tools use)
+from bench.comparison import (MODE_ORDER, data_fingerprints, experiment_key, gpu_hours,  # noqa: F401
+                              method_label, method_order, select_trials, summarize, table_key)  # (tests and tools use them)
 from bench.curves import curves_path, read_epoch_curves
-from bench.errors import guarded
+from bench.errors import UserError, guarded
+from bench.preflight import check_writable
 from bench.records import RunRecord, read_record
 from bench.report_plots import (method_style, plot_acc_vs_params, plot_acc_vs_time, plot_curves,  # noqa: F401
                                 point_label)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
+
+
+class ReportError(UserError):
+    """Nothing to report for the selection asked for."""
 
 
 def load_records(runs_dir) -> tuple[list[RunRecord], list[dict]]:
@@ -205,17 +210,19 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     """Write <dataset>.md/.csv/.tex, _acc_vs_params.png and _acc_vs_time.png for each dataset
     (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable({"--out": out_dir}, "the report")
     written = []
-    fingerprints: dict[str, set] = {}
-    for r in records:
-        fingerprints.setdefault(r.dataset, set()).add(r.data_fingerprint)
+    fingerprints = data_fingerprints(records)
     keys = sorted({table_key(r, fingerprints) for r in records})
-    for dataset in [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets] or datasets or []:
+    chosen = [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets]
+    unknown = [d for d in datasets or [] if not any(k == d or k.split("-")[0] == d for k in keys)]
+    if unknown or not chosen:
+        raise ReportError(
+            f"No complete record of dataset {', '.join(unknown) or 'any'} to report: the complete records "
+            f"cover {', '.join(sorted(fingerprints)) or 'no dataset'}. Pass --dataset with one of those keys "
+            "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
+    for dataset in chosen:
         summary = summarize(records, dataset, split, selection, baseline)
-        if summary.empty:
-            print(f"{dataset}: no complete records")
-            continue
         table = display_table(summary)
         mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
         title = f"{dataset}: {split} accuracy (%)" + (" [ORACLE selection: upper bound]" if selection == "test" else "")

@@ -6,13 +6,15 @@ function every launcher ends in.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from bench.app import CONFIG_DIR, check_command_line
-from bench.errors import guarded
+from bench.errors import guarded, raise_on_signal
+from bench.help import help_text
 from bench.experiment import run_experiment
 
 
@@ -22,7 +24,11 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, raise_on_signal)  # `kill`: the same one-line stop as Ctrl-C
     arguments = sys.argv[1:]
+    if "--help" in arguments or "-h" in arguments:  # generated from the schema (bench/help.py)
+        print(guarded(help_text)([a for a in arguments if a not in ("--help", "-h")]))
+        return
     if not any(a.startswith("-") for a in arguments):  # a single run (not -m, --cfg, --help)
         guarded(check_command_line)(arguments)
     hydra_main()

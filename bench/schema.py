@@ -25,9 +25,13 @@ from typing import Any, Literal, Optional, Union
 
 
 def setting(default: Any, doc: str = "", *, min: float | None = None, max: float | None = None,
-            above: float | None = None) -> Any:
-    """A config field: its default, a one-line doc, and an optional range (`above`: strict >)."""
-    metadata = {"doc": doc, "min": min, "max": max, "above": above}
+            above: float | None = None, below: float | None = None, length: int | None = None,
+            min_length: int | None = None, ascending: bool = False) -> Any:
+    """A config field: its default, a one-line doc, and an optional range (`above`, `below`:
+    strict > and <).  For a list the range applies to every element; `length` (exact) and
+    `min_length` bound its length, and `ascending` asks for elements in non-decreasing order."""
+    metadata = {"doc": doc, "min": min, "max": max, "above": above, "below": below, "length": length,
+                "min_length": min_length, "ascending": ascending}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -48,7 +52,7 @@ class TrainConfig:
     lr: float = setting(0.002, "base learning rate", above=0)
     momentum: float = setting(0.9, "SGD momentum", min=0, max=1)
     weight_decay: float = setting(5e-4, "weight decay (SGD: L2; AdamW: decoupled)", min=0)
-    betas: list[float] = setting([0.9, 0.999], "AdamW betas")
+    betas: list[float] = setting([0.9, 0.999], "AdamW betas (beta1, beta2)", min=0, below=1, length=2)
     lr_min: float = setting(0.0, "learning rate at the end of the cosine", min=0)
     warmup_epochs: int = setting(1, "constant warm-up at warmup_lr for this many epochs (CoOp), then cosine", min=0)
     warmup_lr: float = setting(1e-5, "learning rate of the constant warm-up", min=0)
@@ -60,7 +64,11 @@ class TrainConfig:
         "auto", "auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16")
     selection: Literal["val", "last"] = setting("val", "val: the epoch with the best validation average | last")
     augment: bool = setting(True, "random resized crop + flip (CoOp's augmentation)")
-    crop_scale: list[float] = setting([0.08, 1.0], "RandomResizedCrop scale range")
+    max_nonfinite_steps: int = setting(
+        5, "stop the run after this many consecutive steps with a NaN/inf loss (each one's update is "
+           "skipped and counted in the record's nonfinite_steps)", min=1)
+    crop_scale: list[float] = setting([0.08, 1.0], "RandomResizedCrop scale range (low, high), low <= high",
+                                      above=0, max=1, length=2, ascending=True)
     jpeg_draft: bool = setting(False, "approximate, opt-in: decode training JPEGs at reduced scale (PIL draft, "
                                "libjpeg DCT scaling) when the crop is much smaller than the image; same crops, "
                                "slightly different pixels (datasets/decoding.py)")
@@ -86,6 +94,10 @@ class RuntimeConfig:
     resume: bool = setting(True, "resume from the run's checkpoint when one exists")
     skip_done: bool = setting(True, "a run whose record exists is not run again (prints it); "
                                     "false: train again from scratch")
+    keep_checkpoint: Literal["nothing", "trainable", "everything"] = setting(
+        "nothing", "what stays in checkpoint_dir/<run id>/ once the run's record is written: nothing | "
+                     "trainable: the selected trainable state alone (trainable.pt; no optimiser state) | "
+                     "everything: the last training checkpoint. Default nothing: a sweep's disk use stays bounded (the record holds the results)")
     sweep: Optional[str] = setting(None, "name of the sweep this run belongs to (set by bench.sweep)")
     trial: Optional[int] = setting(None, "trial number of a hyper-parameter search (set by bench.sweep; "
                                    "bench/search_space.py); null: not a search trial", min=0)
@@ -131,7 +143,8 @@ class DatasetConfig:
     name: str = setting("", "the dataset's name in records and reports")
     builder: str = setting("", "registered builder (datasets/registry.py)")
     root: str = setting("", "folder holding the domain folders")
-    domains: Optional[list[str]] = setting(None, "the domains (tasks), in order; null: every sub-folder")
+    domains: Optional[list[str]] = setting(None, "the domains (tasks), in order; null: every sub-folder",
+                                           min_length=1)
     num_classes: Optional[int] = setting(None, "sanity check of the class count; null: none", min=1)
     val_fraction: float = setting(0.2, "validation share of each domain and class", min=0, max=1)
     test_fraction: float = setting(0.2, "test share (datasets without an official test split)", min=0, max=1)
@@ -139,6 +152,12 @@ class DatasetConfig:
     split_dir: Optional[str] = setting(None, "user split files {domain}_{train,val,test}.txt")
     few_shot: Optional[int] = setting(None, "keep k training images per class and domain; null: all", min=1)
     few_shot_seed: int = setting(0, "seed of the few-shot subset", min=0)
+    few_shot_short: Literal["error", "warn"] = setting(
+        "error", "a class with fewer training images than few_shot: error: stop at start-up | warn: "
+                 "train on what there is, stated in the record's warnings and image counts")
+    fingerprint: Literal["listing", "content"] = setting(
+        "listing", "what the run id knows of the images: listing: paths and sizes (instant) | content: "
+                   "SHA-256 of every file, cached by path, size and mtime (a damaged copy gets another run id)")
     download_hint: str = setting("", "shown in the 'not found' error")
     unreadable: Literal["error", "skip"] = setting(
         "error", "images that cannot be read: error: stop at start-up listing them | skip: leave them out, "
@@ -171,7 +190,8 @@ class SpeedConfig:
     steps: int = setting(3, "timed training steps", min=1)
     eval_images: int = setting(8, "synthetic: evaluation images per task", min=1)
     eval_repeats: int = setting(1, "timed evaluations, after one warm-up evaluation", min=1)
-    augment: list[bool] = setting([True, False], "training rows; false only where it changes something")
+    augment: list[bool] = setting([True, False], "training rows; false only where it changes something",
+                                  min_length=1)
     wrapper_rounds: int = setting(3, "wrapper vs open_clip timing: interleaved rounds (0: skip it)", min=0)
     loader_batches: int = setting(5, "real data: batches timed for decoding + augmentation alone", min=1)
     output: str = setting("results/speed.md", "the table; rows also accumulate in the .json beside it")

@@ -59,9 +59,24 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas))
 
 
+class SkipNonFiniteSteps(torch.amp.GradScaler):
+    """A GradScaler held at scale 1 (bf16, fp32): no loss scaling (multiplying by 1 is exact),
+    only its other half, skipping the optimiser step of a step whose gradients are not finite
+    (a NaN/inf loss), as fp16 loss scaling does; `scaler.step` reads that flag once per step."""
+
+    def __init__(self, device: str):
+        super().__init__(device, init_scale=1.0, growth_interval=2**31 - 1)
+
+    def update(self, new_scale=None) -> None:
+        super().update(1.0)
+
+
 def build_grad_scaler(device: torch.device, cfg: TrainConfig) -> torch.amp.GradScaler:
-    """Loss scaling for fp16 autocast only (bf16 and fp32 need none: then it is a no-op)."""
-    return torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
+    """fp16 autocast: dynamic loss scaling; otherwise a scale-1 scaler that only skips the
+    update of a non-finite step.  Either way a NaN/inf step leaves the parameters untouched."""
+    if cfg.precision == "fp16":
+        return torch.amp.GradScaler(device.type)
+    return SkipNonFiniteSteps(device.type)
 
 
 def fixed_images(batch: MultiTaskBatch, split: str) -> dict:

@@ -1,4 +1,4 @@
-"""`python -m bench.sweep PRESET launch|status|list`: non-blocking sweeps on submitit.
+"""`python -m bench.sweep PRESET launch|status|list|run|cancel`: non-blocking sweeps on submitit.
 
 A preset (configs/sweep/<name>.yaml) is a grid: `fixed` overrides for every run and a
 `grid` of axes whose values are override strings (`method=coop method.mode=st`); the
@@ -6,7 +6,9 @@ runs are the cartesian product.  `launch` submits every run that has no complete
 record yet as one submitit job array (SLURM, or local processes) and returns at once;
 launching again only submits what is missing (runs are identified by the hash of their
 resolved config, as in DomainBed).  `status` says which runs are complete, running,
-queued or failed.  Each job is `SweepJob`: a submitit Checkpointable that calls the same
+queued or failed; `cancel` stops its running and pending jobs.  A local sweep (`--cluster
+local`) runs at most `--parallel` runs at once (default: what the machine can run).  Each job
+is `SweepJob`: a submitit Checkpointable that calls the same
 `bench.experiment.run_experiment` as a plain run, and on time-out or preemption requeues itself
 and resumes from the run's last checkpoint.
 """
@@ -16,16 +18,19 @@ import argparse
 import itertools
 import json
 import logging
+import os
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import submitit
+import torch
 from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, check, compose_config
 from bench.atomic_io import write_json_atomic
-from bench.errors import RecordError, RunBusyError, UserError, guarded
+from bench.errors import RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.experiment import plan_run, run_experiment
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
@@ -123,6 +128,56 @@ class SweepJob(submitit.helpers.Checkpointable):
         return {"run_id": record.run_id, "test_average": record.test_average}
 
 
+class SweepDrain(submitit.helpers.Checkpointable):
+    """A local sweep's worker: one of `--parallel` processes that run the sweep's missing runs
+    in turn, each from its own starting point; a run another worker computes is skipped (its
+    run lock), a finished one is read back (its record), so together they drain the list."""
+
+    def __call__(self, runs: list[list[str]], threads: int) -> dict:
+        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+        # submitit's job environment bypasses SIGTERM (on SLURM it precedes a requeue); a local
+        # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C
+        signal.signal(signal.SIGTERM, raise_on_signal)
+        torch.set_num_threads(threads)
+        try:
+            return drain(runs)
+        except KeyboardInterrupt as stop:  # submitit records an Exception as the job's error, not this
+            raise JobInterrupted(f"Interrupted by {stop}; `bench.sweep PRESET launch` resumes it") from None
+
+
+class JobInterrupted(RuntimeError):
+    """A local sweep job stopped by SIGTERM or SIGINT (its last checkpoint is kept)."""
+
+
+def drain(runs: list[list[str]]) -> dict[str, int]:
+    """Run each of `runs` (override lists) that is not complete and not running elsewhere."""
+    counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
+    for overrides in runs:
+        try:
+            run_experiment(compose_config(overrides))
+            counts["complete"] += 1
+        except RunBusyError:
+            counts["busy elsewhere"] += 1
+        except UserError as error:  # reported, and the sweep goes on; `status` lists it as FAILED
+            print(f"run {' '.join(overrides)} failed: {error}", file=sys.stderr)
+            counts["failed"] += 1
+    return counts
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_parallelism(setting: str, threads_per_run: int) -> int:
+    """`--parallel`: a number, or auto = the visible GPUs (one run each), else the usable cores
+    // `--threads-per-run` (at least 1)."""
+    if setting != "auto":
+        if not setting.isdigit() or int(setting) < 1:
+            raise SweepError(f"--parallel {setting}: pass a number of runs at once (1, 2, ...) or auto.")
+        return int(setting)
+    return torch.cuda.device_count() or max(1, usable_cores() // threads_per_run)
+
+
 def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
     preset = load_preset(name)
     name = preset["name"]
@@ -143,21 +198,13 @@ def run_here(name: str, extra: list[str]) -> dict[str, int]:
     past the runs another one is computing, so together they drain it like a work queue."""
     runs, folder = plan(name, extra)
     write_json_atomic(runs, folder / "expected.json")
-    counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
-    for run in runs:
-        try:
-            run_experiment(compose_config(run["overrides"]))
-            counts["complete"] += 1
-        except RunBusyError:
-            counts["busy elsewhere"] += 1
-        except UserError as error:  # reported, and the sweep goes on; `status` lists it as FAILED
-            print(f"run {run['run_id']} failed: {error}", file=sys.stderr)
-            counts["failed"] += 1
+    counts = drain([run["overrides"] for run in runs])
     print(f"sweep {folder.name}: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     return counts
 
 
-def launch(name: str, extra: list[str], cluster: str | None, executor_params: dict) -> list[dict]:
+def launch(name: str, extra: list[str], cluster: str | None, executor_params: dict,
+           parallel: str = "auto", threads_per_run: int = 4) -> list[dict]:
     runs, folder = plan(name, extra)
     name = folder.name
     write_json_atomic(runs, folder / "expected.json")
@@ -178,7 +225,15 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
     if params.get("gpus_per_node"):  # one process per GPU, as configs/hydra/launcher/slurm.yaml
         params.setdefault("tasks_per_node", params["gpus_per_node"])
     executor.update_parameters(name=f"cpb-{name}", **params)
-    jobs = executor.map_array(SweepJob(), [r["overrides"] for r in todo])
+    if executor.cluster == "local":  # at most `parallel` runs at once, each worker draining the list
+        workers = min(local_parallelism(parallel, threads_per_run), len(todo))
+        threads = max(1, usable_cores() // workers)
+        lists = [[r["overrides"] for r in todo[w:] + todo[:w]] for w in range(workers)]
+        drains = executor.map_array(SweepDrain(), lists, [threads] * workers)
+        print(f"  {workers} local worker(s) at once, {threads} thread(s) each (--parallel, --threads-per-run)")
+        jobs = [drains[index % workers] for index in range(len(todo))]
+    else:
+        jobs = executor.map_array(SweepJob(), [r["overrides"] for r in todo])
     for run, job in zip(todo, jobs):
         known[run["run_id"]] = {"job_id": job.job_id, "cluster": executor.cluster}
         print(f"  {job.job_id}  {run['run_id']}  {' '.join(run['overrides'])}")
@@ -204,9 +259,11 @@ def run_state(run: dict, jobs: dict, folder: Path) -> tuple[str, str]:
     except RecordError as error:
         return "FAILED", str(error).split(". ")[0]
     state, detail = _job_state(jobs[run["run_id"]], folder) if run["run_id"] in jobs else ("NOT SUBMITTED", "")
+    owner = holder(lock_path(run["checkpoint_dir"], run["run_id"]))
+    if state == "RUNNING" and jobs[run["run_id"]]["cluster"] == "local" and owner is None:
+        return "PENDING", f"queued in local worker {jobs[run['run_id']]['job_id']}"  # a worker's later run
     if state in ("RUNNING", "PENDING"):
         return state, detail
-    owner = holder(lock_path(run["checkpoint_dir"], run["run_id"]))
     if owner is not None and (state == "NOT SUBMITTED" or owner.get("host") == socket.gethostname()):
         return "RUNNING", f"pid {owner.get('pid')} on {owner.get('host')} (run lock)"
     return state, detail
@@ -241,6 +298,29 @@ def _local_state(job, job_id: str) -> tuple[str, str]:
     if job_id.isdigit() and process_alive(int(job_id)):
         return "RUNNING", f"process {job_id}"
     return "FAILED", f"process {job_id} is gone without a result (killed?)"
+
+
+def cancel(name: str, extra: list[str]) -> list[str]:
+    """Stop the sweep's running and pending jobs: SLURM's `scancel`, or SIGTERM to a local job
+    (it stops at once with its last checkpoint kept; `launch` resumes it).  The job ids stopped."""
+    runs, folder = plan(name, extra)
+    jobs_file = folder / "jobs.json"
+    jobs = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
+    stopped: list[str] = []
+    for run in runs:
+        info = jobs.get(run["run_id"])
+        if info is None or info["job_id"] in stopped or run_state(run, jobs, folder)[0] not in ("RUNNING", "PENDING"):
+            continue
+        if info["cluster"] == "slurm":
+            submitit.SlurmJob(folder / "submitit" / "%j", info["job_id"]).cancel(check=False)
+        elif info["job_id"].isdigit():
+            try:
+                os.kill(int(info["job_id"]), signal.SIGTERM)  # submitit's controller forwards it to the run
+            except ProcessLookupError:
+                continue
+        stopped.append(info["job_id"])
+    print(f"sweep {folder.name}: cancelled {len(stopped)} job(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+    return stopped
 
 
 def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
@@ -303,14 +383,20 @@ def human_duration(seconds: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
-    parser.add_argument("action", choices=["launch", "status", "list", "run"], nargs="?", default="status",
+    parser.add_argument("action", choices=["launch", "status", "list", "run", "cancel"], nargs="?",
+                        default="status",
                         help="launch: submit the missing runs (submitit) | status | list | run: run the "
-                             "missing runs here, one after another")
+                             "missing runs here, one after another | cancel: stop the running and pending jobs")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
     parser.add_argument("--cluster", default=None, help="slurm | local | debug (default: slurm if available)")
     parser.add_argument("--param", action="append", default=[],
                         help="submitit parameter KEY=VALUE, e.g. --param slurm_partition=gpu --param gpus_per_node=1")
-    args = parser.parse_args(argv)
+    parser.add_argument("--parallel", default="auto",
+                        help="local sweeps: runs at once (default auto: the visible GPUs, else the usable "
+                             "cores // --threads-per-run)")
+    parser.add_argument("--threads-per-run", type=int, default=4,
+                        help="local sweeps on CPU: the cores one run uses, for --parallel auto (default 4)")
+    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
     if args.action == "list":
         runs, _ = plan(args.preset, args.overrides)
         for run in runs:
@@ -319,12 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         status(args.preset, args.overrides)
     elif args.action == "run":
         run_here(args.preset, args.overrides)
+    elif args.action == "cancel":
+        cancel(args.preset, args.overrides)
     else:
         params = {}
         for item in args.param:
             key, _, value = item.partition("=")
             params[key] = int(value) if value.isdigit() else value
-        launch(args.preset, args.overrides, args.cluster, params)
+        launch(args.preset, args.overrides, args.cluster, params, args.parallel, args.threads_per_run)
     return 0
 
 

@@ -69,16 +69,35 @@ def coerce(value: Any, kind: Any) -> tuple[bool, Any]:
     return isinstance(value, kind), value
 
 
-def range_problem(value: Any, meta: Mapping) -> str | None:
-    """What `value` must be to fit the field's range (None: it fits)."""
+def bounds_in_words(meta: Mapping) -> str:
+    """The field's range in words: ">= 0 and < 1"."""
+    parts = [f"{sign} {meta[key]}" for key, sign in (("above", "greater than"), ("min", ">="), ("below", "<"), ("max", "<="))
+             if meta.get(key) is not None]
+    return " and ".join(parts)
+
+
+def _number_problem(value: Any, meta: Mapping) -> str | None:
     if not isinstance(value, _NUMBER) or isinstance(value, bool):
         return None
-    if meta.get("above") is not None and not value > meta["above"]:
-        return f"greater than {meta['above']}"
-    if meta.get("min") is not None and value < meta["min"]:
-        return f">= {meta['min']}" + (f" and <= {meta['max']}" if meta.get("max") is not None else "")
-    if meta.get("max") is not None and value > meta["max"]:
-        return f"<= {meta['max']}" + (f" and >= {meta['min']}" if meta.get("min") is not None else "")
+    fits = ((meta.get("above") is None or value > meta["above"]) and (meta.get("min") is None or value >= meta["min"])
+            and (meta.get("below") is None or value < meta["below"]) and (meta.get("max") is None or value <= meta["max"]))
+    return None if fits else bounds_in_words(meta)
+
+
+def range_problem(value: Any, meta: Mapping) -> str | None:
+    """What `value` must be to fit the field's range (None: it fits).  For a list: its length
+    (`length`, `min_length`), each element's range, and the order (`ascending`)."""
+    if not isinstance(value, (list, tuple)):
+        return _number_problem(value, meta)
+    if meta.get("length") is not None and len(value) != meta["length"]:
+        return f"a list of exactly {meta['length']} values, not {len(value)}"
+    if meta.get("min_length") is not None and len(value) < meta["min_length"]:
+        return f"a list of at least {meta['min_length']} value(s)"
+    for index, item in enumerate(value):
+        if (bad := _number_problem(item, meta)) is not None:
+            return f"a list whose every value is {bad} (value {index + 1} is {item!r})"
+    if meta.get("ascending") and any(a > b for a, b in zip(value, value[1:])):
+        return "a list in non-decreasing order (low first, then high)"
     return None
 
 

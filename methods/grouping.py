@@ -213,8 +213,18 @@ def fixed_groups(strategy: str, task_names: Sequence[str], manual=None) -> list[
     groups = [[index.get(name, -1) for name in group] for group in manual]
     flat = sorted(t for g in groups for t in g)
     if flat != list(range(n)) or any(not g for g in groups):
+        named = [str(name) for group in manual for name in group]
+        unknown = sorted({name for name in named if name not in index})
+        twice = sorted({name for name in named if name in index and named.count(name) > 1})
+        left = [name for name in task_names if name not in named]
+        what = "; ".join(part for part in (
+            f"not a task of this run: {', '.join(map(repr, unknown))}" if unknown else "",
+            f"in more than one group: {', '.join(map(repr, twice))}" if twice else "",
+            f"in no group: {', '.join(map(repr, left))}" if left else "",
+            f"group {[len(g) for g in groups].index(0) + 1} is empty" if any(not g for g in groups) else "") if part)
         raise MethodError(f"method.grouping.groups={[list(g) for g in manual]} must use each task of "
-                          f"{list(task_names)} exactly once, in non-empty groups.")
+                          f"{list(task_names)} exactly once, in non-empty groups ({what}). Task names are "
+                          "case-sensitive; quote names with spaces: '[[Art,Clipart],[Product,\"Real World\"]]'.")
     return canonical(groups)
 
 
@@ -248,8 +258,12 @@ def load_grouping(path, task_names: Sequence[str]) -> dict:
     else:
         record = json.loads(path.read_text())
     if list(record["tasks"]) != list(task_names):
-        raise MethodError(f"{path} was saved for tasks {record['tasks']}, but this run has "
-                          f"{list(task_names)}. Use a file from a run on the same dataset.")
+        theirs, ours = list(record["tasks"]), list(task_names)
+        differ = ([f"{name!r} only in the file" for name in theirs if name not in ours]
+                  + [f"{name!r} only in this run" for name in ours if name not in theirs]) or ["the same tasks in "
+                                                                                                 "another order"]
+        raise MethodError(f"{path} was saved for tasks {theirs}, but this run has {ours} "
+                          f"({', '.join(differ)}). Use a file from a run on the same dataset and domains.")
     return record
 
 

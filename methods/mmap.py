@@ -92,7 +92,7 @@ class GroupingConfig:
         "mean", "mean: sum over tasks of the mean affinity to its group-mates (TAG's total affinity) | "
         "sum: sum of intra-group pairwise affinities (favours big groups)")
     groups: Optional[list[list[str]]] = setting(
-        None, 'manual: lists of task names, e.g. [[Art, Clipart], [Product, "Real World"]]')
+        None, 'manual: lists of task names, e.g. [[Art, Clipart], [Product, "Real World"]]', min_length=1)
     warmup_epochs: int = setting(1, "warm-up epochs of the shared MmAP that measures affinities", min=1)
     warmup_steps: Optional[int] = setting(None, "cap on warm-up steps (null: whole epochs)", min=1)
     affinity_file: Optional[str] = setting(None, "a previous run's grouping/groups.json or affinity.csv: "

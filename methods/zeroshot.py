@@ -16,7 +16,8 @@ from bench.methods.registry import register_method
 
 @dataclass
 class ZeroShotConfig(TemplateConfig):
-    templates: Optional[list[str]] = setting(None, "several templates: their features are averaged (ensemble)")
+    templates: Optional[list[str]] = setting(None, "several templates: their features are averaged (ensemble)",
+                                             min_length=1)
 
 
 @register_method("zeroshot", config=ZeroShotConfig, label="Zero-shot")

@@ -6,7 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from bench.app import CONFIG_DIR
+from bench.app import CONFIG_DIR, check_speed_command_line
 from bench.errors import guarded
 from bench.speed.benchmark import run_speed
 
@@ -24,4 +24,6 @@ COMMAND = "python -m bench.speed " + " ".join(sys.argv[1:])
 
 if __name__ == "__main__":
     sys.argv = [sys.argv[0]] + [FLAGS.get(a, a) for a in sys.argv[1:]]
+    if not any(a.startswith("-") for a in sys.argv[1:]):  # Hydra's own flags (--help, --cfg) pass through
+        guarded(check_speed_command_line)(sys.argv[1:])
     _main()

@@ -219,7 +219,7 @@ def finished_run(tmp_path_factory):
     """A short complete run: its record and its final checkpoint."""
     from bench.experiment import run_experiment
     root = tmp_path_factory.mktemp("finished")
-    record = run_experiment(compose_config(SHORT + dirs(root))).to_dict()
+    record = run_experiment(compose_config(SHORT + dirs(root) + ["runtime.keep_checkpoint=everything"])).to_dict()
     checkpoint = root / "checkpoints" / record["run_id"] / "checkpoint.pt"
     return record, checkpoint.read_bytes()
 

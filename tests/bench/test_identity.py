@@ -70,7 +70,8 @@ def test_a_corrupted_copy_is_trained_not_resumed(two_roots, tmp_path):
 
 def test_a_checkpoint_of_another_run_is_refused(two_roots, tmp_path):
     first, second = two_roots
-    a = plan_of(compose_config(overrides(first, tmp_path, "train.epochs=2", "runtime.checkpoint_every_steps=1")))
+    a = plan_of(compose_config(overrides(first, tmp_path, "train.epochs=2", "runtime.checkpoint_every_steps=1",
+                                         "runtime.keep_checkpoint=everything")))
     b = plan_of(compose_config(overrides(second, tmp_path, "train.epochs=2")))
     run_experiment(a.cfg)
     b.checkpoint_path.parent.mkdir(parents=True)
@@ -81,8 +82,9 @@ def test_a_checkpoint_of_another_run_is_refused(two_roots, tmp_path):
 
 def test_skip_done_false_trains_again_from_scratch(two_roots, tmp_path, caplog):
     first, _ = two_roots
-    done = run_experiment(compose_config(overrides(first, tmp_path))).to_dict()
-    checkpoint = plan_of(compose_config(overrides(first, tmp_path))).checkpoint_path
+    kept = "runtime.keep_checkpoint=everything"  # the default (nothing) removes a finished run's checkpoint
+    done = run_experiment(compose_config(overrides(first, tmp_path, kept))).to_dict()
+    checkpoint = plan_of(compose_config(overrides(first, tmp_path, kept))).checkpoint_path
     assert checkpoint.exists()
     with caplog.at_level("INFO", logger="bench.run"):
         again = run_experiment(compose_config(overrides(first, tmp_path, "runtime.skip_done=false"))).to_dict()

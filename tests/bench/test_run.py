@@ -36,8 +36,10 @@ def test_default_toy_run_end_to_end(default_run):
     assert set(record["accuracy"]["test"]) == {*record["tasks"], "average"}
     assert record["params"]["trainable"] == 1024 and record["train_images_per_s"] > 0
     assert record["config"]["model"]["arch"] == "cpb-tiny"
-    # the run's logs and checkpoint stay in outputs/, never in results/
-    assert list((cwd / "outputs").rglob("checkpoint.pt")) and list((cwd / "outputs").rglob("*.log"))
+    # the run's logs and checkpoint folder stay in outputs/, never in results/; the finished run's
+    # checkpoint itself is removed (runtime.keep_checkpoint=nothing, the default)
+    assert list((cwd / "outputs" / "checkpoints").iterdir()) and list((cwd / "outputs").rglob("*.log"))
+    assert not list((cwd / "outputs").rglob("checkpoint.pt")) and record["checkpoint_kept"] == "nothing"
     # open_clip's INFO lines go to the log file only, not to the console
     assert "Parsing model identifier" not in proc.stdout + proc.stderr
     assert any("Parsing model identifier" in p.read_text() for p in (cwd / "outputs").rglob("*.log"))
