@@ -36,7 +36,10 @@ from bench.schema import RunConfig
 #: (section, key) left out of the identity: they do not change what a run computes.
 NOT_IDENTITY = (("method", "truncate_text"), ("model", "grad_checkpointing"), ("dataset", "root"),
                 ("dataset", "download_hint"),
-                ("dataset", "fingerprint"))  # how the data is fingerprinted: the fingerprint itself differs
+                ("dataset", "fingerprint"),  # how the data is fingerprinted: the fingerprint itself differs
+                # policies that only decide whether a run goes on: every run that completes under one
+                # value computes exactly what it would under another
+                ("train", "max_nonfinite_steps"), ("dataset", "few_shot_short"))
 
 
 #: (section, key, value) left out while at that value: opt-ins added after run ids existed, so a

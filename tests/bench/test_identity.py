@@ -10,6 +10,7 @@ from bench.app import check, compose_config
 from bench.errors import ConfigError, UserError
 from bench.experiment import plan_run, run_experiment
 from bench.identity import file_sha256, weights_fingerprint
+from bench.methods import METHODS
 
 
 def plan_of(cfg):
@@ -114,3 +115,35 @@ def test_weights_are_named_by_tag_or_content(tmp_path):
     assert str(one) in (tmp_path / "cache" / "weights_sha256.json").read_text()  # the hash is cached
     from bench.pretrain_toy import TOY_CHECKPOINT_SHA256
     assert weights_fingerprint("cpb-toy", cache) == f"sha256:{TOY_CHECKPOINT_SHA256}"  # our tag: its file
+
+
+#: The run id of every registered method and mode on the toy default, as they were before the
+#: re-layering (issue 16): a new setting, a moved default or a refactor must not change them.
+TOY_DEFAULT_RUN_IDS = {
+    "zeroshot:mt": "fbcd85b50fa2",
+    "full:mt": "f3d38990335f",
+    "full:st": "68103aedc688",
+    "coop:mt": "3c5389b6038a",
+    "coop:st": "9db6f3c79b29",
+    "cocoop:mt": "b03f0230fc55",
+    "cocoop:st": "42a7184cae78",
+    "vpt:mt": "9b23edd6a781",
+    "vpt:st": "80e36b5fe1d0",
+    "maple:mt": "ac2ac2f54b0a",
+    "maple:st": "53eac795d6b2",
+    "mmap:grouped": "0a1107ec5767",
+    "mmap:mt": "02e213ee2cf5",
+    "mmap:st": "85f522196070",
+    "clip_adapter:mt": "a84806210f43",
+    "clip_adapter:st": "dd43063c9be4",
+    "bitfit:mt": "5db33897a907",
+    "bitfit:st": "49ed7b4da79a",
+    "lora:mt": "ecab349f7a67",
+    "lora:st": "897179c340ed",
+}
+
+
+def test_the_toy_default_run_ids_do_not_change():
+    ids = {f"{name}:{mode}": plan_run(check(compose_config([f"method={name}", f"method.mode={mode}"]))).run_id
+           for name, cls in METHODS.items() for mode in cls.modes}
+    assert ids == TOY_DEFAULT_RUN_IDS
