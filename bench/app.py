@@ -45,6 +45,8 @@ def register_schemas() -> None:
 
 
 register_schemas()
+# configs/hydra/launcher/slurm.yaml: one task per GPU, and one for a CPU-only job
+OmegaConf.register_new_resolver("cpb_at_least_one", lambda n: max(1, int(n)), replace=True)
 
 
 # ---- composing -------------------------------------------------------------------------

@@ -223,7 +223,7 @@ def launch(name: str, extra: list[str], cluster: str | None, executor_params: di
                                      slurm_max_num_timeout=20)
     params = {"timeout_min": 720, **executor_params}
     if params.get("gpus_per_node"):  # one process per GPU, as configs/hydra/launcher/slurm.yaml
-        params.setdefault("tasks_per_node", params["gpus_per_node"])
+        params.setdefault("tasks_per_node", max(1, int(params["gpus_per_node"])))
     executor.update_parameters(name=f"cpb-{name}", **params)
     if executor.cluster == "local":  # at most `parallel` runs at once, each worker draining the list
         workers = min(local_parallelism(parallel, threads_per_run), len(todo))

@@ -161,7 +161,7 @@ def _python(code: str, cwd: Path, pythonpath: list[str] | None = None) -> subpro
 
 def test_every_module_imports_at_top_level_in_a_fresh_interpreter_in_any_order(tmp_path):
     modules = sorted(m for m in project_modules() if not m.endswith("__main__"))
-    orders = [modules, modules[::-1]] + [random.Random(seed).sample(modules, len(modules)) for seed in (1, 2)]
+    orders = [modules[::-1], random.Random(1).sample(modules, len(modules))]  # two orders: enough to catch an order-dependent import
     code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint('ok')"
     for order in orders:
         proc = subprocess.run([sys.executable, "-c", code, *order], cwd=tmp_path, capture_output=True, text=True,
