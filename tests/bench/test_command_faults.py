@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
-from test_datasets import make_imagefolder
+from helpers import REPO, make_imagefolder, train_cfg, wait_for
 
 from bench import faults
 from bench.app import compose_config
@@ -188,7 +187,6 @@ def test_a_diverging_run_stops_naming_step_precision_and_lr(tmp_path, capsys):
 def test_a_single_non_finite_step_is_skipped_and_counted(tmp_path):
     """One NaN step's update leaves the parameters exactly as they were (the scale-1 scaler)."""
     from bench.step import build_grad_scaler
-    from conftest import train_cfg
     param = torch.nn.Parameter(torch.ones(3))
     optimizer = torch.optim.SGD([param], lr=0.1, momentum=0.9)
     scaler = build_grad_scaler(torch.device("cpu"), train_cfg())
@@ -276,7 +274,6 @@ def test_local_parallelism_defaults_to_what_the_machine_can_run():
 
 
 def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm(tmp_path):
-    from conftest import wait_for
 
     from bench.sweep import cancel, launch, status
     preset = tmp_path / "two.yaml"
