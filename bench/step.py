@@ -143,4 +143,6 @@ def _empty_share(method, optimizer, scaler, device: torch.device, n_tasks: int) 
     stops the run at the collective timeout with PeerLostError."""
     distributed.sum_(torch.zeros(n_tasks, device=device))
     optimizer.zero_grad(set_to_none=True)
-    return _step(optimizer, scaler, torch.zeros((), device=device))
+    zero = torch.zeros((), device=device)
+    scaler.scale(zero)  # the scaler steps only after it has scaled a loss (it then holds its scale)
+    return _step(optimizer, scaler, zero)
