@@ -13,9 +13,11 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from bench.app import train_config
+from bench.app import compose_config, train_config
 from bench.check import load_dataset_config
 from bench.data import MultiTaskBatch
+from bench.errors import guarded
+from bench.experiment import run_experiment
 from bench.step import build_optimizer, multitask_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -210,3 +212,24 @@ def wait_for(predicate, timeout_s: float, what: str) -> None:
             return
         time.sleep(0.3)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def random_batch(clip, n_tasks=3, per_task=2, seed=0):
+    """(images, labels, task ids) of random images for `clip`, `per_task` per task, seeded."""
+    generator = torch.Generator().manual_seed(seed)
+    size = clip.image_size
+    images = torch.randn(n_tasks * per_task, 3, size, size, generator=generator)
+    task_ids = torch.arange(n_tasks).repeat_interleave(per_task)
+    labels = torch.randint(0, 4, (len(task_ids),), generator=generator)
+    return images, labels, task_ids
+
+
+def launch(overrides: list[str], capsys) -> tuple[int, str]:
+    """`python -m bench.run` in this process: (exit code, stdout + stderr)."""
+    try:
+        guarded(run_experiment)(compose_config(overrides))
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out + out.err

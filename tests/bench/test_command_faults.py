@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, make_imagefolder, train_cfg, wait_for
+from helpers import REPO, launch, make_imagefolder, train_cfg, wait_for
 
 from bench import faults
 from bench.app import compose_config
-from bench.errors import guarded
 from bench.experiment import run_experiment
 
 
@@ -40,15 +39,6 @@ def folder(root: Path, *extra: str) -> list[str]:
             f"runtime.cache_dir={root}/cache", *extra]
 
 
-def launch(overrides: list[str], capsys) -> tuple[int, str]:
-    """`python -m bench.run` in this process: (exit code, stderr + stdout)."""
-    try:
-        guarded(run_experiment)(compose_config(overrides))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.err + out.out
 
 
 def first_line(text: str) -> str:
@@ -310,8 +300,8 @@ def test_speed_checks_its_command_line_like_bench_run(tmp_path, args, expected):
 
 # ---- messages that help ----------------------------------------------------------------------------
 def test_grouping_errors_name_the_offending_task():
-    from bench.methods.grouping import fixed_groups
     from bench.methods.contract import MethodError
+    from bench.methods.grouping import fixed_groups
     with pytest.raises(MethodError) as error:
         fixed_groups("manual", ["Art", "Clipart", "Product", "Real World"], [["Art", "Clipart"], ["Product", "Real"]])
     assert "(not a task of this run: 'Real'; in no group: 'Real World')" in str(error.value)

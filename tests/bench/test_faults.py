@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, wait_for
+from helpers import REPO, launch, wait_for
 
 from bench import faults
 from bench.sweep import compose_config
@@ -48,17 +48,6 @@ def dirs(root: Path) -> list[str]:
             f"runtime.cache_dir={root}/cache"]
 
 
-def launch(overrides: list[str], capsys) -> tuple[int, str]:
-    """`python -m bench.run` in this process: (exit code, stdout + stderr)."""
-    from bench.errors import guarded
-    from bench.experiment import run_experiment
-    try:
-        guarded(run_experiment)(compose_config(overrides))
-        code = 0
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
 
 
 def one_paragraph(text: str) -> str:

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import make_tasks, method_cfg, train_cfg
+from helpers import make_tasks, method_cfg, random_batch, train_cfg
 
 from bench.app import build_method
 from bench.data import MultiTaskData
 from bench.engine import evaluate, fit
 from bench.speedups import SPEEDUPS, speedups
-
-
-def _batch(tiny_clip, n_tasks=3, per_task=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    size = tiny_clip.image_size
-    images = torch.randn(n_tasks * per_task, 3, size, size, generator=generator)
-    task_ids = torch.arange(n_tasks).repeat_interleave(per_task)
-    labels = torch.randint(0, 4, (len(task_ids),), generator=generator)
-    return images, labels, task_ids
 
 
 def test_baseline_recomputes_and_does_not_share(tiny_clip, monkeypatch):
@@ -34,7 +25,7 @@ def test_baseline_recomputes_and_does_not_share(tiny_clip, monkeypatch):
         return original(self, tokens, *args, **kwargs)
 
     monkeypatch.setattr(type(tiny_clip), "encode_text", spy)
-    images, _, task_ids = _batch(tiny_clip)
+    images, _, task_ids = random_batch(tiny_clip)
     method.train()
     with speedups(False):
         method(images, task_ids)

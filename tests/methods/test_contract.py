@@ -21,6 +21,7 @@ from helpers import (
     make_tasks,
     method_cfg,
     mixed_tasks,
+    random_batch,
     sgd_cfg,
     snapshot,
     train_cfg,
@@ -189,13 +190,6 @@ SPEEDUP_CASES = [
 ] + [case for case in FORMULA_CASES if case[0] != "coop" or case[1]["mode"] == "st"]
 
 
-def _batch(tiny_clip, n_tasks=3, per_task=2, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    size = tiny_clip.image_size
-    images = torch.randn(n_tasks * per_task, 3, size, size, generator=generator)
-    task_ids = torch.arange(n_tasks).repeat_interleave(per_task)
-    labels = torch.randint(0, 4, (len(task_ids),), generator=generator)
-    return images, labels, task_ids
 
 
 def _logits_and_grads(method, images, labels, task_ids, sample_ids=None):
@@ -216,7 +210,7 @@ def test_optimised_step_equals_baseline(tiny_clip, name, overrides):
     tasks = make_tasks(3, ("dog", "cat", "car", "a very long class name indeed"))
     method = build_method(method_cfg(name, **overrides), clip, tasks, seed=0)
     method.train()
-    images, labels, task_ids = _batch(clip)
+    images, labels, task_ids = random_batch(clip)
     ids = ("train", torch.arange(len(images)))
     with speedups(False):
         base_logits, base_grads = _logits_and_grads(method, images, labels, task_ids)
