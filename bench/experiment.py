@@ -104,8 +104,7 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
             if world.is_writer:
                 print_summary(done)
             return done
-        distributed.barrier()  # every rank resumes from the same checkpoint, or none
-        return _train_and_record(plan)
+        return _train_and_record(plan)  # (its _start_over_if_asked lines the ranks up on one checkpoint)
 
 
 def _quiet_follower() -> None:
