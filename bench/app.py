@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.errors import ConfigError
 from bench.methods import METHODS, Method
+from bench.protocols import check_protocol
 from bench.schema import (DatasetConfig, MethodConfig, ModelConfig, RunConfig, RuntimeConfig, SpeedConfig,
                           TrainConfig, defaults_of)
 from bench.validation import check_section, coerce, instantiate, unknown_setting
@@ -127,6 +128,10 @@ def check(cfg: DictConfig) -> RunConfig:
         if not ok or cfg.seed < 0:
             raise ConfigError(f"seed={cfg.seed!r} is not allowed: it must be an integer >= 0. "
                               "Pass e.g. seed=1.")
+        domains = cfg.dataset.domains
+        check_protocol(cfg.protocol, cfg.dataset.target, cfg.dataset.task_order,
+                       list(domains) if domains is not None else None, cfg.train.selection, cfg.method.name,
+                       cfg.method.mode, method.modes)
         values = OmegaConf.to_container(cfg, resolve=True)
     finally:
         OmegaConf.set_readonly(cfg, readonly)

@@ -23,6 +23,7 @@ from bench import distributed
 from bench.datasets import ImageListDataset
 from bench.datasets.decoding import DraftRandomResizedCrop, resized_copy
 from bench.errors import ConfigError
+from bench.protocols import TaskRoles
 from bench.schema import TrainConfig
 from bench.seeding import stable_seed
 
@@ -131,8 +132,9 @@ class MultiTaskBatchSampler(Sampler):
         self.sizes, self.names = list(task_sizes), list(task_names)
         self.batch_size, self.seed, self.epoch, self.start_step = batch_size, seed, epoch, start_step
         self.tasks_per_step = len(self.sizes) if task_sampling == "all" else 1
+        self.active = [t for t, n in enumerate(self.sizes) if n]  # tasks that train (leave_one_out: the sources)
         per_task = max(1, max(math.ceil(n / batch_size) for n in self.sizes))
-        self.steps = steps_per_epoch or per_task * (len(self.sizes) // self.tasks_per_step)
+        self.steps = steps_per_epoch or per_task * (len(self.active) if self.tasks_per_step == 1 else 1)
 
     def __len__(self) -> int:
         return self.steps - self.start_step
@@ -142,7 +144,7 @@ class MultiTaskBatchSampler(Sampler):
         # independent of how long the epoch is (i.e. of the other tasks' sizes).
         order_rng, seed_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(
             [stable_seed(self.names[task]), self.seed, self.epoch]).spawn(2))
-        need = math.ceil(self.steps * self.tasks_per_step / len(self.sizes)) * self.batch_size
+        need = math.ceil(self.steps / (len(self.active) if self.tasks_per_step == 1 else 1)) * self.batch_size
         rounds = math.ceil(need / self.sizes[task])
         order = np.concatenate([order_rng.permutation(self.sizes[task]) for _ in range(rounds)])[:need]
         return order + self.offsets[task], seed_rng.integers(0, 2**62, size=need)
@@ -150,8 +152,8 @@ class MultiTaskBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         streams = [self._task_stream(t) if self.sizes[t] else None for t in range(len(self.sizes))]
         for step in range(self.start_step, self.steps):
-            if self.tasks_per_step == 1:  # round robin: the step's task and its k-th window
-                tasks, k = [step % len(self.sizes)], step // len(self.sizes)
+            if self.tasks_per_step == 1:  # round robin over the training tasks: the step's task, its k-th window
+                tasks, k = [self.active[step % len(self.active)]], step // len(self.active)
             else:
                 tasks, k = range(len(self.sizes)), step
             window = slice(k * self.batch_size, (k + 1) * self.batch_size)
@@ -169,9 +171,12 @@ class MultiTaskData:
     """
 
     def __init__(self, dataset, clip, cfg: TrainConfig, seed: int, num_workers: int = 0, pin_memory: bool = False,
-                 unreadable: str = "skip", prefetch_factor: int | None = None, cache_dir: str | None = None):
+                 unreadable: str = "skip", prefetch_factor: int | None = None, cache_dir: str | None = None,
+                 roles: TaskRoles | None = None):
         self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
+        # which tasks each split serves (bench/protocols.py): the others' images never enter its loader
+        self.roles = roles or TaskRoles(*[tuple(self.task_names)] * 3)
         self.train_transform, self.eval_transform = build_transforms(clip, cfg.augment, cfg.crop_scale,
                                                                      cfg.jpeg_draft)
         side = cfg.resized_cache_side
@@ -187,7 +192,7 @@ class MultiTaskData:
         if num_workers > 0 and prefetch_factor is not None:
             self.loader_args["prefetch_factor"] = prefetch_factor
         self.batch_size = cfg.batch_size
-        self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
+        self.sampler = MultiTaskBatchSampler([len(s) for s in self._split_samples("train")], self.task_names,
                                              self.batch_size, seed, 0, cfg.steps_per_epoch,
                                              task_sampling=cfg.task_sampling)
         self.steps_per_epoch = self.sampler.steps
@@ -197,7 +202,7 @@ class MultiTaskData:
     def train_loader(self, epoch: int, start_step: int = 0) -> DataLoader:
         self.sampler.epoch, self.sampler.start_step = epoch, start_step
         if self._train_loader is None:
-            train = [t.train for t in self.dataset.tasks]
+            train = self._split_samples("train")
             if self.cfg.resized_cache_side is not None:  # made once, then reused by every run
                 train = [resized_copy(s, self.cfg.resized_cache_side, self.cache_dir, max(1, self.num_workers))
                          for s in train]
@@ -205,11 +210,20 @@ class MultiTaskData:
             self._train_loader = DataLoader(samples, batch_sampler=self.sampler, **self.loader_args)
         return self._train_loader
 
+    def _split_samples(self, split: str) -> list[tuple]:
+        """Every task's samples of `split`, empty for a task the split does not serve (task ids stay)."""
+        serves = self.roles.of(split)
+        return [getattr(t, split) if t.name in serves else () for t in self.dataset.tasks]
+
+    def eval_task_names(self, split: str) -> list[str]:
+        """The tasks `split` is evaluated on (leave_one_out: val the sources', or the target's for oracle)."""
+        return [name for name in self.task_names if name in self.roles.of(split)]
+
     def eval_loader(self, split: str) -> DataLoader:
         """All tasks' samples of `split` in a fixed order; batches carry their task ids (this
         rank's batches over several processes: the counts are summed by `evaluate_counted`)."""
         if split not in self._eval_loaders:
-            data = SeededSamples([getattr(t, split) for t in self.dataset.tasks], self.eval_transform)
+            data = SeededSamples(self._split_samples(split), self.eval_transform)
             size = self.cfg.eval_batch_size
             batches = distributed.deal([[(i, 0) for i in range(s, min(s + size, len(data)))]
                                         for s in range(0, len(data), size)])

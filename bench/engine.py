@@ -117,7 +117,7 @@ class Trainer:
             raise Interrupted(getattr(stop, "signal_name", "SIGINT"), self._where()) from None
         for observer in self.observers:  # each row is flushed as written: a crash loses none
             observer.on_end()
-        if self.cfg.selection == "val" and self.state.best_state is not None:
+        if self.cfg.selection != "last" and self.state.best_state is not None:
             self.method.load_trainable_state(self.state.best_state)
         return self.state.outcome
 
@@ -215,8 +215,9 @@ class Trainer:
         return unreadable
 
     def _select(self, epoch: int, record: dict) -> None:
-        """`train.selection=val`: evaluate on validation, keep the best state (first best wins)."""
-        if self.cfg.selection != "val":
+        """`train.selection=val` (or `oracle`: the data's val split then serves the held-out domain,
+        bench/protocols.py): evaluate on validation, keep the best state (first best wins)."""
+        if self.cfg.selection == "last":
             return
         record["val"] = evaluate(self.method, self.data, "val", self.device, self.cfg.precision)
         outcome = self.state.outcome
@@ -310,13 +311,15 @@ def evaluate_counted(method, data, split: str, device: torch.device,
             total.index_add_(0, task_ids, torch.ones_like(hits))
     correct, total = distributed.sum_(correct).tolist(), distributed.sum_(total).tolist()  # all ranks' batches
     skipped = [int(n) for n in distributed.sum_numbers(skipped)]
-    empty = [name for t, name in enumerate(data.task_names) if total[t] == 0]
+    tasks = data.eval_task_names(split)  # the tasks this split serves (bench/protocols.py: all, or some)
+    empty = [name for t, name in enumerate(data.task_names) if total[t] == 0 and name in tasks]
     if empty:
         raise DatasetError(
             f"No {split} image of task(s) {', '.join(empty)} could be evaluated "
             f"({', '.join(f'{skipped[data.task_names.index(n)]} unreadable' for n in empty)}): an accuracy "
             "over no images would read as 0 %. Fix the images (python -m bench.check) or the split.")
-    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names)}
-    results["average"] = sum(results[n] for n in data.task_names) / n_tasks
-    counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)}
+    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names) if name in tasks}
+    results["average"] = sum(results[n] for n in tasks) / len(tasks)
+    counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)
+              if name in tasks}
     return results, counts

@@ -38,6 +38,7 @@ from bench.lock import RunLock
 from bench.methods import Method, count_parameters
 from bench.models import build_clip
 from bench.degenerate import degenerate_data_warnings
+from bench.protocols import check_target, task_roles
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
@@ -64,6 +65,8 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     """List the data (no decoding) and fingerprint data and weights: the run's identity
     (bench/identity.py), its record and its checkpoint."""
     dataset = build_dataset(cfg.dataset)
+    if cfg.protocol == "leave_one_out":  # dataset.domains null: the listed domains are known only now
+        check_target(cfg.dataset.target, dataset.task_names)
     data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
     ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
     world = distributed.current()
@@ -141,7 +144,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                          num_workers=resolve_num_workers(cfg.runtime.num_workers),
                          pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
-                         prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir)
+                         prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir,
+                         roles=task_roles(cfg.protocol, dataset.task_names, cfg.dataset.target, cfg.train.selection))
     _start_over_if_asked(plan)
     method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
     params = count_parameters(method)
@@ -152,7 +156,7 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
-                  observers=[curve_logger(plan, dataset)] if distributed.current().is_writer else [])  # one writer
+                  observers=[curve_logger(plan, data.eval_task_names("val"))] if distributed.current().is_writer else [])  # one writer
 
     val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
@@ -175,10 +179,11 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     return record
 
 
-def curve_logger(plan: RunPlan, dataset: MultiDomainDataset) -> CurveLogger:
-    """The run's learning curves, beside its record (bench/curves.py)."""
+def curve_logger(plan: RunPlan, val_tasks) -> CurveLogger:
+    """The run's learning curves, beside its record (bench/curves.py); `val_tasks`: the tasks
+    validated at each epoch end."""
     runtime = plan.cfg.runtime
-    return CurveLogger(curves_path(runtime.results_dir, plan.run_id), [t.name for t in dataset.tasks],
+    return CurveLogger(curves_path(runtime.results_dir, plan.run_id), list(val_tasks),
                        runtime.log_every_steps, tensorboard_path(runtime.results_dir, plan.run_id)
                        if runtime.logger == "tensorboard" else None)
 
@@ -199,7 +204,8 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
         world_size=distributed.current().size, backend=distributed.current().backend,
         trial=cfg.runtime.trial, dataset_key=cfg.dataset.name, nonfinite_steps=outcome.nonfinite_steps,
-        checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path), **measured)
+        checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path),
+        protocol=cfg.protocol, target=cfg.dataset.target, selection=cfg.train.selection, **measured)
 
 
 def print_summary(record: RunRecord) -> None:

@@ -42,9 +42,10 @@ NOT_IDENTITY = (("method", "truncate_text"), ("model", "grad_checkpointing"), ("
                 ("train", "max_nonfinite_steps"), ("dataset", "few_shot_short"))
 
 
-#: (section, key, value) left out while at that value: opt-ins added after run ids existed, so a
+#: (section (None: the root), key, value) left out while at that value: opt-ins added after run ids existed, so a
 #: run that does not use them keeps its id.
-OFF_BY_DEFAULT = (("train", "jpeg_draft", False), ("train", "resized_cache_side", None))
+OFF_BY_DEFAULT = (("train", "jpeg_draft", False), ("train", "resized_cache_side", None),
+                  (None, "protocol", "multitask"), ("dataset", "target", None), ("dataset", "task_order", None))
 
 
 def identity_config(cfg: RunConfig | dict) -> dict:
@@ -56,8 +57,9 @@ def identity_config(cfg: RunConfig | dict) -> dict:
     for section, key in NOT_IDENTITY:
         resolved.get(section, {}).pop(key, None)
     for section, key, off in OFF_BY_DEFAULT:
-        if section in resolved and key in resolved[section] and resolved[section][key] == off:
-            resolved[section].pop(key)
+        node = resolved if section is None else resolved.get(section)
+        if isinstance(node, dict) and key in node and node[key] == off:
+            node.pop(key)
     return resolved
 
 

@@ -86,6 +86,9 @@ class RunRecord:
     nonfinite_steps: int | None = None      # steps whose loss was NaN/inf: their update was skipped
     checkpoint_kept: str | None = None      # runtime.keep_checkpoint: what stayed on disk, and where
     warnings: list[str] = field(default_factory=list)  # degenerate data the run went on with
+    protocol: str = "multitask"             # multitask | leave_one_out (bench/protocols.py)
+    target: str | None = None               # leave_one_out: the held-out domain (its test accuracy is the result)
+    selection: str | None = None            # train.selection: val (leave_one_out: the sources') | oracle | last
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":
@@ -121,11 +124,14 @@ def problem(record) -> str | None:
     tasks, accuracy, params = record["tasks"], record["accuracy"], record["params"]
     if not isinstance(accuracy, dict) or not isinstance(params, dict) or "trainable" not in params:
         return "malformed accuracy/params"
+    every_task = record.get("protocol", "multitask") == "multitask"  # records before protocols: multitask
     for split, values in accuracy.items():
-        missing = [t for t in [*tasks, "average"] if not isinstance(values, dict) or t not in values]
+        # leave_one_out validates on some tasks only (the sources, or the held-out one: bench/protocols.py)
+        expected = [*tasks, "average"] if every_task or split == "test" else ["average"]
+        missing = [t for t in expected if not isinstance(values, dict) or t not in values]
         if missing:
             return f"malformed accuracy: {split} lacks " + ", ".join(missing)
-        not_numbers = [f"{t}={values[t]!r}" for t in [*tasks, "average"] if not _is_number(values[t])]
+        not_numbers = [f"{t}={values[t]!r}" for t in values if not _is_number(values[t])]
         if not_numbers:
             return f"malformed accuracy: {split} has values that are not numbers: " + ", ".join(not_numbers)
     if not _is_number(params["trainable"]):
@@ -195,8 +201,8 @@ def image_counts(dataset, screened: dict, evaluated: dict) -> dict:
         for task in dataset.tasks:
             before = screened[split][task.name]
             entry = {"listed": len(task.split(split)) + before, "skipped": before}
-            if split in evaluated:
-                done = evaluated[split][task.name]
+            if split in evaluated:  # a task a protocol does not evaluate on this split: 0 evaluated
+                done = evaluated[split].get(task.name, {"evaluated": 0, "skipped": 0})
                 entry = {"listed": entry["listed"], "evaluated": done["evaluated"],
                          "skipped": before + done["skipped"]}
             counts[split][task.name] = entry

@@ -62,7 +62,9 @@ class TrainConfig:
     task_loss: Literal["sum", "mean"] = setting("sum", "sum | mean over tasks of each task's mean cross-entropy")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
         "auto", "auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16")
-    selection: Literal["val", "last"] = setting("val", "val: the epoch with the best validation average | last")
+    selection: Literal["val", "last", "oracle"] = setting(
+        "val", "val: the epoch with the best validation average (leave_one_out: the sources' validation) | last | "
+               "oracle: leave_one_out only, the best validation average of the held-out domain (an upper bound)")
     augment: bool = setting(True, "random resized crop + flip (CoOp's augmentation)")
     max_nonfinite_steps: int = setting(
         5, "stop the run after this many consecutive steps with a NaN/inf loss (each one's update is "
@@ -162,6 +164,10 @@ class DatasetConfig:
     unreadable: Literal["error", "skip"] = setting(
         "error", "images that cannot be read: error: stop at start-up listing them | skip: leave them out, "
         "counted per split and task in the record (docs/reliability.md)")
+    target: Optional[str] = setting(None, "protocol=leave_one_out: the held-out domain (never trained or "
+                                          "validated on, tested); null under multitask")
+    task_order: Optional[list[str]] = setting(None, "protocol=sequential: the order the domains are trained in "
+                                                    "(reserved; null: the dataset's order)")
     model: DatasetModelConfig = field(default_factory=DatasetModelConfig)
 
 
@@ -224,6 +230,9 @@ class RunConfig:
     """The root: `python -m bench.run` trains and evaluates one method on one dataset."""
 
     seed: int = setting(1, "the run's seed (initialisation, batches, augmentation)", min=0)
+    protocol: Literal["multitask", "leave_one_out", "sequential"] = setting(
+        "multitask", "multitask: every domain trains and is tested (the MmAP paper's) | leave_one_out: "
+                     "dataset.target is held out (DomainBed; bench/protocols.py) | sequential: reserved")
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

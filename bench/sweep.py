@@ -34,6 +34,7 @@ from bench.errors import RecordError, RunBusyError, UserError, guarded, raise_on
 from bench.experiment import plan_run, run_experiment
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
+from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.search_space import as_overrides
 
@@ -59,10 +60,12 @@ def load_preset(name: str) -> dict:
     return preset
 
 
-def every_method_and_mode() -> list[str]:
-    """`method: all` in a preset: every registered method in each of its modes."""
+def every_method_and_mode(protocol: str = "multitask") -> list[str]:
+    """`method: all` in a preset: every registered method in each of its modes (under
+    protocol=leave_one_out: each mode that can serve the held-out domain, bench/protocols.py)."""
     return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
-            for name, cls in METHODS.items() for mode in cls.modes]
+            for name, cls in METHODS.items() for mode in cls.modes
+            if protocol != "leave_one_out" or mode in UNSEEN_TARGET_MODES]
 
 
 def search_of(preset: dict) -> dict | None:
@@ -100,9 +103,13 @@ def trials(overrides: list[str], search: dict) -> list[list[str]]:
 def expand_grid(preset: dict, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, then a search
     trial's drawn settings, extra last)."""
-    grid = {key: every_method_and_mode() if key == "method" and values == "all" else values
+    protocol = ([o.split("=", 1)[1] for o in preset["fixed"] if o.startswith("protocol=")] or ["multitask"])[-1]
+    grid = {key: every_method_and_mode(protocol) if key == "method" and values == "all" else values
             for key, values in preset["grid"].items()}
-    axes = [[str(v).split() for v in values] for values in grid.values()]
+    # a value with `=` is overrides (`method=coop method.mode=st`); one without is its key's value, kept
+    # whole ("Real World" is one domain, quoted for Hydra)
+    axes = [[str(v).split() if "=" in str(v) else [f'"{v}"' if " " in str(v) else str(v)] for v in values]
+            for values in grid.values()]
     keys = list(grid)
     search = search_of(preset)
     runs = []

@@ -93,6 +93,9 @@ class SyntheticData:
     def eval_images(self) -> int:
         return self.n_tasks * self.eval_per_task
 
+    def eval_task_names(self, split: str) -> list[str]:
+        return self.task_names
+
     def eval_loader(self, split: str) -> list[MultiTaskBatch]:
         """One fixed batch of every task (what bench.engine.evaluate iterates)."""
         return [self._batch(torch.arange(self.eval_images), self.eval_per_task, 0)]
@@ -115,6 +118,9 @@ class RealData:
                 return next(self._iter)
             except StopIteration:
                 self._iter = None
+
+    def eval_task_names(self, split: str) -> list[str]:
+        return self.data.eval_task_names(split)
 
     def eval_loader(self, split: str):
         return self.data.eval_loader(split)

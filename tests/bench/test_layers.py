@@ -19,7 +19,7 @@ LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.validation", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
                  "bench.lock", "bench.import_names", "bench.device", "bench.records", "bench.distributed",
-                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention"]),
+                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.preflight", "bench.schedule", "bench.step", "bench.identity", "bench.degenerate",
                          "bench.nonfinite"]),
