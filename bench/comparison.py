@@ -10,6 +10,8 @@ average (`select_trials`; `selection="test"`: the oracle, an upper bound only).
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -51,12 +53,18 @@ def data_fingerprints(records: list[RunRecord]) -> dict[str, set]:
     return fingerprints
 
 
+#: the table-key suffix of each protocol but the default: tables never mix protocols
+PROTOCOL_SUFFIX = {"leave_one_out": "dg", "sequential": "seq"}
+
+
 def table_key(record: dict, fingerprints: dict[str, set]) -> str:
-    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data."""
+    """`<dataset>`, or `<dataset>-<data fingerprint>` when that name covers different data; a
+    protocol other than multitask adds its suffix (`toy-dg`), so no table mixes protocols."""
     fingerprint = record.data_fingerprint
+    key = record.key
     if len(fingerprints[record.key]) > 1 and fingerprint:
-        return f"{record.key}-{fingerprint[:8]}"
-    return record.key
+        key = f"{record.key}-{fingerprint[:8]}"
+    return f"{key}-{PROTOCOL_SUFFIX[record.protocol]}" if record.protocol in PROTOCOL_SUFFIX else key
 
 
 def _order(value: str, order: tuple) -> tuple:
@@ -104,6 +112,45 @@ def select_trials(records: list[RunRecord], selection: str = "val") -> tuple[lis
     return kept + list(best.values()), trials
 
 
+def held_out_rows(records: list[RunRecord], selection: str = "val") -> tuple[list[RunRecord], dict]:
+    """Leave-one-domain-out (DomainBed's table): after model selection across search trials per
+    held-out domain (`select_trials`: a trial is chosen for each target on its own), the runs of
+    one experiment and seed that differ only in `dataset.target` become one row record whose
+    `test` accuracies are each target's test accuracy (the column of its held-out domain) and
+    their average, whose `val` is the average of their selection averages, whose wall time sums
+    theirs (GPU-hours) and whose training time and speed are their mean.  Returns (row records,
+    {search group: every trial record behind it}), as `select_trials`."""
+    chosen, _ = select_trials(records, selection)
+    merged: dict[tuple, list[RunRecord]] = {}
+    for r in chosen:
+        r = _without_target(r)
+        merged.setdefault((stable_key((r.config, r.data_fingerprint, r.weights_fingerprint, r.trial is not None)),
+                           r.seed), []).append(r)
+    behind: dict[tuple, list[RunRecord]] = {}
+    for r in records:  # a search row's budget: every trial of every held-out domain
+        if r.trial is not None:
+            behind.setdefault(search_group(_without_target(r)), []).append(r)
+    rows = []
+    for members in merged.values():
+        members.sort(key=lambda m: m.target or "")
+        test = {m.target: m.accuracy["test"][m.target] for m in members}
+        test["average"] = sum(test.values()) / len(test)
+        val = {"average": sum(m.accuracy["val"]["average"] for m in members) / len(members)}
+        rows.append(dataclasses.replace(
+            members[0], tasks=[m.target for m in members], accuracy={"test": test, "val": val}, target=None,
+            wall_time_s=sum(m.wall_time_s or 0.0 for m in members),
+            train_time_s=_mean([m.train_time_s for m in members]),
+            train_images_per_s=_mean([m.train_images_per_s for m in members]),
+            peak_memory_mb=max([m.peak_memory_mb for m in members if m.peak_memory_mb is not None], default=None)))
+    return rows, behind
+
+
+def _without_target(record: RunRecord) -> RunRecord:
+    config = copy.deepcopy(record.config)
+    config.get("dataset", {}).pop("target", None)
+    return dataclasses.replace(record, config=config)
+
+
 def experiment_key(record: RunRecord) -> str:
     """The row a record belongs to: the run's identity without its seed (bench/identity.py),
     or for a search trial its search group (every selected trial of a method and mode)."""
@@ -126,16 +173,17 @@ def _stat_columns(row: dict, column: str, values: list[float]) -> None:
 
 
 def summarize(records: list[RunRecord], dataset: str, split: str = "test", selection: str = "val",
-              baseline: str | None = "zeroshot") -> pd.DataFrame:
+              baseline: str | None = "zeroshot", select=select_trials) -> pd.DataFrame:
     """Numeric summary of the records whose table key (`table_key`) is `dataset`, after model
     selection across search trials (`select_trials`): one row per experiment, columns method,
     mode, model, label, n, trials, "<task> mean|std|se|ci_low|ci_high" per task and for
     "Average", the paired difference of the average against the `baseline` row ("delta
     mean|se|ci_low|ci_high|n", "delta significant"), trainable, trainable_percent, the costs
     (train_time_s, gpu_hours over every run behind the row, images_per_s, peak_memory_mb) and
-    experiment."""
+    experiment.  `select`: the rows' records from the table's (`select_trials`; a leave-one-out
+    table: `held_out_rows`, a column per held-out domain)."""
     fingerprints = data_fingerprints(records)
-    recs, trials = select_trials([r for r in records if table_key(r, fingerprints) == dataset], selection)
+    recs, trials = select([r for r in records if table_key(r, fingerprints) == dataset], selection)
     tasks: list[str] = []
     for r in recs:
         tasks += [t for t in r.tasks if t not in tasks]

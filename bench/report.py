@@ -47,17 +47,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.comparison import (MODE_ORDER, data_fingerprints, experiment_key, gpu_hours,  # noqa: F401
-                              method_label, method_order, select_trials, summarize, table_key)  # (tests and tools use them)
+from bench.comparison import (MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints, experiment_key,  # noqa: F401
+                              gpu_hours, held_out_rows, method_label, method_order, select_trials, summarize,
+                              table_key)  # (tests and tools use them)
 from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.preflight import check_writable
 from bench.records import RunRecord, read_record
 from bench.report_plots import (method_style, plot_acc_vs_params, plot_acc_vs_time, plot_curves,  # noqa: F401
-                                point_label)
+                                plot_held_out, point_label)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
+HELD_OUT_CAPTION = ("Leave-one-domain-out (protocol=leave_one_out): each domain column is a separate run per "
+                    "seed that trained and validated on the other domains only and is tested on that held-out "
+                    "domain; Average: the mean over the held-out domains. ")
 
 
 class ReportError(UserError):
@@ -182,7 +186,10 @@ def _problem_lines(problems: list[dict]) -> list[str]:
 def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selection: str) -> str:
     """What the table shows and how its rows were chosen, in words (the Markdown's preamble)."""
     within = sorted({str(r.config.get("train", {}).get("selection", "not recorded")) for r in records})
-    rule = {"val": "the epoch with the best validation average", "last": "the last epoch"}
+    rule = {"val": "the epoch with the best validation average", "last": "the last epoch",
+            "oracle": "the epoch with the best validation average of the held-out domain: ORACLE, an upper bound"}
+    if any(r.protocol == "leave_one_out" for r in records):
+        rule["val"] = "the epoch with the best validation average of the source domains (training-domain validation)"
     recorded = [f"train.selection={w} ({rule[w]})" if w in rule else f"train.selection={w}"
                 for w in within if w != "not recorded"]
     parts = ["Model selection: within a run, " + (", ".join(recorded) if recorded else "not recorded") + "."]
@@ -222,11 +229,15 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
             f"cover {', '.join(sorted(fingerprints)) or 'no dataset'}. Pass --dataset with one of those keys "
             "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
     for dataset in chosen:
-        summary = summarize(records, dataset, split, selection, baseline)
+        held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
+        summary = summarize(records, dataset, "test" if held_out else split, selection, baseline,
+                            held_out_rows if held_out else select_trials)
         table = display_table(summary)
         mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
-        title = f"{dataset}: {split} accuracy (%)" + (" [ORACLE selection: upper bound]" if selection == "test" else "")
-        text = caption(mine_records, summary, split, selection)
+        oracle = selection == "test" or (held_out and any(r.selection == "oracle" for r in mine_records))
+        title = (f"{dataset}: held-out-domain test accuracy (%), leave-one-domain-out" if held_out
+                 else f"{dataset}: {split} accuracy (%)") + (" [ORACLE selection: upper bound]" if oracle else "")
+        text = (HELD_OUT_CAPTION if held_out else "") + caption(mine_records, summary, split, selection)
         md = [f"# {title}", "", text, "", table.to_markdown(index=False, disable_numparse=True), ""]
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]
@@ -245,6 +256,9 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         plot_acc_vs_params(summary, paths["png"], title)
         paths["time png"] = out_dir / f"{dataset}_acc_vs_time.png"
         plot_acc_vs_time(summary, paths["time png"], title)
+        if held_out:
+            paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
+            plot_held_out(summary, paths["held-out png"], title)
         if curves_from is not None:
             path = write_curves(summary, mine_records, selection, Path(curves_from), out_dir / f"{dataset}_curves.png",
                                 f"{dataset}: learning curves (mean ± se over seeds)")

@@ -99,3 +99,31 @@ def plot_curves(curves: dict[str, tuple[pd.Series, list[pd.DataFrame]]], tasks: 
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_held_out(summary: pd.DataFrame, path, title: str) -> None:
+    """Leave-one-domain-out: test accuracy on each held-out domain (x) per method and mode (error
+    bars: standard error over seeds); zero-shot (nothing trained) a dashed grey line."""
+    domains = [c[: -len(" mean")] for c in summary.columns
+               if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+    fig, ax = plt.subplots(figsize=(8.4, 4.4))
+    multi_model = summary["model"].nunique() > 1
+    x = list(range(len(domains)))
+    for _, r in summary.iterrows():
+        means = [r[f"{d} mean"] for d in domains]
+        errors = [0 if pd.isna(r[f"{d} se"]) else r[f"{d} se"] for d in domains]
+        if r["method"] == "zeroshot":
+            ax.plot(x, means, ls="--", lw=1.5, color="gray", marker="_", ms=14, label=point_label(r, multi_model))
+            continue
+        color, marker = method_style(r["method"])
+        ax.errorbar(x, means, yerr=errors, fmt=marker + "-", lw=0.8, color=color, ms=7, capsize=3,
+                    label=point_label(r, multi_model), **MODE_FACE.get(r["mode"], {}))
+    ax.set_xticks(x, domains)
+    ax.set_xlabel("held-out domain")
+    ax.set_ylabel("Test accuracy on the held-out domain (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)

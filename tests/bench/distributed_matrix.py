@@ -30,8 +30,9 @@ BASE = ["dataset=toy", "train.epochs=1", "train.steps_per_epoch=2", "train.batch
 
 
 def cases() -> dict[str, list[str]]:
-    """label -> overrides: every registered method and mode, plus MmAP's look-ahead affinity
-    and LoRA with its default dropout (per-step randomness: not exact, other run id)."""
+    """label -> overrides: every registered method and mode, plus MmAP's look-ahead affinity,
+    LoRA with its default dropout (per-step randomness: not exact, other run id) and two
+    leave-one-domain-out runs (selection on the sources' val, and the oracle)."""
     found = {}
     for name, cls in METHODS.items():
         for mode in cls.modes:
@@ -40,6 +41,11 @@ def cases() -> dict[str, list[str]]:
     found["mmap:grouped:lookahead"] = ["method=mmap", "method.mode=grouped", "method.grouping.strategy=lookahead",
                                        "method.grouping.warmup_steps=2"]
     found["lora:mt:dropout"] = ["method=lora", "method.mode=mt"]
+    # protocol=leave_one_out (bench/protocols.py): the sources train, the held-out domain is tested
+    found["coop:mt:leave_one_out"] = ["method=coop", "protocol=leave_one_out", "dataset.target=sketch",
+                                      "train.selection=val"]
+    found["maple:mt:leave_one_out:oracle"] = ["method=maple", "protocol=leave_one_out", "dataset.target=photo",
+                                              "train.selection=oracle"]
     return found
 
 

@@ -139,3 +139,27 @@ def test_dg_presets_run_every_method_in_a_mode_that_serves_the_target_on_every_t
         assert chosen == set(targets)
         for run in runs[:: max(1, len(runs) // 7)]:
             check(compose_config(run))  # every run's config is valid
+
+
+def test_the_report_writes_the_held_out_domain_table_apart_from_the_multitask_one(capsys, tmp_path):
+    from bench.report import load_records, write_report
+    quick = ["dataset.few_shot=2", "train.epochs=1", "train.warmup_epochs=0", "runtime.progress=false"]
+    for method in ("zeroshot", "coop"):
+        for target in ("sketch", "photo"):
+            code, out = launch(LOO + [f"method={method}", f"dataset.target={target}"] + quick
+                               + runtime_overrides(tmp_path), capsys)
+            assert code == 0, out
+    code, out = launch(["method=zeroshot"] + quick + runtime_overrides(tmp_path), capsys)  # a multitask run beside them
+    assert code == 0, out
+    records, problems = load_records(tmp_path / "results" / "runs")
+    assert len(records) == 5 and not problems
+    written = {p.name for p in write_report(records, problems, tmp_path / "out")}
+    assert {"toy.md", "toy-dg.md", "toy-dg.csv", "toy-dg.tex", "toy-dg_held_out.png"} <= written
+    dg = (tmp_path / "out" / "toy-dg.md").read_text()
+    assert "held-out-domain test accuracy" in dg and "source domains (training-domain validation)" in dg
+    header = next(line for line in dg.splitlines() if line.startswith("| Method"))
+    assert [c.strip() for c in header.split("|")[3:6]] == ["photo", "sketch", "Average"]
+    assert "Δ vs Zero-shot-MT" in header
+    rows = [line for line in dg.splitlines() if line.startswith("| ") and "Method" not in line]
+    assert len(rows) == 2  # one row per method and mode, the two held-out domains as columns
+    assert "leave-one-domain-out" not in (tmp_path / "out" / "toy.md").read_text()
