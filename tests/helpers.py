@@ -171,19 +171,25 @@ def make_imagefolder(root: Path, domains, classes, n_per_class=10) -> Path:
     return root
 
 
-def make_minidomainnet(root: Path) -> Path:
-    """MiniDomainNet's layout: <domain>/<class>/*.jpg and splits_mini/<domain>_<split>.txt."""
-    (root / "splits_mini").mkdir(parents=True)
-    for d in DN_DOMAINS:
+def write_domainnet_tree(root: Path, domains, lists_dir: str, per_class: int, n_train: int) -> Path:
+    """DomainNet's layout: <domain>/<class>/*.jpg and <lists_dir>/<domain>_{train,test}.txt, the
+    first `n_train` images of each class listed for training, the rest for testing."""
+    (root / lists_dir).mkdir(parents=True, exist_ok=True)
+    for d in domains:
         lines = {"train": [], "test": []}
         for label, c in enumerate(DN_CLASSES):
-            for i in range(12):
+            for i in range(per_class):
                 rel = f"{d}/{c}/{d}_{label:03d}_{i:06d}.jpg"
                 write_image(root / rel, i)
-                lines["train" if i < 9 else "test"].append(f"{rel} {label}")
+                lines["train" if i < n_train else "test"].append(f"{rel} {label}")
         for split, ls in lines.items():
-            (root / "splits_mini" / f"{d}_{split}.txt").write_text("\n".join(ls) + "\n")
+            (root / lists_dir / f"{d}_{split}.txt").write_text("\n".join(ls) + "\n")
     return root
+
+
+def make_minidomainnet(root: Path) -> Path:
+    """MiniDomainNet's layout: <domain>/<class>/*.jpg and splits_mini/<domain>_<split>.txt."""
+    return write_domainnet_tree(root, DN_DOMAINS, "splits_mini", per_class=12, n_train=9)
 
 
 def oh_cfg(root, *overrides):

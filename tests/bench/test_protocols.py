@@ -13,25 +13,16 @@ from bench.experiment import plan_run
 from bench.protocols import TaskRoles, task_roles
 from bench.sweep import expand_grid, load_preset
 from bench.check import load_dataset_config
-from tests.helpers import (DN_CLASSES, DN_DOMAINS, write_image, OH_CLASSES, OH_DOMAINS, launch, make_imagefolder, make_minidomainnet,
-                           train_cfg, dn_cfg, oh_cfg, runtime_overrides)
+from tests.helpers import (DN_CLASSES, DN_DOMAINS, OH_CLASSES, OH_DOMAINS, launch, make_imagefolder, make_minidomainnet,
+                           train_cfg, dn_cfg, oh_cfg, runtime_overrides, write_domainnet_tree)
 
 LOO = ["protocol=leave_one_out"]
 DOMAINNET = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
 
 
 def make_domainnet(root):
-    """DomainNet's layout: <domain>/<class>/*.jpg and the official <domain>_{train,test}.txt lists."""
-    for domain in DOMAINNET:
-        lines = {"train": [], "test": []}
-        for label, name in enumerate(DN_CLASSES):
-            for i in range(6):
-                rel = f"{domain}/{name}/{domain}_{label:03d}_{i:06d}.jpg"
-                write_image(root / rel, i)
-                lines["train" if i < 4 else "test"].append(f"{rel} {label}")
-        for split, listed in lines.items():
-            (root / f"{domain}_{split}.txt").write_text("\n".join(listed) + "\n")
-    return root
+    """Full DomainNet's layout: the official <domain>_{train,test}.txt lists at the root."""
+    return write_domainnet_tree(root, DOMAINNET, ".", per_class=6, n_train=4)
 
 
 @pytest.mark.parametrize("overrides, words", [
