@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -20,13 +20,15 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from bench.datasets import MultiDomainDataset, build_dataset
 from bench.errors import ConfigError
-from bench.methods import METHODS, Method
+from bench.methods import METHODS, MethodCard
 from bench.protocols import check_protocol
 from bench.schema import (DatasetConfig, MethodConfig, ModelConfig, RunConfig, RuntimeConfig, SpeedConfig,
                           TrainConfig, defaults_of)
 from bench.validation import check_section, coerce, instantiate, unknown_setting
+
+if TYPE_CHECKING:  # annotations only: building a method imports torch, checking a config does not
+    from bench.methods.contract import MethodContract
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 SECTIONS = (("train", TrainConfig), ("runtime", RuntimeConfig), ("model", ModelConfig),
@@ -96,16 +98,16 @@ def _quoting_hint(overrides: Sequence[str], text: str) -> str:
 
 
 # ---- checking: once, typed objects out -------------------------------------------------------
-def method_class(name: str) -> type[Method]:
-    """The registered method class called `name` (its `config_class` is its schema)."""
+def method_card(name: str) -> MethodCard:
+    """The card of the registered method called `name` (its `config_class` is its schema)."""
     if name not in METHODS:
         raise ConfigError(f"Unknown method '{name}'. Registered methods: {', '.join(METHODS)}. "
                           "Choose one with method=<name> (configs/method/<name>.yaml).")
     return METHODS[name]
 
 
-def _check_method(node: DictConfig) -> type[Method]:
-    method = method_class(str(node.name))
+def _check_method(node: DictConfig) -> MethodCard:
+    method = method_card(str(node.name))
     check_section(node, method.config_class, "method.")
     if node.mode not in method.modes:
         raise ConfigError(f"method.mode={node.mode!r} is not a mode of {node.name}: it runs in "
@@ -178,7 +180,7 @@ def method_config(block: Mapping | DictConfig) -> MethodConfig:
     completed with its schema's defaults, checked and typed."""
     if isinstance(block, MethodConfig):
         return block
-    cls = method_class(str(block["name"] if "name" in block else None))
+    cls = method_card(str(block["name"] if "name" in block else None))
     node = _completed(cls.config_class, block, "method.", _check_method)
     return instantiate(cls.config_class, OmegaConf.to_container(node, resolve=True))
 
@@ -198,13 +200,8 @@ def train_config(block: Mapping | DictConfig = ()) -> TrainConfig:
 
 
 # ---- building from typed settings ----------------------------------------------------------
-def build_method(block: Mapping | DictConfig | MethodConfig, clip, tasks: Sequence, seed: int = 0) -> Method:
+def build_method(block: Mapping | DictConfig | MethodConfig, clip, tasks: Sequence, seed: int = 0) -> "MethodContract":
     """The method named by the block, built on `clip` for `tasks` (the block is checked first:
     unknown names and bad values are ConfigErrors)."""
     cfg = method_config(block)
-    return METHODS[cfg.name](clip, tasks, cfg, seed=seed)
-
-
-def load_dataset(block: Mapping | DictConfig | DatasetConfig) -> MultiDomainDataset:
-    """The dataset a (possibly partial) dataset block describes, checked first."""
-    return build_dataset(dataset_config(block))
+    return METHODS[cfg.name].load()(clip, tasks, cfg, seed=seed)

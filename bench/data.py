@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms as T
 
 from bench import distributed
-from bench.datasets import ImageListDataset
+from bench.datasets.decoding import ImageListDataset
 from bench.datasets.decoding import DraftRandomResizedCrop, resized_copy
 from bench.errors import ConfigError
 from bench.protocols import TaskRoles

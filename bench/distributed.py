@@ -26,43 +26,19 @@ from __future__ import annotations
 
 import datetime
 import os
-import re
-from dataclasses import dataclass
-from typing import Mapping, Sequence, TypeVar
+from typing import Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
 
 from bench.errors import ConfigError, UserError
+from bench.world import World, current, first_host, set_current, world_from_env  # noqa: F401  (this module's API too)
 
 T = TypeVar("T")
 #: elements per all-reduce of the gradients (one buffer per bucket: bounded extra memory)
 BUCKET_ELEMENTS = 2**24
-DEFAULT_PORT_BASE = 29500
 
 
-@dataclass(frozen=True)
-class World:
-    """Who this process is among the run's processes."""
-
-    rank: int = 0
-    local_rank: int = 0
-    size: int = 1
-    master_addr: str = "127.0.0.1"
-    master_port: int = DEFAULT_PORT_BASE
-    launcher: str = "none"        # none | torchrun | slurm | submitit_local
-    backend: str | None = None    # set once initialised: nccl | gloo
-
-    @property
-    def distributed(self) -> bool:
-        return self.size > 1
-
-    @property
-    def is_writer(self) -> bool:
-        return self.rank == 0
-
-
-_current = World()
 
 
 class PeerLostError(UserError):
@@ -84,72 +60,24 @@ def _collective(call, *args, **kwargs):
             f"command: every rank resumes from the last checkpoint.") from None
 
 
-def first_host(nodelist: str) -> str:
-    """The first host of a SLURM host list: "gpu[03-05,09],cpu1" -> "gpu03"."""
-    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist.strip())
-    if not match:
-        raise ConfigError(f"SLURM_NODELIST={nodelist!r} is not a SLURM host list: cannot find the master host. "
-                          "Set MASTER_ADDR to the first node's address.")
-    prefix, ranges = match.groups()
-    if not ranges:
-        return prefix
-    return prefix + ranges.split(",")[0].split("-")[0]
-
-
-def world_from_env(env: Mapping[str, str] | None = None) -> World:
-    """The world of this process from torchrun's or SLURM's variables (single process otherwise)."""
-    env = os.environ if env is None else env
-    try:
-        if "RANK" in env and "WORLD_SIZE" in env:  # torchrun (also a user's own launcher)
-            return World(int(env["RANK"]), int(env.get("LOCAL_RANK", 0)), int(env["WORLD_SIZE"]),
-                         env.get("MASTER_ADDR", "127.0.0.1"), int(env.get("MASTER_PORT", DEFAULT_PORT_BASE)),
-                         "torchrun")
-        local = env.get("SUBMITIT_LOCAL_NTASKS")  # submitit's local executor, tasks_per_node=N
-        if local is not None and int(local) > 1:
-            job = int(env.get("SUBMITIT_LOCAL_JOB_ID", "0"))
-            return World(int(env["SUBMITIT_LOCAL_GLOBALID"]), int(env.get("SUBMITIT_LOCAL_LOCALID", 0)), int(local),
-                         env.get("MASTER_ADDR", "127.0.0.1"),
-                         int(env.get("MASTER_PORT", DEFAULT_PORT_BASE + 1 + job % 20000)), "submitit_local")
-        # srun / submitit: a step of N tasks; the batch script itself (no step) is one process
-        tasks = env.get("SLURM_STEP_NUM_TASKS", env.get("SLURM_NTASKS") if "SLURM_STEP_ID" in env else None)
-        if tasks is not None and int(tasks) > 1 and "SLURM_PROCID" in env:
-            job = int(env.get("SLURM_JOB_ID", "0"))
-            return World(int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)), int(tasks),
-                         env.get("MASTER_ADDR") or first_host(env.get("SLURM_STEP_NODELIST",
-                                                                      env.get("SLURM_NODELIST", "127.0.0.1"))),
-                         int(env.get("MASTER_PORT", DEFAULT_PORT_BASE + 1 + job % 20000)), "slurm")
-    except ValueError as error:
-        raise ConfigError(f"The launcher's environment cannot be read as a process world ({error}): "
-                          "check RANK/WORLD_SIZE/LOCAL_RANK (torchrun) or SLURM_PROCID/SLURM_NTASKS.") from None
-    return World()
-
-
-def current() -> World:
-    """The world `setup` initialised (a single process before or without it)."""
-    return _current
-
-
 def setup(device_name: str, timeout_s: float) -> World:
     """Initialise the process group once (NCCL on CUDA, gloo on CPU) when the environment
     holds several processes; a single process initialises nothing.  `timeout_s` bounds every
     collective, so a rank that died takes the others down instead of hanging them."""
-    global _current
     world = world_from_env()
-    if not world.distributed:
-        return _current
-    if dist.is_initialized():
-        return _current
+    if not world.distributed or dist.is_initialized():
+        return current()
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     backend = "nccl" if cuda else "gloo"
     if cuda:
         torch.cuda.set_device(world.local_rank)
     os.environ.setdefault("MASTER_ADDR", world.master_addr)
     os.environ.setdefault("MASTER_PORT", str(world.master_port))
-    _current = World(world.rank, world.local_rank, world.size, world.master_addr, world.master_port,
-                     world.launcher, backend)
+    initialised = set_current(World(world.rank, world.local_rank, world.size, world.master_addr,
+                                    world.master_port, world.launcher, backend))
     _collective(dist.init_process_group, backend, init_method="env://", rank=world.rank, world_size=world.size,
                 timeout=datetime.timedelta(seconds=timeout_s))
-    return _current
+    return initialised
 
 
 def local_device(device: torch.device) -> torch.device:
@@ -262,7 +190,6 @@ def barrier() -> None:
 
 def shutdown() -> None:
     """Leave the process group (end of a distributed run)."""
-    global _current
     if dist.is_initialized():
         dist.destroy_process_group()
-    _current = World()
+    set_current(World())

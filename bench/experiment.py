@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from tabulate import tabulate
 
 from bench import distributed
-from bench.app import build_method, check, method_class
+from bench.app import build_method, check, method_card
 from bench.atomic_io import git_commit, package_versions
 from bench.curves import CurveLogger, curves_path, tensorboard_path
 from bench.data import MultiTaskData
@@ -35,7 +35,8 @@ from bench.device import peak_memory_mb, resolve_device
 from bench.engine import TrainOutcome, evaluate_counted, fit
 from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
 from bench.lock import RunLock
-from bench.methods import Method, count_parameters
+from bench.methods.base import Method
+from bench.methods.contract import count_parameters
 from bench.models import build_clip
 from bench.degenerate import degenerate_data_warnings
 from bench.protocols import check_target, task_roles
@@ -70,7 +71,7 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
     ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
     world = distributed.current()
-    if world.distributed and not method_class(cfg.method.name).exact_over_processes(cfg.method):
+    if world.distributed and not method_card(cfg.method.name).load().exact_over_processes(cfg.method):
         ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
     run_id = run_id_of(ident)
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),

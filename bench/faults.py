@@ -32,7 +32,7 @@ import signal
 import time
 from pathlib import Path
 
-from bench import distributed
+from bench import world
 
 _fired_here: set[str] = set()
 _writes = 0
@@ -44,7 +44,7 @@ def _faults() -> dict[str, int]:
     for item in filter(None, (s.strip() for s in spec.split(","))):
         kind, _, k = item.partition(":")
         k, _, rank = k.partition("@")
-        if not rank or int(rank) == distributed.current().rank:
+        if not rank or int(rank) == world.current().rank:
             faults[kind] = int(k)
     return faults
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-from bench.app import CONFIG_DIR, SECTIONS, compose_config, method_class
+from bench.app import CONFIG_DIR, SECTIONS, compose_config, method_card
 from bench.validation import bounds_in_words, describe
 
 #: config groups a user picks (the others in configs/ are internal wiring)
@@ -54,7 +54,7 @@ def settings_lines(schema: type, values, prefix: str) -> list[str]:
 def help_text(overrides: Sequence[str]) -> str:
     """The help for a command line (its `method=`, `dataset=`, `model=` choices applied)."""
     cfg = compose_config([o for o in overrides if not o.startswith("-")])
-    method = method_class(str(cfg.method.name))
+    method = method_card(str(cfg.method.name))
     groups = [f"  {group}: " + ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")))
               for group in USER_GROUPS]
     lines = ["python -m bench.run [key=value ...]: train and evaluate one method on one dataset.", "",

@@ -15,11 +15,11 @@ from omegaconf import DictConfig
 from bench.app import CONFIG_DIR, check_command_line
 from bench.errors import guarded, raise_on_signal
 from bench.help import help_text
-from bench.experiment import run_experiment
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> None:
+    from bench.experiment import run_experiment  # deferred: torch and open_clip, for a run only (not --help, --cfg)
     guarded(run_experiment)(cfg)
 
 

@@ -5,8 +5,6 @@ import random
 import zlib
 from typing import Any
 
-import numpy as np
-import torch
 
 
 def stable_seed(*parts: Any) -> int:
@@ -16,6 +14,10 @@ def stable_seed(*parts: Any) -> int:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (every draw of ours has its own seeded generator too)."""
+    # deferred: only a run seeds torch; `stable_seed` serves commands that never import it
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

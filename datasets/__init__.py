@@ -9,10 +9,11 @@ Public API::
 
     from bench.datasets import build_dataset, DATASETS, register_dataset
     from bench.datasets import Task, MultiDomainDataset, DatasetError
-    from bench.datasets import ImageListDataset, collate_skip_unreadable, readable_classname
+    from bench.datasets import readable_classname
+    from bench.datasets.decoding import ImageListDataset, collate_skip_unreadable  # torch: the loaders' side
 """
 if __name__ == "bench.datasets":
-    from .base import DatasetError, ImageListDataset, MultiDomainDataset, Task, collate_skip_unreadable
+    from .base import DatasetError, MultiDomainDataset, Task
     from .registry import DATASETS, build_dataset, register_dataset
     from .splits import readable_classname
 
@@ -20,8 +21,8 @@ if __name__ == "bench.datasets":
     from . import domainnet, imagefolder, minidomainnet, officehome, toy  # noqa: F401
 
     __all__ = [
-        "DATASETS", "DatasetError", "ImageListDataset", "MultiDomainDataset", "Task",
-        "build_dataset", "collate_skip_unreadable", "readable_classname", "register_dataset",
+        "DATASETS", "DatasetError", "MultiDomainDataset", "Task", "build_dataset", "readable_classname",
+        "register_dataset",
     ]
 else:
     from bench.import_names import hand_over

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from PIL import Image
@@ -32,7 +33,7 @@ from torchvision.transforms import functional as F
 
 from bench.errors import ConfigError
 
-from .base import Sample
+from .base import Sample, load_rgb
 
 
 class DraftRandomResizedCrop(T.RandomResizedCrop):
@@ -122,3 +123,50 @@ def decode_jpegs_on_gpu(encoded: Sequence[torch.Tensor], device: str | torch.dev
                           f"{'available' if torch.cuda.is_available() else 'not available here'}. Decode "
                           "on the CPU workers instead (the default loader).")
     return decode_jpeg(list(encoded), mode=ImageReadMode.RGB, device=device)
+
+
+class ImageListDataset(torch.utils.data.Dataset):
+    """Map-style dataset over ``(path, label)`` samples.
+
+    ``__getitem__`` returns ``(transform(rgb_image), label)``, or ``None`` when
+    the file is missing, truncated or not an image (use
+    :func:`collate_skip_unreadable` as the DataLoader's ``collate_fn``).
+    """
+
+    def __init__(self, samples: Sequence[Sample], transform: Optional[Callable] = None, lazy: bool = False):
+        self.samples = list(samples)
+        self.transform = transform
+        self.lazy = lazy  # the transform receives the image opened, not decoded (it decodes it: draft)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        try:
+            image = Image.open(path) if self.lazy else load_rgb(path)
+            if self.lazy and self.transform is not None:  # decoding happens inside the transform
+                return self.transform(image), label
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # OSError covers FileNotFoundError and PIL.UnidentifiedImageError.
+            warnings.warn(f"skipping unreadable image {path}: {exc}", RuntimeWarning, stacklevel=2)
+            return None
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+
+def collate_skip_unreadable(batch) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Collate ``(image, label)`` items, dropping ``None`` (unreadable) ones.
+
+    Returns ``(images, labels, num_unreadable)``. When every item was
+    unreadable, ``images`` and ``labels`` are empty tensors (``numel() == 0``);
+    the caller should skip such a batch.
+    """
+    items = [item for item in batch if item is not None]
+    num_unreadable = len(batch) - len(items)
+    if not items:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), num_unreadable
+    images = torch.stack([img for img, _ in items])
+    labels = torch.as_tensor([int(lbl) for _, lbl in items], dtype=torch.long)
+    return images, labels, num_unreadable

@@ -4,18 +4,17 @@
 logit_scale * cos(image feature, class text feature) over the sample's own task, with the
 image and text features from the frozen `PromptableCLIP` and the method's prompts.
 `TemplateMethod` is a `Method` whose class prompts are a hand-written template
-(`TemplateConfig.template`).
+(`TemplateConfig.template`, methods/settings.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from bench.clip import PromptableCLIP, TowerPrompts
-from bench.schema import MethodConfig, setting
+from bench.schema import MethodConfig
 from bench.speedups import SPEEDUPS, ImageFeatureCache
 from bench.seeding import stable_seed
 from bench.methods.contract import MethodContract, MethodError
@@ -33,13 +32,6 @@ def seeded_uniform(shape: Sequence[int], bound: float, *seed_parts: Any) -> torc
     of weight and bias is bound = 1/sqrt(fan_in)."""
     generator = torch.Generator().manual_seed(stable_seed(*seed_parts))
     return (torch.rand(*shape, generator=generator) * 2 - 1) * bound
-
-
-@dataclass
-class TemplateConfig(MethodConfig):
-    """The settings of a method whose text side is the hand-crafted template."""
-
-    template: str = setting("a photo of a {}.", "class prompt of the text tower: template.format(class name)")
 
 
 def prompted_layers(cfg, default_depth: int, max_depth: int, method: str) -> int:

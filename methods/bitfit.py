@@ -27,20 +27,12 @@ import torch
 from torch import nn
 
 from bench.clip import ModelError
-from bench.methods.base import TemplateConfig
-from bench.methods.registry import register_method
-from bench.search_space import LogUniform, SearchSpace
+from bench.methods.registry import implements
 from bench.methods.routed_layers import RoutedAttention, RoutedLayerNorm, RoutedLinear
 from bench.methods.task_weights import TowersWithTaskWeights
 
 
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: BitFit's grid 1e-4..1e-3 and below; no decay (it would pull biases to 0)
-BITFIT_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(2e-5, 1e-3)})
-
-
-@register_method("bitfit", config=TemplateConfig, label="BitFit", search=BITFIT_SEARCH)
+@implements("bitfit")
 class BitFit(TowersWithTaskWeights):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

@@ -24,34 +24,17 @@ Trainable parameters per set: 2 e^2 / `reduction`; ViT-B/16 (e = 512, reduction 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.schema import setting
-from bench.methods.base import TemplateConfig, TemplateMethod, seeded_uniform
-from bench.methods.registry import register_method
-from bench.search_space import LogUniform, SearchSpace, Uniform
+from bench.methods.base import TemplateMethod, seeded_uniform
+from bench.methods.registry import implements
 from bench.methods.routed_layers import per_row_linear
 
 
-@dataclass
-class CLIPAdapterConfig(TemplateConfig):
-    ratio: float = setting(0.2, "residual ratio a: f' = a adapter(f) + (1 - a) f", min=0.0, max=1.0)
-    reduction: int = setting(4, "bottleneck width = embedding width / reduction", min=1)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: CoOp's training, lr 0.002; the paper's ratio 0.2
-CLIP_ADAPTER_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(4e-4, 1e-2), "method.ratio": Uniform(0.1, 0.6),
-     "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("clip_adapter", config=CLIPAdapterConfig, label="CLIP-Adapter", search=CLIP_ADAPTER_SEARCH)
+@implements("clip_adapter")
 class CLIPAdapter(TemplateMethod):
-    modes = ("mt", "st")
     text_depends_on_parameters = False
     image_depends_on_parameters = False  # of the frozen CLIP feature f; the adapter comes after
 

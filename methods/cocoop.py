@@ -27,38 +27,19 @@ Trainable parameters per set: M d_text + (e e/16 + e/16) + (e/16 d_text + d_text
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, seeded_normal, seeded_uniform
-from bench.methods.registry import register_method
-from bench.search_space import LogUniform, SearchSpace
+from bench.methods.registry import implements
 from bench.methods.routed_layers import per_row_linear
 
 
-@dataclass
-class CoCoOpConfig(MethodConfig):
-    ctx_init: Optional[str] = setting("a photo of a", "context initialised from these words (M = their "
-                                                      "token count); null: N(0, 0.02) with n_ctx tokens")
-    n_ctx: int = setting(4, "context tokens when ctx_init is null", min=1)
-    meta_reduction: int = setting(16, "meta-net hidden width = embedding width / meta_reduction", min=1)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: paper: SGD lr 0.002; its context comes from ctx_init
-COCOOP_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(4e-4, 1e-2), "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("cocoop", config=CoCoOpConfig, label="CoCoOp", search=COCOOP_SEARCH)
+@implements("cocoop")
 class CoCoOp(Method):
-    modes = ("mt", "st")
     image_depends_on_parameters = False  # the meta-net reads the frozen tower's feature
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):

@@ -28,38 +28,16 @@ number of classes (65 on Office-Home: 532,480 for MT, 2,129,920 for ST).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Optional
-
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, seeded_normal
-from bench.methods.registry import register_method
-from bench.search_space import Choice, LogUniform, SearchSpace
+from bench.methods.registry import implements
 
 
-@dataclass
-class CoOpConfig(MethodConfig):
-    n_ctx: int = setting(16, "context tokens (ignored with ctx_init)", min=1)
-    ctx_init: Optional[str] = setting(None, 'e.g. "a photo of a" (then n_ctx = its token count); null: N(0, 0.02)')
-    csc: bool = setting(False, "class-specific context: one context per class (name, in MT) instead of one for all")
-    class_token_position: Literal["end", "middle", "front"] = setting(
-        "end", "where the class name goes: after the context | in its middle | before it")
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: paper: SGD lr 0.002, 16 tokens, decay 5e-4
-COOP_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(4e-4, 1e-2), "method.n_ctx": Choice((4, 8, 16)),
-     "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("coop", config=CoOpConfig, label="CoOp", search=COOP_SEARCH)
+@implements("coop")
 class CoOp(Method):
-    modes = ("mt", "st")
     image_depends_on_parameters = False
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):

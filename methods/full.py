@@ -12,21 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.methods.base import TemplateConfig, TemplateMethod
+from bench.methods.base import TemplateMethod
 from bench.methods.private_clip import private_weights
-from bench.methods.registry import register_method
-from bench.search_space import LogUniform, SearchSpace
+from bench.methods.registry import implements
 
 
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: AdamW lr 1e-5, decay 0.1
-FULL_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(2e-6, 5e-5), "train.weight_decay": LogUniform(1e-2, 0.3)})
-
-
-@register_method("full", config=TemplateConfig, label="Full FT", search=FULL_SEARCH)
+@implements("full")
 class FullFineTuning(TemplateMethod):
-    modes = ("mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

@@ -28,39 +28,18 @@ Trainable parameters per set: 2 x 3 x r x (L_text d_text + L_vision d_vision); V
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 import functools
-from typing import Literal
 
 import torch
 from torch import nn
 
-from bench.schema import setting
-from bench.methods.registry import register_method
-from bench.search_space import Choice, LogUniform, SearchSpace
-from bench.methods.base import TemplateConfig, seeded_uniform
+from bench.methods.registry import implements
+from bench.methods.base import seeded_uniform
 from bench.methods.routed_layers import RoutedAttention, tower_blocks
 from bench.methods.task_weights import TowersWithTaskWeights
 
 
-@dataclass
-class LoRAConfig(TemplateConfig):
-    rank: int = setting(2, "rank r of each low-rank update B A", min=1)
-    alpha: float = setting(1.0, "LoRA alpha: the update is scaled by alpha / sqrt(r) or alpha / r", above=0)
-    scaling: Literal["sqrt_rank", "rank"] = setting(
-        "sqrt_rank", "s = alpha / sqrt(r) (CLIP-LoRA's released code) | alpha / r (Hu et al.)")
-    dropout: float = setting(0.25, "dropout on the LoRA input while training (one mask per projection)",
-                             min=0.0, max=0.99)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: CLIP-LoRA: AdamW lr 2e-4, rank 2, decay 0.01
-LORA_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(4e-5, 1e-3), "method.rank": Choice((1, 2, 4, 8)),
-     "train.weight_decay": LogUniform(1e-3, 0.1)})
-
-
-@register_method("lora", config=LoRAConfig, label="LoRA", search=LORA_SEARCH)
+@implements("lora")
 class LoRA(TowersWithTaskWeights):
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

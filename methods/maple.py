@@ -22,39 +22,17 @@ defaults: 2x512 + 8x2x512 + 9x(512x768 + 768) = 3,555,072 for MT (2.3761 % of CL
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.schema import MethodConfig, setting
 from bench.methods.base import Method, prompted_layers, seeded_normal, seeded_uniform
-from bench.methods.registry import register_method
-from bench.search_space import Choice, LogUniform, SearchSpace
+from bench.methods.registry import implements
 
 
-@dataclass
-class MaPLeConfig(MethodConfig):
-    n_ctx: int = setting(2, "context tokens per prompted layer", min=1)
-    prompt_depth: Optional[int] = setting(None, "prompted layers per tower; null: MaPLe's 9 (all layers of a "
-                                                "shallower model)", min=1)
-    ctx_init: Optional[str] = setting("a photo of a", "first layer's context from the first n_ctx tokens of this "
-                                                      'text; null: "X X {class}." and N(0, init_std^2)')
-    init_std: float = setting(0.02, "deeper text prompts ~ N(0, init_std^2)", min=0)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: paper: SGD lr 0.0035, 2 tokens (at most the 4 words of ctx_init)
-MAPLE_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(7e-4, 1.75e-2), "method.n_ctx": Choice((2, 4)),
-     "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("maple", config=MaPLeConfig, label="MaPLe", search=MAPLE_SEARCH)
+@implements("maple")
 class MaPLe(Method):
-    modes = ("mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

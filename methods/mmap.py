@@ -31,20 +31,16 @@ from __future__ import annotations
 import logging
 import dataclasses
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
 
 import torch
 from torch import nn
 
 from bench import distributed
 from bench.clip import TowerPrompts
-from bench.schema import MethodConfig, setting
 from bench.methods import grouping
 from bench.methods.base import Method, MethodError, prompted_layers, seeded_normal
-from bench.methods.registry import register_method
-from bench.search_space import Choice, LogUniform, SearchSpace
+from bench.methods.registry import implements
 
 log = logging.getLogger(__name__)
 
@@ -80,49 +76,8 @@ class MmAPSets(nn.Module):
         return kron_rows(self.source, self.vision_factor)
 
 
-@dataclass
-class GroupingConfig:
-    """How MmAP's tasks are split into groups (methods/grouping.py)."""
-
-    strategy: Literal["gradient", "lookahead", "manual", "one_group", "singletons"] = setting(
-        "gradient", "gradient: cosine of task gradients on a shared warm-up MmAP | lookahead: Fifty et al. "
-        "2021 | manual: `groups` | one_group | singletons")
-    n_groups: int = setting(2, "groups to find (gradient, lookahead)", min=1)
-    objective: Literal["mean", "sum"] = setting(
-        "mean", "mean: sum over tasks of the mean affinity to its group-mates (TAG's total affinity) | "
-        "sum: sum of intra-group pairwise affinities (favours big groups)")
-    groups: Optional[list[list[str]]] = setting(
-        None, 'manual: lists of task names, e.g. [[Art, Clipart], [Product, "Real World"]]', min_length=1)
-    warmup_epochs: int = setting(1, "warm-up epochs of the shared MmAP that measures affinities", min=1)
-    warmup_steps: Optional[int] = setting(None, "cap on warm-up steps (null: whole epochs)", min=1)
-    affinity_file: Optional[str] = setting(None, "a previous run's grouping/groups.json or affinity.csv: "
-                                                 "reuse it, no warm-up")
-
-
-@dataclass
-class MmAPConfig(MethodConfig):
-    mode: str = setting("grouped", "grouped: group-shared + task-specific MmAPs | mt: one MmAP | st: one per task")
-    n_ctx: int = setting(8, "tokens of a group-shared (grouped) or the only (mt/st) MmAP", min=1)
-    n_task_ctx: int = setting(8, "tokens of each task-specific MmAP (grouped mode; 0: none)", min=0)
-    prompt_depth: Optional[int] = setting(None, "prompted layers per tower (null: every layer of the "
-                                                "shallower tower)", min=1)
-    source_dim: Optional[int] = setting(None, "d_s (null: gcd(d_text, d_vision), 256 for ViT-B/16)", min=1)
-    init_std: float = setting(0.02, "source prompt ~ N(0, init_std^2)", min=0)
-    factor_init: Literal["ones", "normal"] = setting("ones", "U_t and U_v start at ones | N(0, init_std^2)")
-    template: str = setting("{}.", 'text after the placeholders: "X ... X {class}."')
-    grouping: GroupingConfig = field(default_factory=GroupingConfig)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: MaPLe's training, lr 0.0035; our default 8 tokens
-MMAP_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(7e-4, 1.75e-2), "method.n_ctx": Choice((4, 8, 16)),
-     "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("mmap", config=MmAPConfig, label="MmAP", search=MMAP_SEARCH)
+@implements("mmap")
 class MmAP(Method):
-    modes = ("grouped", "mt", "st")
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):
         super().__init__(clip, tasks, cfg, seed)

@@ -16,37 +16,16 @@ Office-Home's 4 tasks; shallow: 6,144 per set.  `n_tokens: 0` is zero-shot CLIP 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
 import torch
 from torch import nn
 
 from bench.clip import TowerPrompts
-from bench.schema import setting
-from bench.methods.base import TemplateConfig, TemplateMethod, prompted_layers, seeded_normal
-from bench.methods.registry import register_method
-from bench.search_space import Choice, LogUniform, SearchSpace
+from bench.methods.base import TemplateMethod, prompted_layers, seeded_normal
+from bench.methods.registry import implements
 
 
-@dataclass
-class VPTConfig(TemplateConfig):
-    n_tokens: int = setting(8, "visual prompt tokens per layer (0: zero-shot CLIP exactly)", min=0)
-    deep: bool = setting(True, "true: fresh tokens replace the prompts at every prompted layer | false: input only")
-    prompt_depth: Optional[int] = setting(None, "prompted vision layers when deep (null: all of them)", min=1)
-    init_std: float = setting(0.02, "prompts ~ N(0, init_std^2), as MaPLe's VPT", min=0)
-
-
-#: the settings worth tuning (bench/search_space.py), around the reference's:
-#: MaPLe's CLIP-VPT: SGD lr 0.0025, 8 tokens
-VPT_SEARCH = SearchSpace(
-    {"train.lr": LogUniform(5e-4, 1.25e-2), "method.n_tokens": Choice((4, 8, 16)),
-     "train.weight_decay": LogUniform(5e-5, 5e-3)})
-
-
-@register_method("vpt", config=VPTConfig, label="VPT", search=VPT_SEARCH)
+@implements("vpt")
 class VPT(TemplateMethod):
-    modes = ("mt", "st")
     text_depends_on_parameters = False
 
     def __init__(self, clip, tasks, cfg, seed: int = 0):

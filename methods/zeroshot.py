@@ -6,23 +6,12 @@ templates are averaged and renormalised (prompt ensembling).  Trainable paramete
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
-
-from bench.schema import setting
-from bench.methods.base import TemplateConfig, TemplateMethod
-from bench.methods.registry import register_method
+from bench.methods.base import TemplateMethod
+from bench.methods.registry import implements
 
 
-@dataclass
-class ZeroShotConfig(TemplateConfig):
-    templates: Optional[list[str]] = setting(None, "several templates: their features are averaged (ensemble)",
-                                             min_length=1)
-
-
-@register_method("zeroshot", config=ZeroShotConfig, label="Zero-shot")
+@implements("zeroshot")
 class ZeroShot(TemplateMethod):
-    modes = ("mt",)
     text_depends_on_parameters = False
     image_depends_on_parameters = False
 

@@ -15,13 +15,13 @@ from helpers import (
     OH_CLASSES,
     OH_DOMAINS,
     REPO,
+    load_dataset,
     make_imagefolder,
     make_minidomainnet,
     register_model_config,
 )
 from omegaconf import OmegaConf
 
-from bench.app import load_dataset
 from bench.models import build_clip
 
 SCRIPT = REPO / "scripts" / "slurm_local.sh"

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from PIL import Image
 
-from bench.app import compose_config, train_config
+from bench.app import compose_config, dataset_config, train_config
 from bench.check import load_dataset_config
 from bench.data import MultiTaskBatch
+from bench.datasets import build_dataset
 from bench.errors import guarded
 from bench.experiment import run_experiment
 from bench.step import build_optimizer, multitask_loss
@@ -33,6 +34,11 @@ def method_cfg(name: str, **overrides):
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
+
+
+def load_dataset(block):
+    """The dataset a (possibly partial) dataset block describes, checked first, as a run builds it."""
+    return build_dataset(dataset_config(block))
 
 
 def train_cfg(**overrides):

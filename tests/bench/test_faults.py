@@ -69,7 +69,7 @@ def toy_copy(tmp_path_factory):
     """A private copy of the generated toy dataset (tests break images in copies of it)."""
     from omegaconf import OmegaConf
 
-    from bench.app import load_dataset
+    from helpers import load_dataset
     return Path(load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")).root)
 
 
@@ -83,7 +83,7 @@ def test_split(root: Path, domain: str, split: str) -> list[str]:
     """The image paths of `split` of `domain` for a toy dataset at `root`, as a run splits it."""
     from omegaconf import OmegaConf
 
-    from bench.app import load_dataset
+    from helpers import load_dataset
     cfg = OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml")
     cfg.root = str(root)
     task = load_dataset(cfg).task(domain)

@@ -7,7 +7,7 @@ import yaml
 
 from bench.errors import ConfigError
 from bench.methods import METHODS
-from bench.methods.coop import CoOpConfig
+from bench.methods.settings import CoOpConfig
 from bench.schema import TrainConfig
 from bench.search_space import Choice, LogUniform, SearchSpace, Uniform, as_overrides
 from bench.sweep import SweepError, expand_grid, load_preset, plan

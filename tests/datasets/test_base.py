@@ -1,12 +1,9 @@
-"""Datasets' shared pieces (datasets/base.py): an unreadable image is None and the collate counts it."""
+"""Datasets' shared pieces (datasets/decoding.py): an unreadable image is None and the collate counts it."""
 from __future__ import annotations
 
 import pytest
 import torch
-from bench.datasets import (
-    ImageListDataset,
-    collate_skip_unreadable,
-)
+from bench.datasets.decoding import ImageListDataset, collate_skip_unreadable
 from helpers import (
     write_image,
 )

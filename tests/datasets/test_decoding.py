@@ -13,7 +13,8 @@ from torchvision import transforms as T
 from torchvision.io import read_file
 
 from bench.data import ImageSpec, MultiTaskData, build_transforms
-from bench.datasets import ImageListDataset, MultiDomainDataset, Task
+from bench.datasets import MultiDomainDataset, Task
+from bench.datasets.decoding import ImageListDataset
 from bench.datasets.decoding import DraftRandomResizedCrop, decode_jpegs_on_gpu, resized_copy
 from bench.errors import ConfigError
 from bench.identity import identity_config

@@ -9,7 +9,7 @@ from helpers import (
     make_imagefolder,
 )
 
-from bench.app import load_dataset
+from helpers import load_dataset
 from bench.check import load_dataset_config
 
 

@@ -14,7 +14,7 @@ from helpers import (
     REPO,
 )
 
-from bench.app import load_dataset
+from helpers import load_dataset
 from bench.check import load_dataset_config
 
 

@@ -14,7 +14,7 @@ from helpers import (
     paths,
 )
 
-from bench.app import load_dataset
+from helpers import load_dataset
 
 
 def test_readable_classname():

@@ -11,7 +11,7 @@ from bench.datasets import (
 from bench.datasets import toy as toy_module
 from PIL import Image
 
-from bench.app import load_dataset
+from helpers import load_dataset
 from bench.check import load_dataset_config
 
 

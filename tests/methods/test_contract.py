@@ -11,7 +11,8 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from bench.methods import METHODS, MethodError
+from bench.methods import METHODS
+from bench.methods.contract import MethodError
 from helpers import (
     FORMULA_CASES,
     PROMPT_CASES,
