@@ -59,7 +59,7 @@ def help_text(overrides: Sequence[str]) -> str:
               for group in USER_GROUPS]
     lines = ["python -m bench.run [key=value ...]: train and evaluate one method on one dataset.", "",
              "Choose with group=option:", *groups, "",
-             f"method={cfg.method.name} ({method.__name__}; modes {', '.join(method.modes)}): its settings",
+             f"method={cfg.method.name} ({method.class_name}; modes {', '.join(method.modes)}): its settings",
              *settings_lines(method.config_class, cfg.method, "method."), ""]
     for key, schema in SECTIONS:
         lines += [f"{key} settings:", *settings_lines(schema, cfg[key], f"{key}."), ""]

@@ -31,6 +31,13 @@ class MethodCard:
     modes: tuple[str, ...]
     search_space: SearchSpace
 
+    @property
+    def class_name(self) -> str:
+        """The implementing class's name, read without importing it."""
+        if isinstance(self.implementation, str):
+            return self.implementation.partition(":")[2]
+        return self.implementation.__name__
+
     def load(self) -> type["MethodContract"]:
         """The method's class (its module imported on first use: torch and open_clip with it)."""
         if not isinstance(self.implementation, str):
