@@ -180,9 +180,9 @@ def method_config(block: Mapping | DictConfig) -> MethodConfig:
     completed with its schema's defaults, checked and typed."""
     if isinstance(block, MethodConfig):
         return block
-    cls = method_card(str(block["name"] if "name" in block else None))
-    node = _completed(cls.config_class, block, "method.", _check_method)
-    return instantiate(cls.config_class, OmegaConf.to_container(node, resolve=True))
+    card = method_card(str(block["name"] if "name" in block else None))
+    node = _completed(card.config_class, block, "method.", _check_method)
+    return instantiate(card.config_class, OmegaConf.to_container(node, resolve=True))
 
 
 def dataset_config(block: Mapping | DictConfig) -> DatasetConfig:
