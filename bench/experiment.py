@@ -17,29 +17,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
 from tabulate import tabulate
 
 from bench import distributed
-from bench.app import build_method, check, method_card
+from bench.app import build_method, check
+from bench.planning import RunPlan, plan_run
 from bench.atomic_io import git_commit, package_versions
 from bench.curves import CurveLogger, curves_path, tensorboard_path
 from bench.data import MultiTaskData
-from bench.datasets import MultiDomainDataset, build_dataset
+from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
 from bench.device import peak_memory_mb, resolve_device
 from bench.engine import TrainOutcome, evaluate_counted, fit
-from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
 from bench.lock import RunLock
 from bench.methods.base import Method
 from bench.methods.contract import count_parameters
 from bench.models import build_clip
 from bench.degenerate import degenerate_data_warnings
-from bench.protocols import check_target, task_roles
+from bench.protocols import task_roles
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
@@ -47,36 +45,6 @@ from bench.schema import RunConfig
 from bench.seeding import seed_everything, stable_seed
 
 log = logging.getLogger("bench.run")
-
-
-@dataclass
-class RunPlan:
-    """Everything known about a run before any model is built or step taken."""
-
-    cfg: RunConfig
-    dataset: MultiDomainDataset
-    identity: dict
-    run_id: str
-    experiment_id: str
-    record_path: Path
-    checkpoint_path: Path
-
-
-def plan_run(cfg: RunConfig) -> RunPlan:
-    """List the data (no decoding) and fingerprint data and weights: the run's identity
-    (bench/identity.py), its record and its checkpoint."""
-    dataset = build_dataset(cfg.dataset)
-    if cfg.protocol == "leave_one_out":  # dataset.domains null: the listed domains are known only now
-        check_target(cfg.dataset.target, dataset.task_names)
-    data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
-    ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
-    world = distributed.current()
-    if world.distributed and not method_card(cfg.method.name).load().exact_over_processes(cfg.method):
-        ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
-    run_id = run_id_of(ident)
-    return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
-                   Path(cfg.runtime.results_dir) / f"{run_id}.json",
-                   Path(cfg.runtime.checkpoint_dir) / run_id / "checkpoint.pt")
 
 
 def build_model_and_method(cfg: RunConfig, tasks, device: torch.device) -> tuple:

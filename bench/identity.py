@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from bench.atomic_io import write_json_atomic
-from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
+from bench.shipped_weights import OUR_CHECKPOINTS, WEIGHTS_DIR
 from bench.schema import RunConfig
 
 #: (section, key) left out of the identity: they do not change what a run computes.

@@ -20,12 +20,10 @@ import open_clip
 import torch
 
 from bench.clip import ModelError, PromptableCLIP
+from bench.shipped_weights import OUR_CHECKPOINTS, WEIGHTS_DIR
 
 log = logging.getLogger(__name__)
 _OUR_CONFIGS = Path(__file__).parent / "model_configs"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-#: Our own pretrained tags: tag -> (the architecture it fits, its file in bench/weights/).
-OUR_CHECKPOINTS = {"cpb-toy": ("cpb-tiny", "cpb-tiny-toy.pt")}
 _HUB_HOST = ("huggingface.co", 443)
 open_clip.add_model_config(_OUR_CONFIGS)
 

@@ -25,15 +25,14 @@ import sys
 from pathlib import Path
 
 import submitit
-import torch
 from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, check, compose_config
 from bench.atomic_io import write_json_atomic
 from bench.errors import RecordError, RunBusyError, UserError, guarded, raise_on_signal
-from bench.experiment import plan_run, run_experiment
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
+from bench.planning import plan_run
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.search_space import as_overrides
@@ -130,6 +129,8 @@ class SweepJob(submitit.helpers.Checkpointable):
     """One run of a sweep; submitit pickles it, and requeues it on time-out/preemption."""
 
     def __call__(self, overrides: list[str]) -> dict:
+        from bench.experiment import run_experiment  # deferred: torch and open_clip, in the job only (not status)
+
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         record = run_experiment(compose_config(overrides))
         return {"run_id": record.run_id, "test_average": record.test_average}
@@ -141,6 +142,8 @@ class SweepDrain(submitit.helpers.Checkpointable):
     run lock), a finished one is read back (its record), so together they drain the list."""
 
     def __call__(self, runs: list[list[str]], threads: int) -> dict:
+        import torch  # deferred: a worker trains; `status`, `list` and `cancel` never import torch
+
         logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         # submitit's job environment bypasses SIGTERM (on SLURM it precedes a requeue); a local
         # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C
@@ -158,6 +161,8 @@ class JobInterrupted(RuntimeError):
 
 def drain(runs: list[list[str]]) -> dict[str, int]:
     """Run each of `runs` (override lists) that is not complete and not running elsewhere."""
+    from bench.experiment import run_experiment  # deferred: torch and open_clip, for the runs only
+
     counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
     for overrides in runs:
         try:
@@ -182,6 +187,8 @@ def local_parallelism(setting: str, threads_per_run: int) -> int:
         if not setting.isdigit() or int(setting) < 1:
             raise SweepError(f"--parallel {setting}: pass a number of runs at once (1, 2, ...) or auto.")
         return int(setting)
+    import torch  # deferred: only a launch counts GPUs
+
     return torch.cuda.device_count() or max(1, usable_cores() // threads_per_run)
 
 

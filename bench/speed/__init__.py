@@ -25,7 +25,5 @@ is written to results/speed.md.
 The package by concern: `workloads` (what is measured on), `instruments` (timers, peak
 memory), `measure` (one method on one path; the wrapper against open_clip), `tables` (the
 Markdown report), `benchmark` (`run_speed`, the whole run) and `__main__` (the command).
+This package file imports nothing, so that `--help` and a config error answer without torch.
 """
-from bench.speed.benchmark import run_speed
-
-__all__ = ["run_speed"]

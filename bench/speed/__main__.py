@@ -8,7 +8,6 @@ from omegaconf import DictConfig
 
 from bench.app import CONFIG_DIR, check_speed_command_line
 from bench.errors import guarded
-from bench.speed.benchmark import run_speed
 
 
 FLAGS = {"--baseline": "speed.variant=baseline", "--fast": "speed.variant=fast",
@@ -17,6 +16,8 @@ FLAGS = {"--baseline": "speed.variant=baseline", "--fast": "speed.variant=fast",
 
 @hydra.main(config_path=CONFIG_DIR, config_name="speed", version_base="1.3")
 def _main(cfg: DictConfig) -> None:
+    from bench.speed.benchmark import run_speed  # deferred: torch and open_clip, for a measurement only
+
     guarded(run_speed)(cfg, command=COMMAND)
 
 

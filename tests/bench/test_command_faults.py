@@ -348,7 +348,7 @@ def test_pretrain_toy_help_has_help_on_every_option(monkeypatch):
 # ---- identity ----------------------------------------------------------------------------------------
 def test_content_fingerprint_tells_a_damaged_copy_from_the_clean_one(tmp_path):
     from bench.app import check
-    from bench.experiment import plan_run
+    from bench.planning import plan_run
     clean = make_imagefolder(tmp_path / "a" / "data", ["d1", "d2"], ["circle", "square"], n_per_class=6)
     damaged = tmp_path / "b" / "data"
     shutil.copytree(clean, damaged)

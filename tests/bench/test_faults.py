@@ -237,7 +237,7 @@ def test_damaged_checkpoint_names_the_file_and_the_fix(tmp_path, finished_run, c
 
 
 def toy_weights_path() -> Path:
-    from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR
+    from bench.shipped_weights import OUR_CHECKPOINTS, WEIGHTS_DIR
     return WEIGHTS_DIR / OUR_CHECKPOINTS["cpb-toy"][1]
 
 

@@ -8,7 +8,8 @@ from helpers import make_imagefolder
 
 from bench.app import check, compose_config
 from bench.errors import ConfigError, UserError
-from bench.experiment import plan_run, run_experiment
+from bench.experiment import run_experiment
+from bench.planning import plan_run
 from bench.identity import file_sha256, weights_fingerprint
 from bench.methods import METHODS
 

@@ -18,14 +18,14 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.validation", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
-                 "bench.lock", "bench.import_names", "bench.device", "bench.records", "bench.distributed",
+                 "bench.lock", "bench.import_names", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
                  "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.preflight", "bench.schedule", "bench.step", "bench.identity", "bench.degenerate",
                          "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
-    ("run wiring", ["bench.app", "bench.experiment"]),
+    ("run wiring", ["bench.app", "bench.planning", "bench.experiment"]),
     ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.comparison", "bench.speed",
                   "bench.check", "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
 )

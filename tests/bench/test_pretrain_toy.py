@@ -16,7 +16,8 @@ import torch
 from helpers import REPO
 
 from bench.clip import ModelError
-from bench.models import OUR_CHECKPOINTS, WEIGHTS_DIR, build_clip, resolve_pretrained
+from bench.models import build_clip, resolve_pretrained
+from bench.shipped_weights import OUR_CHECKPOINTS, WEIGHTS_DIR
 from bench.pretrain_toy import HELD_OUT, TOY_CHECKPOINT_SHA256, sha256
 
 ARCH, FILENAME = OUR_CHECKPOINTS["cpb-toy"]

@@ -9,7 +9,7 @@ import pytest
 from bench.app import check, compose_config
 from bench.data import MultiTaskData
 from bench.datasets import build_dataset
-from bench.experiment import plan_run
+from bench.planning import plan_run
 from bench.protocols import TaskRoles, task_roles
 from bench.sweep import expand_grid, load_preset
 from bench.check import load_dataset_config

@@ -7,7 +7,7 @@ def test_speed_command_writes_a_table(tmp_path):
     from hydra import compose, initialize_config_dir
 
     from bench.app import CONFIG_DIR
-    from bench.speed import run_speed
+    from bench.speed.benchmark import run_speed
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("speed", overrides=["model=tiny", "speed.methods=[coop:mt,vpt:mt]", "speed.tasks=2",
                                           "speed.classes=3", "speed.warmup_steps=1", "speed.steps=1",
