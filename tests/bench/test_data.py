@@ -1,5 +1,6 @@
 """The multi-task data (bench/data.py): the batch sampler is a pure function of seed, task and
-epoch; round-robin sampling; the batch keeps its fields through pinning and workers."""
+epoch; round-robin sampling; the batch keeps its fields through pinning and workers; a seeded
+sample draws exactly what `torch.manual_seed` would."""
 from __future__ import annotations
 
 import pickle
@@ -47,3 +48,29 @@ def test_multitask_batch_keeps_indices_through_pinning_and_workers():
     for copy_ in (pickle.loads(pickle.dumps(batch)), pinned):
         assert isinstance(copy_, MultiTaskBatch)
         assert copy_.indices.tolist() == [5, 7] and copy_.unreadable == () and copy_.labels.tolist() == [0, 1]
+
+
+def test_a_seeded_sample_draws_what_torch_manual_seed_draws_and_leaves_the_generator_as_it_was(tmp_path):
+    """SeededSamples seeds only the CPU generator (the one torchvision's transforms draw from): the
+    crops equal those under `torch.manual_seed(seed)`, and the caller's random stream goes on as if
+    no sample had been drawn."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from bench.data import SeededSamples
+
+    path = str(tmp_path / "a.jpg")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(path)
+    transform = T.Compose([T.RandomResizedCrop(16, scale=(0.08, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
+    samples = SeededSamples([[(path, 3)]], transform)
+    torch.manual_seed(123)
+    expected_next = torch.rand(4)
+    for seed in (0, 7, 2**40 + 5):
+        torch.manual_seed(123)
+        image, label, task, index = samples[(0, seed)]
+        assert torch.equal(torch.rand(4), expected_next)
+        torch.manual_seed(seed)
+        with Image.open(path) as opened:
+            assert torch.equal(image, transform(opened.convert("RGB")))
+        assert (label, task, index) == (3, 0, 0)
