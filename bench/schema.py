@@ -226,6 +226,19 @@ class DataSpeedConfig:
 
 
 @dataclass
+class StartupSpeedConfig:
+    """`python -m bench.speed.startup`: how long the commands that need no model take to answer."""
+
+    rounds: int = setting(5, "timed rounds; each runs every path once, in turn with the yardstick", min=1)
+    warmup_rounds: int = setting(1, "untimed rounds first (the page cache warm)", min=0)
+    records: int = setting(1000, "run records the timed `bench.report` reads", min=1)
+    preset: str = setting("toy_all", "the sweep preset whose `status` is timed (toy_all: 60 runs)")
+    folder: Optional[str] = setting(None, "where the records and the sweep's state are written; null: a temporary "
+                                          "folder, removed afterwards")
+    output: Optional[str] = setting(None, "also write the table to this Markdown file; null: print only")
+
+
+@dataclass
 class RunConfig:
     """The root: `python -m bench.run` trains and evaluates one method on one dataset."""
 

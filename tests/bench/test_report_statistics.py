@@ -51,6 +51,13 @@ def test_t_quantiles_match_the_printed_table():
     assert t_quantile(2) == pytest.approx(T_975_1, abs=1e-9)
 
 
+def test_t_quantiles_are_exactly_scipy_stats_t():
+    from scipy import stats
+    for level in (0.9, 0.95, 0.99):
+        assert [t_quantile(n, level) for n in range(2, 60)] == \
+            [float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) for n in range(2, 60)]
+
+
 def test_estimate_matches_a_hand_calculation():
     est = estimate([68.0, 72.0, 71.0])
     assert est.mean == pytest.approx(211 / 3)
