@@ -65,6 +65,14 @@ def slurm_cluster():
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
+def pytest_collection_modifyitems(items):
+    """Every test on the local SLURM cluster runs on one xdist worker (`--dist loadgroup`): the
+    cluster is one set of daemons, started once by the session fixture of the worker using it."""
+    for item in items:
+        if "slurm_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 @pytest.fixture(autouse=True)
 def _same_random_draws_in_any_order():
     """Unseeded torch.randn in a test draws the same tensors whether the test runs alone, in a
