@@ -4,18 +4,46 @@
 identity (bench/identity.py), its record path and its checkpoint path.  Torch-free, so that
 `bench.sweep PRESET status|list|cancel` plans a whole preset without importing torch; the
 running half (bench/experiment.py) starts from the same plan.
+
+`plan_runs` plans many command lines at once, as a sweep does.  Composing and checking a
+command line costs Hydra about 0.2 s, so the checked configs are kept in
+`<runtime.cache_dir>/plans/` under the fingerprint of everything that decides them: the
+override list, every config YAML and every module of the package (their paths, sizes and
+modification times), each registered method's config module, the environment variables
+the configs read (`oc.env:NAME`) and the versions of Hydra and OmegaConf.  The data and the
+weights are fingerprinted afresh on every call (once per distinct dataset and weights), so a
+changed dataset still changes the run ids.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
+import json
+import os
+import re
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+from typing import Sequence
 
+from omegaconf import OmegaConf
+
+from bench import datasets as datasets_package
+from bench import methods as methods_package
 from bench import world as process_world
-from bench.app import method_card
+from bench.app import CONFIG_DIR, check, compose_config, method_card
+from bench.atomic_io import write_json_atomic
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
+from bench.methods import METHODS
 from bench.protocols import check_target
-from bench.schema import RunConfig
+from bench.schema import RunConfig, RuntimeConfig, defaults_of
+from bench.validation import instantiate
+
+#: the package's folders whose files decide what a command line composes to
+PACKAGE_ROOTS = (Path(CONFIG_DIR), Path(__file__).parent, Path(datasets_package.__file__).parent,
+                 Path(methods_package.__file__).parent)
 
 
 @dataclass
@@ -31,14 +59,23 @@ class RunPlan:
     checkpoint_path: Path
 
 
-def plan_run(cfg: RunConfig) -> RunPlan:
+def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
     """List the data (no decoding) and fingerprint data and weights: the run's identity
-    (bench/identity.py), its record and its checkpoint."""
-    dataset = build_dataset(cfg.dataset)
+    (bench/identity.py), its record and its checkpoint.  `_listed` (plan_runs) keeps the
+    listing and fingerprints of each dataset and weights across the runs of one call."""
+    listed = {} if _listed is None else _listed
+    data_key = json.dumps(["data", dataclasses.asdict(cfg.dataset), cfg.runtime.cache_dir], sort_keys=True)
+    if data_key not in listed:
+        dataset = build_dataset(cfg.dataset)
+        listed[data_key] = dataset, data_fingerprint(dataset, cfg.dataset.fingerprint == "content",
+                                                     cfg.runtime.cache_dir)
+    dataset, data = listed[data_key]
     if cfg.protocol == "leave_one_out":  # dataset.domains null: the listed domains are known only now
         check_target(cfg.dataset.target, dataset.task_names)
-    data = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
-    ident = identity(cfg, data, weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir))
+    weights_key = json.dumps(["weights", cfg.model.pretrained, cfg.runtime.cache_dir])
+    if weights_key not in listed:
+        listed[weights_key] = weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir)
+    ident = identity(cfg, data, listed[weights_key])
     world = process_world.current()
     if world.distributed and not method_card(cfg.method.name).load().exact_over_processes(cfg.method):
         ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
@@ -46,3 +83,54 @@ def plan_run(cfg: RunConfig) -> RunPlan:
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
                    Path(cfg.runtime.results_dir) / f"{run_id}.json",
                    Path(cfg.runtime.checkpoint_dir) / run_id / "checkpoint.pt")
+
+
+def plan_runs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PACKAGE_ROOTS) -> list[RunPlan]:
+    """`plan_run(check(compose_config(overrides)))` for each override list, the checked configs
+    kept in the plan cache (module docstring) and each dataset listed once."""
+    cache_file = config_cache_dir() / f"{configs_fingerprint(roots)}.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    listed: dict = {}
+    plans, changed = [], False
+    for overrides in command_lines:
+        key = json.dumps(list(overrides))
+        if key in cache:
+            values = cache[key]
+            cfg = instantiate(RunConfig, values, {"method": method_card(values["method"]["name"]).config_class})
+        else:
+            cfg = check(compose_config(list(overrides)))
+            cache[key], changed = dataclasses.asdict(cfg), True
+        plans.append(plan_run(cfg, listed))
+    if changed:
+        try:
+            write_json_atomic(cache, cache_file)
+        except OSError:
+            pass  # an unwritable cache only costs composing again next time
+    return plans
+
+
+def config_cache_dir() -> Path:
+    """`<runtime.cache_dir>/plans` at runtime.cache_dir's default (the schema's, env included)."""
+    default = OmegaConf.create({"dir": defaults_of(RuntimeConfig)["cache_dir"]}).dir
+    return Path(os.path.expanduser(default)) / "plans"
+
+
+def configs_fingerprint(roots: Sequence[Path] = PACKAGE_ROOTS) -> str:
+    """Hash of what decides a composed config besides its overrides (module docstring)."""
+    hasher = hashlib.sha256()
+    read_env: set[str] = set()
+    files = sorted({p for root in roots for p in Path(root).rglob("*") if p.suffix in (".py", ".yaml", ".json")}
+                   | {Path(inspect.getfile(card.config_class)) for card in METHODS.values()})
+    for path in files:
+        stat = path.stat()
+        hasher.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        if path.suffix in (".py", ".yaml"):
+            read_env |= set(re.findall(r"oc\.env:([A-Za-z_][A-Za-z0-9_]*)", path.read_text(errors="replace")))
+    for name in sorted(read_env):
+        hasher.update(f"env {name}={os.environ.get(name)!r}\n".encode())
+    for package in ("hydra-core", "omegaconf"):
+        hasher.update(f"{package} {metadata.version(package)}\n".encode())
+    return hasher.hexdigest()[:20]

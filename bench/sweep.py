@@ -27,12 +27,12 @@ from pathlib import Path
 import submitit
 from omegaconf import OmegaConf
 
-from bench.app import CONFIG_DIR, check, compose_config
+from bench.app import CONFIG_DIR, compose_config
 from bench.atomic_io import write_json_atomic
 from bench.errors import RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
-from bench.planning import plan_run
+from bench.planning import plan_runs
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.search_space import as_overrides
@@ -197,8 +197,8 @@ def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
     name = preset["name"]
     runs = []
     results_dir = None
-    for overrides in expand_grid(preset, [*extra, f"runtime.sweep={name}"]):
-        run = plan_run(check(compose_config(overrides)))
+    command_lines = expand_grid(preset, [*extra, f"runtime.sweep={name}"])
+    for overrides, run in zip(command_lines, plan_runs(command_lines)):
         results_dir = run.cfg.runtime.results_dir
         runs.append({"run_id": run.run_id, "method": run.cfg.method.name, "mode": run.cfg.method.mode,
                      "dataset": run.cfg.dataset.name, "seed": run.cfg.seed, "overrides": overrides,
