@@ -29,10 +29,9 @@ from typing import Sequence
 from omegaconf import OmegaConf
 from tabulate import tabulate
 
-from bench.app import check, compose_config
 from bench.errors import UserError, guarded
 from bench.identity import experiment_id_of, run_id_of
-from bench.planning import plan_run
+from bench.planning import plan_runs
 from bench.records import SCHEMA_VERSION, RunRecord, write_record
 from bench.schema import StartupSpeedConfig, defaults_of
 from bench.sweep import expand_grid, load_preset
@@ -74,8 +73,8 @@ def write_records(cfg: StartupSpeedConfig, folder: Path) -> int:
     """`cfg.records` records in `<folder>/results/runs`: first the preset's own runs, then copies
     of them under other seeds (their ids recomputed, so the report sees distinct runs).
     Returns how many runs the preset has."""
-    plans = [plan_run(check(compose_config(overrides)))
-             for overrides in expand_grid(load_preset(cfg.preset), runtime_overrides(folder))]
+    preset = load_preset(cfg.preset)  # the command lines of `bench.sweep PRESET status`: its plan cache is warm
+    plans = plan_runs(expand_grid(preset, [*runtime_overrides(folder), f"runtime.sweep={preset['name']}"]))
     draw = random.Random(0)
     for index in range(cfg.records):
         plan = plans[index % len(plans)]
