@@ -216,8 +216,9 @@ class DataSpeedConfig:
     batch_size: int = setting(32, "images per batch", min=1)
     workers: list[int] = setting([1, 2], "loader worker counts to measure (runtime.num_workers=auto is added)")
     cache_side: int = setting(448, "shorter side of the resized-cache row (train.resized_cache_side)", min=8)
-    rounds: int = setting(2, "timed epochs per pipeline, taken in turn with its comparison; the best counts",
-                          min=1)
+    rounds: int = setting(5, "timed epochs per pipeline, taken in turn with its comparison (A, B, A, B); the "
+                             "table gives the median and the min-max, each ratio within a round", min=1)
+    warmup_rounds: int = setting(1, "untimed epochs per pipeline first (page cache, persistent workers)", min=0)
     stats_images: int = setting(24, "images whose crops are compared pixel by pixel with the reference", min=1)
     seed: int = setting(0, "seed of the generated images and of the crops", min=0)
     folder: Optional[str] = setting(None, "where the images are generated; null: <cache_dir>/speed-data")

@@ -15,8 +15,11 @@ images/s (CoOp's transforms at `image_size`: random resized crop, flip, normalis
   copy; its one-time cost is printed), both together, and, on CUDA only, nvJPEG decoding
   (`datasets.decoding.decode_jpegs_on_gpu`) with the crop on the GPU.
 
-Each row is timed over one full epoch after an untimed one (the page cache warm, persistent
-workers started).  The approximate opt-ins also get their pixel statistics against the
+Each row is timed over `rounds` full epochs after `warmup_rounds` untimed ones (the page cache
+warm, persistent workers started), the pipelines of a comparison taken in turn within each
+round; a row gives the median images/s and its min-max, and the median of its per-round ratios
+to the baseline timed in the same rounds and their min-max.  A ratio whose rounds spread by
+more than 15 % of its median is flagged with a warning: that figure decides nothing.  The approximate opt-ins also get their pixel statistics against the
 reference on `stats_images` images under the same seeds: per-channel mean and standard
 deviation of the crops (0-255 scale) and the mean absolute difference per pixel.
 Example: ``python -m bench.speed.data_loading images=120 workers=[1,2]``.
@@ -27,6 +30,7 @@ import dataclasses
 import gc
 import math
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,6 +59,8 @@ from bench.validation import check_section, instantiate
 OPENAI_PREPROCESS = {"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
                      "interpolation": "bicubic"}
 DOMAIN = "photo"
+#: a ratio whose rounds spread more than this (max - min over the median) is flagged
+RATIO_SPREAD_WARNING = 0.15
 
 
 def config_from(argv: Sequence[str]) -> DataSpeedConfig:
@@ -101,17 +107,49 @@ def timed_epoch(epoch: Iterable) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def best_rates(pipelines: Sequence[Callable[[int], Iterable]], rounds: int) -> list[float]:
-    """Images/s of each pipeline (`epoch -> iterable of batches`): one untimed epoch each, then
-    `rounds` timed epochs taken in turn (A, B, A, B: a busy neighbour slows both alike); the best."""
-    for pipeline in pipelines:
-        for _ in pipeline(0):
-            pass
-    best = [0.0] * len(pipelines)
+def interleaved_rates(pipelines: Sequence[Callable[[int], Iterable]], rounds: int,
+                      warmup_rounds: int = 1) -> list[list[float]]:
+    """Images/s of each pipeline (`epoch -> iterable of batches`) in each of `rounds` rounds:
+    `warmup_rounds` untimed epochs each first, then the timed epochs taken in turn (A, B, A, B:
+    a busy neighbour slows the pipelines of one round alike, so a ratio within a round holds)."""
+    for _ in range(warmup_rounds):
+        for pipeline in pipelines:
+            for _ in pipeline(0):
+                pass
+    rates: list[list[float]] = [[] for _ in pipelines]
     for r in range(rounds):
         for i, pipeline in enumerate(pipelines):
-            best[i] = max(best[i], timed_epoch(pipeline(r + 1)))
-    return best
+            rates[i].append(timed_epoch(pipeline(r + 1)))
+    return rates
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One pipeline's images/s over the rounds and its ratio to the baseline of the same rounds."""
+
+    name: str
+    workers: str
+    rates: tuple[float, ...]
+    ratios: tuple[float, ...]
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def ratio_spread(self) -> float:
+        """(max - min) / median of the per-round ratios: how far one round's ratio strays."""
+        return (max(self.ratios) - min(self.ratios)) / self.ratio if self.ratio else math.inf
+
+
+def rows_against(baseline: list[float], named: dict[str, list[float]], workers: str) -> list[Row]:
+    """Each pipeline's rates and its per-round ratio to `baseline` (timed in the same rounds)."""
+    return [Row(name, workers, tuple(rates), tuple(r / b for r, b in zip(rates, baseline)))
+            for name, rates in named.items()]
 
 
 def baseline_pipeline(root: Path, transform, cfg: DataSpeedConfig, workers: int) -> Callable[[int], Iterable]:
@@ -209,15 +247,12 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
     auto = resolve_num_workers("auto")
     counts = sorted(set(cfg.workers) | {auto})
     label = lambda w: f"{w} (auto)" if w == auto else str(w)  # noqa: E731
-    rows, ratios = [], []
+    rows: list[Row] = []
     for w in counts:  # the baseline and our default, in turn
-        base, ours = best_rates([baseline_pipeline(root, transform, cfg, w), ours_pipeline(dataset, spec, cfg, w)],
-                                cfg.rounds)
-        rows += [["ImageFolder + DataLoader (baseline)", label(w), base, 1.0],
-                 ["ours, default (reference pixels)", label(w), ours, ours / base]]
-        ratios.append(ours / base)
-        if w == auto:
-            baseline = base
+        base, ours = interleaved_rates([baseline_pipeline(root, transform, cfg, w),
+                                        ours_pipeline(dataset, spec, cfg, w)], cfg.rounds, cfg.warmup_rounds)
+        rows += rows_against(base, {"ImageFolder + DataLoader (baseline)": base,
+                                    "ours, default (reference pixels)": ours}, label(w))
         gc.collect()  # ends the persistent workers before the next row starts its own
     t0 = time.perf_counter()
     resized_copy(dataset.tasks[0].train, cfg.cache_side, cfg.cache_dir, auto)
@@ -227,30 +262,44 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
                f"ours + train.resized_cache_side={cfg.cache_side}": dict(resized_cache_side=cfg.cache_side),
                f"ours + jpeg_draft + resized_cache_side={cfg.cache_side}":
                    dict(jpeg_draft=True, resized_cache_side=cfg.cache_side)}
-    pipelines = {name: ours_pipeline(dataset, spec, cfg, auto, **options) for name, options in opt_ins.items()}
+    pipelines = {"ImageFolder + DataLoader (baseline)": baseline_pipeline(root, transform, cfg, auto)}
+    pipelines.update({name: ours_pipeline(dataset, spec, cfg, auto, **options) for name, options in opt_ins.items()})
     if torch.cuda.is_available():
         pipelines["GPU decode (nvJPEG) + GPU crop"] = gpu_decode_pipeline(paths, spec, cfg, auto)
-    for name, rate in zip(pipelines, best_rates(list(pipelines.values()), cfg.rounds)):
-        rows.append([name, label(auto), rate, rate / baseline])
-    best = max(((r[0], r[3]) for r in rows if r[0] in pipelines), key=lambda b: b[1])
+    rates = dict(zip(pipelines, interleaved_rates(list(pipelines.values()), cfg.rounds, cfg.warmup_rounds)))
+    baseline = rates.pop("ImageFolder + DataLoader (baseline)")  # the opt-ins' own rounds' baseline
+    opt_in_rows = rows_against(baseline, rates, label(auto))
+    rows += opt_in_rows
+    best = max(opt_in_rows, key=lambda row: row.ratio)
     del pipelines
     gc.collect()
-    table = tabulate([[n, w, f"{r:.1f}", f"{x:.2f}x"] for n, w, r, x in rows],
-                     headers=["pipeline", "workers", "images/s", "vs baseline"], tablefmt="github")
+    table = tabulate([[row.name, row.workers, f"{row.rate:.1f}", f"{min(row.rates):.1f}-{max(row.rates):.1f}",
+                       f"{row.ratio:.2f}x", f"{min(row.ratios):.2f}-{max(row.ratios):.2f}x"] for row in rows],
+                     headers=["pipeline", "workers", "images/s (median)", "min-max", "vs baseline (median)",
+                              "min-max"], tablefmt="github", disable_numparse=True)
+    unsteady = [row for row in rows if "baseline" not in row.name and row.ratio_spread > RATIO_SPREAD_WARNING]
+    warning = "".join(f"\nWARNING: {row.name} at {row.workers} workers: its ratio moved by "
+                      f"{100 * row.ratio_spread:.0f}% between rounds (more than {100 * RATIO_SPREAD_WARNING:.0f}%): "
+                      "the machine was not quiet, or the epoch is too short; do not read this ratio."
+                      for row in unsteady)
     stats = tabulate(pixel_statistics(paths[:cfg.stats_images], spec, cfg),
                      headers=["crops of", "mean R/G/B", "std R/G/B", "mean |diff| to reference"], tablefmt="github")
     gpu = "" if torch.cuda.is_available() else "\nGPU decode: not measured (no CUDA device here).\n"
-    summary = (f"default vs baseline, same workers: {min(ratios):.2f}x at worst "
-               f"({', '.join(f'{x:.2f}x' for x in ratios)}); best opt-in: {best[0]} {best[1]:.2f}x the baseline "
-               f"at {auto} workers; resized copy ready in {one_time:.1f} s (made once: an earlier run's copy is reused)")
-    text = (f"{table}\n{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
+    defaults = [row for row in rows if row.name == "ours, default (reference pixels)"]
+    summary = (f"{cfg.rounds} interleaved rounds after {cfg.warmup_rounds} untimed; default vs baseline, same "
+               f"workers: {min(r.ratio for r in defaults):.2f}x at worst "
+               f"({', '.join(f'{r.ratio:.2f}x' for r in defaults)}); best opt-in: {best.name} {best.ratio:.2f}x the "
+               f"baseline at {auto} workers; resized copy ready in {one_time:.1f} s (made once: an earlier run's copy "
+               "is reused)")
+    text = (f"{table}\n{warning}{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
             f"{stats}\n\n{summary}\n(command: python -m bench.speed.data_loading {' '.join(sys.argv[1:])}; "
             f"{time.perf_counter() - started:.0f} s)")
     log(text)
     if cfg.output:
         Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.output).write_text(text + "\n")
-    return {"rows": rows, "default_vs_baseline": min(ratios), "best": best, "text": text}
+    return {"rows": rows, "default_vs_baseline": min(r.ratio for r in defaults), "best": best, "text": text,
+            "unsteady": unsteady}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,15 +23,18 @@ def test_generated_images_follow_the_size_spread_and_quality(tmp_path):
 
 def test_the_benchmark_measures_every_pipeline_and_the_pixel_statistics(tmp_path):
     cfg = config_from([f"cache_dir={tmp_path}", "images=6", "classes=2", "long_side_max=900", "batch_size=3",
-                       "workers=[0]", "rounds=1", "stats_images=2", "image_size=32", "cache_side=64",
+                       "workers=[0]", "rounds=2", "warmup_rounds=0", "stats_images=2", "image_size=32", "cache_side=64",
                        f"output={tmp_path}/speed_data.md"])
     result = run(cfg, log=lambda text: None)
-    names = [row[0] for row in result["rows"]]
+    names = [row.name for row in result["rows"]]
     assert names.count("ImageFolder + DataLoader (baseline)") == names.count("ours, default (reference pixels)") >= 2
     assert {"ours + train.jpeg_draft", "ours + train.resized_cache_side=64", "ours + runtime.prefetch_factor=4"} <= set(names)
-    assert all(row[2] > 0 for row in result["rows"])
+    assert all(len(row.rates) == len(row.ratios) == 2 and row.rate > 0 for row in result["rows"])
+    baselines = [row for row in result["rows"] if "baseline" in row.name]
+    assert all(row.ratios == (1.0, 1.0) for row in baselines)
     text = (tmp_path / "speed_data.md").read_text()
     assert "train.jpeg_draft (same crop boxes)" in text and "default vs baseline, same workers" in text
+    assert "images/s (median)" in text and "vs baseline (median)" in text
     if not torch.cuda.is_available():
         assert "GPU decode: not measured (no CUDA device here)" in text
 
@@ -44,3 +47,11 @@ def test_bad_settings_are_a_clear_error(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["workers=two"])
     assert exit_info.value.code == 2 and "workers" in capsys.readouterr().err
+
+
+def test_a_ratio_that_moves_between_rounds_is_flagged():
+    from bench.speed.data_loading import RATIO_SPREAD_WARNING, rows_against
+    steady, unsteady = rows_against([100.0, 100.0, 100.0], {"a": [150.0, 155.0, 152.0], "b": [150.0, 90.0, 120.0]},
+                                    "2")
+    assert steady.ratio == 1.52 and steady.ratio_spread < RATIO_SPREAD_WARNING < unsteady.ratio_spread
+    assert (steady.rate, min(unsteady.ratios), max(unsteady.ratios)) == (152.0, 0.9, 1.5)
