@@ -15,6 +15,11 @@ from helpers import (
     OH_CLASSES,
     OH_DOMAINS,
     REPO,
+    bench_run,
+    kept_process,
+    locked,
+    made_once,
+    session_shared_dir,
     load_dataset,
     make_imagefolder,
     make_minidomainnet,
@@ -39,8 +44,9 @@ def _installed() -> bool:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster():
-    """Start the local SLURM cluster; yield {"SLURM_CONF": path}; stop it afterwards."""
+def slurm_cluster(tmp_path_factory):
+    """The local SLURM cluster, started by the first xdist worker that needs it and stopped by
+    the last one done with it (a cluster is shared like a real one); yields {"SLURM_CONF": path}."""
     if sys.platform != "linux":
         _unavailable("needs Linux")
     if os.geteuid() != 0:
@@ -48,9 +54,15 @@ def slurm_cluster():
     if not _installed():  # tests never install system packages themselves; CI does (.ci/run)
         _unavailable("slurmctld, slurmd, sbatch or munged is not installed. Install them once with "
                      "`sudo scripts/slurm_local.sh install` (Debian/Ubuntu packages; .ci/run does this)")
-    proc = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        _unavailable(f"`scripts/slurm_local.sh start` failed:\n{proc.stderr[-3000:]}")
+    shared = session_shared_dir(tmp_path_factory)
+    users, me = shared / "slurm-users", shared / "slurm-users" / str(os.getpid())
+    with locked(shared / "slurm.lock"):
+        users.mkdir(exist_ok=True)
+        if not any(users.iterdir()):
+            proc = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=120)
+            if proc.returncode != 0:
+                _unavailable(f"`scripts/slurm_local.sh start` failed:\n{proc.stderr[-3000:]}")
+        me.touch()
     conf = subprocess.run([str(SCRIPT), "conf"], capture_output=True, text=True, check=True).stdout.strip()
     env = {"SLURM_CONF": conf}
     old = os.environ.get("SLURM_CONF")
@@ -62,15 +74,22 @@ def slurm_cluster():
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = old
-        subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+        with locked(shared / "slurm.lock"):
+            me.unlink(missing_ok=True)
+            if not any(users.iterdir()):
+                subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
-def pytest_collection_modifyitems(items):
-    """Every test on the local SLURM cluster runs on one xdist worker (`--dist loadgroup`): the
-    cluster is one set of daemons, started once by the session fixture of the worker using it."""
-    for item in items:
-        if "slurm_cluster" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+@pytest.fixture(scope="session")
+def toy_default_run(tmp_path_factory):
+    """`python -m bench.run runtime.progress=false` (the README's first command: CoOp on the toy
+    default) in a folder of its own, once per session for every worker: (the folder, the
+    finished process)."""
+    def run(folder):
+        kept_process(folder, bench_run("runtime.progress=false", cwd=folder, timeout=900))
+
+    folder = made_once(tmp_path_factory, "toy-default-run", run)
+    return folder, kept_process(folder)
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,17 @@
 tests/conftest.py).  Test modules import from here, never from one another."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import open_clip
 import torch
@@ -22,6 +29,14 @@ from bench.experiment import run_experiment
 from bench.step import build_optimizer, multitask_loss
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def bench_run(*args: str, cwd: Path, extra_env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m bench.run *args` as a user runs it, in `cwd`."""
+    env = dict(os.environ, **(extra_env or {}))
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 #: ViT-B/16's parameter count (random weights, no download)
 CLIP_B16_TOTAL = 149_620_737
@@ -214,6 +229,45 @@ def paths(samples):
 def runtime_overrides(root) -> list[str]:
     """Keep a run's record and checkpoints under `root`."""
     return [f"runtime.results_dir={root}/results/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
+
+
+# ---- made once per session, whichever xdist worker asks first ---------------------------------------
+def session_shared_dir(tmp_path_factory) -> Path:
+    """The temporary folder every xdist worker of this session shares (its own one without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock on the file `path` (made if absent) across processes."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def made_once(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """`<shared>/<name>`, filled by `make(folder)` once per test session: the first worker to ask
+    makes it under a lock, the others wait for it and read it.  A `make` that fails leaves no
+    `.done` mark, so the next one to ask makes it again (and fails in its own test)."""
+    shared = session_shared_dir(tmp_path_factory)
+    folder = shared / name
+    with locked(shared / f"{name}.lock"):
+        if not (folder / ".done").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".done").write_text("ok")
+    return folder
+
+
+def kept_process(folder: Path, proc: subprocess.CompletedProcess | None = None) -> subprocess.CompletedProcess:
+    """Write a finished process's exit status and output to `folder` (with `proc`), or read it back."""
+    if proc is not None:
+        (folder / "process.json").write_text(json.dumps({"args": list(map(str, proc.args)), "returncode": proc.returncode,
+                                                        "stdout": proc.stdout, "stderr": proc.stderr}))
+    kept = json.loads((folder / "process.json").read_text())
+    return subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"], kept["stderr"])
 
 
 # ---- waiting for a subprocess (never a fixed sleep) -------------------------------------------------

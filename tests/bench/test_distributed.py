@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, wait_for
+from helpers import REPO, made_once, wait_for
 
 from bench.distributed import World, first_host, world_from_env
 
@@ -43,9 +43,7 @@ def _launch(command: list[str], cwd: Path, timeout: float = 600, **env) -> subpr
     return subprocess.run(command, cwd=cwd, env=_env(**env), capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def summaries(tmp_path_factory, toy_dataset):  # toy_dataset: generated once, before any launch
-    root = tmp_path_factory.mktemp("matrix")
+def _matrix(root: Path) -> None:
     # both launches at once (3 single-threaded processes): the matrix is the suite's longest wait
     launches = [subprocess.Popen(command, cwd=root, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                  text=True)
@@ -54,6 +52,11 @@ def summaries(tmp_path_factory, toy_dataset):  # toy_dataset: generated once, be
     for launch in launches:
         _, stderr = launch.communicate(timeout=900)
         assert launch.returncode == 0, stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def summaries(tmp_path_factory, toy_dataset):  # toy_dataset: generated once, before any launch
+    root = made_once(tmp_path_factory, "distributed-matrix", _matrix)  # once for every xdist worker
     return (json.loads((root / "one" / "summary.json").read_text()),
             json.loads((root / "two" / "summary.json").read_text()))
 

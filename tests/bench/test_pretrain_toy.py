@@ -85,7 +85,7 @@ def run_toy_default(tmp_path: Path, *overrides: str) -> dict:
     return record
 
 
-def test_zero_shot_is_far_above_chance_and_coop_learns_on_the_toy_default(tmp_path):
+def test_zero_shot_is_far_above_chance_and_coop_learns_on_the_toy_default(tmp_path, toy_default_run):
     """The pretrained tiny CLIP knows the shapes (chance: 20 %), a style it never saw is the
     hardest domain, and the default run (CoOp) learns what zero-shot misses there.
 
@@ -94,7 +94,10 @@ def test_zero_shot_is_far_above_chance_and_coop_learns_on_the_toy_default(tmp_pa
     The standard error of such a paired difference is sqrt(q / n), q the fraction of images
     the two classifiers disagree on: even at q = 1/4, 3.5 points on sketch, 1.8 on average."""
     zero_shot = run_toy_default(tmp_path / "zeroshot", "method=zeroshot")
-    coop = run_toy_default(tmp_path / "coop")
+    cwd, proc = toy_default_run  # the same command as run_toy_default's, CoOp by default
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    coop = json.loads(next((cwd / "results" / "runs").glob("*.json")).read_text())
+    assert coop["pretrained"] == "cpb-toy"
     assert coop["method"] == "coop" and coop["seed"] == zero_shot["seed"]
     before, after = zero_shot["accuracy"]["test"], coop["accuracy"]["test"]
     assert before["average"] >= 40

@@ -2,30 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
-from helpers import REPO
+from helpers import bench_run
 
 
-def bench_run(*args: str, cwd: Path, extra_env: dict | None = None, timeout: int = 300):
-    env = dict(os.environ, **(extra_env or {}))
-    env["PYTHONPATH"] = str(REPO)
-    return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("default-run")
-    return cwd, bench_run("runtime.progress=false", cwd=cwd)
-
-
-def test_default_toy_run_end_to_end(default_run):
-    cwd, proc = default_run
+def test_default_toy_run_end_to_end(toy_default_run):
+    cwd, proc = toy_default_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "average" in proc.stdout and "trainable parameters: 1,024" in proc.stdout
     records = list((cwd / "results" / "runs").glob("*.json"))
@@ -45,8 +27,8 @@ def test_default_toy_run_end_to_end(default_run):
     assert any("Parsing model identifier" in p.read_text() for p in (cwd / "outputs").rglob("*.log"))
 
 
-def test_rerun_of_a_complete_run_is_skipped(default_run):
-    cwd, _ = default_run
+def test_rerun_of_a_complete_run_is_skipped(toy_default_run):
+    cwd, _ = toy_default_run
     proc = bench_run("runtime.progress=false", cwd=cwd)
     assert proc.returncode == 0 and "already complete" in proc.stderr + proc.stdout
 
