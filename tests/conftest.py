@@ -33,12 +33,6 @@ SCRIPT = REPO / "scripts" / "slurm_local.sh"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one worker more than the usable cores, so that a worker waiting on a subprocess,
-    a SLURM job or a collective's time-out leaves its core to another."""
-    return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
-
-
 def _unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"SLURM test cluster unavailable in CI: {reason}", pytrace=False)
@@ -110,7 +104,7 @@ def _isolated_caches(tmp_path_factory):
     """Keep tests off the user's caches and offline; the toy dataset is generated once per session."""
     os.environ.setdefault("CPB_CACHE", str(tmp_path_factory.mktemp("cpb-cache")))
     os.environ["HF_HUB_OFFLINE"] = "1"
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # workers share the cores
+    torch.set_num_threads(2)
     yield
 
 
