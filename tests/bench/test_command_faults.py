@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -49,10 +50,16 @@ def first_line(text: str) -> str:
     return message
 
 
+def _default_signals() -> None:
+    # a suite started in the background inherits SIGINT ignored (the shell's rule for `cmd &`); a
+    # command gets Ctrl-C with the default disposition, so that is what its signal tests see
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def bench(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: int = 300):
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
-                                                **(env or {})})
+                                                **(env or {})}, preexec_fn=_default_signals)
 
 
 # ---- values inside lists ----------------------------------------------------------------------
