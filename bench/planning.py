@@ -32,7 +32,7 @@ from omegaconf import OmegaConf
 from bench import datasets as datasets_package
 from bench import methods as methods_package
 from bench import world as process_world
-from bench.app import CONFIG_DIR, check, compose_config, method_card
+from bench.app import check, compose_config, method_card
 from bench.atomic_io import write_json_atomic
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
@@ -41,9 +41,8 @@ from bench.protocols import check_target
 from bench.schema import RunConfig, RuntimeConfig, defaults_of
 from bench.validation import instantiate
 
-#: the package's folders whose files decide what a command line composes to
-PACKAGE_ROOTS = (Path(CONFIG_DIR), Path(__file__).parent, Path(datasets_package.__file__).parent,
-                 Path(methods_package.__file__).parent)
+#: the package's folders whose files decide what a command line composes to (bench/ holds configs/)
+PACKAGE_ROOTS = (Path(__file__).parent, Path(datasets_package.__file__).parent, Path(methods_package.__file__).parent)
 
 
 @dataclass

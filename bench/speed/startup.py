@@ -41,7 +41,7 @@ YARDSTICK = "import torch, open_clip"
 
 
 @dataclasses.dataclass(frozen=True)
-class Path_:
+class Probe:
     """One timed command: its label, its arguments after `python`, the exit status it must end
     with, and its goal (seconds, MiB; None: none)."""
 
@@ -103,19 +103,19 @@ def write_records(cfg: StartupSpeedConfig, folder: Path) -> int:
     return len(plans)
 
 
-def paths(cfg: StartupSpeedConfig, folder: Path, preset_runs: int) -> list[Path_]:
+def probes(cfg: StartupSpeedConfig, folder: Path, preset_runs: int) -> list[Probe]:
     runs = str(folder / "results" / "runs")
     module = ("-m",)
     return [
-        Path_(f"yardstick: python -c \"{YARDSTICK}\"", ("-c", YARDSTICK)),
-        Path_("bench.run --help", (*module, "bench.run", "--help"), 0, 1.0, 200),
-        Path_("bench.run train.lr=abc (a config error)", (*module, "bench.run", "train.lr=abc"), 2, 1.0, 200),
-        Path_("bench.run method=nosuch (an unknown method)", (*module, "bench.run", "method=nosuch"), 2, 1.0, 200),
-        Path_("bench.run --cfg job", (*module, "bench.run", "--cfg", "job"), 0, 1.0, 200),
-        Path_("bench.sweep --help", (*module, "bench.sweep", "--help"), 0, 1.0, 200),
-        Path_(f"bench.report on {cfg.records} records",
+        Probe(f"yardstick: python -c \"{YARDSTICK}\"", ("-c", YARDSTICK)),
+        Probe("bench.run --help", (*module, "bench.run", "--help"), 0, 1.0, 200),
+        Probe("bench.run train.lr=abc (a config error)", (*module, "bench.run", "train.lr=abc"), 2, 1.0, 200),
+        Probe("bench.run method=nosuch (an unknown method)", (*module, "bench.run", "method=nosuch"), 2, 1.0, 200),
+        Probe("bench.run --cfg job", (*module, "bench.run", "--cfg", "job"), 0, 1.0, 200),
+        Probe("bench.sweep --help", (*module, "bench.sweep", "--help"), 0, 1.0, 200),
+        Probe(f"bench.report on {cfg.records} records",
               (*module, "bench.report", "--runs", runs, "--out", str(folder / "report")), 0, 2.5),
-        Path_(f"bench.sweep {cfg.preset} status ({preset_runs} runs)",
+        Probe(f"bench.sweep {cfg.preset} status ({preset_runs} runs)",
               (*module, "bench.sweep", cfg.preset, "status", *runtime_overrides(folder)), 0, 1.5),
     ]
 
@@ -134,42 +134,42 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 """
 
 
-def time_once(path: Path_, cwd: Path) -> tuple[float, float]:
+def time_once(probe: Probe, cwd: Path) -> tuple[float, float]:
     """(wall seconds, peak MiB) of one fresh process; an unexpected exit status is an error."""
     log = cwd / "startup-output.txt"
-    launched = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(log), sys.executable, *path.args],
+    launched = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, str(log), sys.executable, *probe.args],
                               cwd=cwd, capture_output=True, text=True, check=True)
     seconds, peak_kib, code = launched.stdout.split()
-    if int(code) != path.exit_status:
-        raise UserError(f"`python {' '.join(path.args)}` ended with exit status {code}, not {path.exit_status}:\n"
+    if int(code) != probe.exit_status:
+        raise UserError(f"`python {' '.join(probe.args)}` ended with exit status {code}, not {probe.exit_status}:\n"
                         + log.read_text(errors="replace")[-2000:])
     return float(seconds), int(peak_kib) / 1024  # ru_maxrss is in KiB on Linux
 
 
-def measure(cfg: StartupSpeedConfig, todo: list[Path_], cwd: Path) -> dict[str, Timing]:
-    timings = {path.label: Timing() for path in todo}
+def measure(cfg: StartupSpeedConfig, todo: list[Probe], cwd: Path) -> dict[str, Timing]:
+    timings = {probe.label: Timing() for probe in todo}
     for round_ in range(cfg.warmup_rounds + cfg.rounds):
-        for path in todo:
-            seconds, mib = time_once(path, cwd)
+        for probe in todo:
+            seconds, mib = time_once(probe, cwd)
             if round_ >= cfg.warmup_rounds:
-                timings[path.label].seconds.append(seconds)
-                timings[path.label].peak_mib.append(mib)
+                timings[probe.label].seconds.append(seconds)
+                timings[probe.label].peak_mib.append(mib)
         print(f"round {round_ + 1} of {cfg.warmup_rounds + cfg.rounds}"
               + (" (warm-up)" if round_ < cfg.warmup_rounds else ""), file=sys.stderr)
     return timings
 
 
-def table(todo: list[Path_], timings: dict[str, Timing]) -> str:
+def table(todo: list[Probe], timings: dict[str, Timing]) -> str:
     yardstick = statistics.median(timings[todo[0].label].seconds)
     rows = []
-    for path in todo:
-        seconds, mib = timings[path.label].seconds, timings[path.label].peak_mib
+    for probe in todo:
+        seconds, mib = timings[probe.label].seconds, timings[probe.label].peak_mib
         median = statistics.median(seconds)
-        goal = " and ".join(g for g in ((f"<= {path.goal_s:g} s" if path.goal_s else ""),
-                                        (f"< {path.goal_mib:g} MiB" if path.goal_mib else "")) if g)
-        met = (path.goal_s is None or median <= path.goal_s) and \
-              (path.goal_mib is None or statistics.median(mib) < path.goal_mib)
-        rows.append([path.label, f"{median:.2f}", f"{min(seconds):.2f}-{max(seconds):.2f}", f"{median / yardstick:.2f}",
+        goal = " and ".join(g for g in ((f"<= {probe.goal_s:g} s" if probe.goal_s else ""),
+                                        (f"< {probe.goal_mib:g} MiB" if probe.goal_mib else "")) if g)
+        met = (probe.goal_s is None or median <= probe.goal_s) and \
+              (probe.goal_mib is None or statistics.median(mib) < probe.goal_mib)
+        rows.append([probe.label, f"{median:.2f}", f"{min(seconds):.2f}-{max(seconds):.2f}", f"{median / yardstick:.2f}",
                      f"{statistics.median(mib):.0f}", goal or "-", ("yes" if met else "NO") if goal else "-"])
     return tabulate(rows, headers=["path", "median s", "min-max s", "x yardstick", "peak MiB", "goal", "met"],
                     tablefmt="github", disable_numparse=True)
@@ -181,7 +181,7 @@ def run(cfg: StartupSpeedConfig) -> str:
         folder.mkdir(parents=True, exist_ok=True)
         print(f"writing {cfg.records} records and planning preset {cfg.preset} in {folder} ...", file=sys.stderr)
         preset_runs = write_records(cfg, folder)
-        todo = paths(cfg, folder, preset_runs)
+        todo = probes(cfg, folder, preset_runs)
         timings = measure(cfg, todo, folder)
         text = (table(todo, timings) + f"\n\n{cfg.rounds} rounds (+{cfg.warmup_rounds} warm-up) on "
                 f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at the end")

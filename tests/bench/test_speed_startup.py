@@ -8,7 +8,7 @@ import pytest
 
 from bench.errors import ConfigError, UserError
 from bench.records import load_complete_record
-from bench.speed.startup import Path_, config_from, main, run, time_once
+from bench.speed.startup import Probe, config_from, main, run, time_once
 
 
 def test_the_benchmark_times_every_path_against_the_yardstick(tmp_path, toy_dataset):
@@ -29,10 +29,10 @@ def test_the_benchmark_times_every_path_against_the_yardstick(tmp_path, toy_data
 
 
 def test_a_path_that_ends_otherwise_than_expected_is_an_error(tmp_path):
-    seconds, peak_mib = time_once(Path_("print", ("-c", "print('hi')")), tmp_path)
+    seconds, peak_mib = time_once(Probe("print", ("-c", "print('hi')")), tmp_path)
     assert seconds > 0 and 1 < peak_mib < 200  # the child's own peak, not this process's
     with pytest.raises(UserError, match="ended with exit status 3, not 0:\nboom"):
-        time_once(Path_("fails", ("-c", "import sys; print('boom'); sys.exit(3)")), tmp_path)
+        time_once(Probe("fails", ("-c", "import sys; print('boom'); sys.exit(3)")), tmp_path)
 
 
 def test_bad_settings_are_a_clear_error(capsys):

@@ -5,6 +5,7 @@ imported once by any earlier test would hide the import.  How long these paths t
 measured by `python -m bench.speed.startup`, not here."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,19 +18,19 @@ HEAVY = ("torch", "torchvision", "open_clip")
 
 def heavy_imports_after(module: str, args: list[str], cwd) -> tuple[list[str], subprocess.CompletedProcess]:
     """Run `python -m module *args` in a fresh interpreter; the heavy modules it imported."""
-    probe = ("import runpy, sys\n"
+    probe = ("import json, runpy, sys\n"
              f"sys.argv = [{module!r}, *{args!r}]\n"
              "try:\n"
              f"    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
              "except SystemExit:\n"
              "    pass\n"
-             f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)\n")
+             f"print('HEAVY', json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)), file=sys.stderr)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY ")]
     assert line, proc.stderr[-3000:]
-    return eval(line[-1].removeprefix("HEAVY ")), proc
+    return json.loads(line[-1].removeprefix("HEAVY ")), proc
 
 
 @pytest.mark.parametrize("module, args", [
