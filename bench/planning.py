@@ -12,7 +12,8 @@ override list, every config YAML and every module of the package (their paths, s
 modification times), each registered method's config module, the environment variables
 the configs read (`oc.env:NAME`) and the versions of Hydra and OmegaConf.  The data and the
 weights are fingerprinted afresh on every call (once per distinct dataset and weights), so a
-changed dataset still changes the run ids.
+changed dataset still changes the run ids.  Each edit of the code or the configs makes a
+new fingerprint, so the folder keeps only the `PLAN_FILES_KEPT` most recently written files.
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ from bench.schema import RunConfig, RuntimeConfig, defaults_of
 from bench.validation import instantiate
 
 #: the package's folders whose files decide what a command line composes to (bench/ holds configs/)
+#: plan files kept in the cache: one per code and config state, so a few edits back
+PLAN_FILES_KEPT = 8
 PACKAGE_ROOTS = (Path(__file__).parent, Path(datasets_package.__file__).parent, Path(methods_package.__file__).parent)
 
 
@@ -106,9 +109,23 @@ def plan_runs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PA
     if changed:
         try:
             write_json_atomic(cache, cache_file)
+            prune_plan_cache(cache_file.parent)
         except OSError:
             pass  # an unwritable cache only costs composing again next time
     return plans
+
+
+def prune_plan_cache(folder: Path, keep: int = PLAN_FILES_KEPT) -> None:
+    """Delete all but the `keep` most recently written plan files (a file another process
+    deletes first is not an error)."""
+    written = {}
+    for path in folder.glob("*.json"):
+        try:
+            written[path] = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            continue
+    for stale in sorted(written, key=written.get, reverse=True)[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def config_cache_dir() -> Path:

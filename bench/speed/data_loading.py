@@ -27,40 +27,14 @@ Example: ``python -m bench.speed.data_loading images=120 workers=[1,2]``.
 from __future__ import annotations
 
 import dataclasses
-import gc
-import math
-import os
-import statistics
 import sys
-import time
-from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
-import torch
 from omegaconf import OmegaConf
-from PIL import Image
-from tabulate import tabulate
-from torch.utils.data import DataLoader, Dataset
-from torchvision import datasets as tv_datasets
-from torchvision import transforms as T
-from torchvision.io import read_file
 
-from bench.app import dataset_config, train_config
-from bench.data import ImageSpec, MultiTaskData, build_transforms
-from bench.datasets import build_dataset
-from bench.datasets.base import load_rgb
-from bench.datasets.decoding import decode_jpegs_on_gpu, resized_copy
 from bench.errors import guarded
-from bench.preflight import resolve_num_workers
 from bench.schema import DataSpeedConfig, defaults_of
 from bench.validation import check_section, instantiate
-
-OPENAI_PREPROCESS = {"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
-                     "interpolation": "bicubic"}
-DOMAIN = "photo"
-#: a ratio whose rounds spread more than this (max - min over the median) is flagged
-RATIO_SPREAD_WARNING = 0.15
 
 
 def config_from(argv: Sequence[str]) -> DataSpeedConfig:
@@ -70,238 +44,6 @@ def config_from(argv: Sequence[str]) -> DataSpeedConfig:
     return instantiate(DataSpeedConfig, OmegaConf.to_container(node, resolve=True))
 
 
-# ---- the images ------------------------------------------------------------------------------
-def generate_images(cfg: DataSpeedConfig) -> Path:
-    """`<folder>/photo/class_<k>/<i>.jpg`, made once per setting (a `done` marker)."""
-    key = f"n{cfg.images}-c{cfg.classes}-{cfg.long_side_min}-{cfg.long_side_max}-q{cfg.quality}-s{cfg.seed}"
-    folder = Path(os.path.expanduser(cfg.folder or os.path.join(cfg.cache_dir, "speed-data"))) / key
-    if (folder / "done").is_file():
-        return folder
-    rng = np.random.default_rng(cfg.seed)
-    grain = rng.integers(-10, 11, size=(256, 256, 3), dtype=np.int16)  # sensor-like noise, tiled
-    low, high = math.log(cfg.long_side_min), math.log(cfg.long_side_max)
-    for i in range(cfg.images):
-        long_side = round(math.exp(rng.uniform(low, high)))
-        short_side = max(16, round(long_side * rng.uniform(0.6, 0.9)))
-        w, h = (long_side, short_side) if rng.random() < 0.7 else (short_side, long_side)
-        coarse = Image.fromarray(rng.integers(0, 256, size=(max(2, h // 96), max(2, w // 96), 3), dtype=np.uint8))
-        smooth = np.asarray(coarse.resize((w, h), Image.BICUBIC), dtype=np.int16)
-        noisy = smooth + np.tile(grain, (h // 256 + 1, w // 256 + 1, 1))[:h, :w]
-        target = folder / DOMAIN / f"class_{i % cfg.classes}" / f"{i:05d}.jpg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(target, "JPEG", quality=cfg.quality)
-    (folder / "done").write_text("ok")
-    return folder
-
-
-# ---- timing ----------------------------------------------------------------------------------
-def _count(batch) -> int:
-    return int(batch[0].shape[0])
-
-
-def timed_epoch(epoch: Iterable) -> float:
-    """Images/s of one pass over `epoch`."""
-    start, seen = time.perf_counter(), 0
-    for batch in epoch:
-        seen += _count(batch)
-    return seen / (time.perf_counter() - start)
-
-
-def interleaved_rates(pipelines: Sequence[Callable[[int], Iterable]], rounds: int,
-                      warmup_rounds: int = 1) -> list[list[float]]:
-    """Images/s of each pipeline (`epoch -> iterable of batches`) in each of `rounds` rounds:
-    `warmup_rounds` untimed epochs each first, then the timed epochs taken in turn (A, B, A, B:
-    a busy neighbour slows the pipelines of one round alike, so a ratio within a round holds)."""
-    for _ in range(warmup_rounds):
-        for pipeline in pipelines:
-            for _ in pipeline(0):
-                pass
-    rates: list[list[float]] = [[] for _ in pipelines]
-    for r in range(rounds):
-        for i, pipeline in enumerate(pipelines):
-            rates[i].append(timed_epoch(pipeline(r + 1)))
-    return rates
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One pipeline's images/s over the rounds and its ratio to the baseline of the same rounds."""
-
-    name: str
-    workers: str
-    rates: tuple[float, ...]
-    ratios: tuple[float, ...]
-
-    @property
-    def rate(self) -> float:
-        return statistics.median(self.rates)
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.ratios)
-
-    @property
-    def ratio_spread(self) -> float:
-        """(max - min) / median of the per-round ratios: how far one round's ratio strays."""
-        return (max(self.ratios) - min(self.ratios)) / self.ratio if self.ratio else math.inf
-
-
-def rows_against(baseline: list[float], named: dict[str, list[float]], workers: str) -> list[Row]:
-    """Each pipeline's rates and its per-round ratio to `baseline` (timed in the same rounds)."""
-    return [Row(name, workers, tuple(rates), tuple(r / b for r, b in zip(rates, baseline)))
-            for name, rates in named.items()]
-
-
-def baseline_pipeline(root: Path, transform, cfg: DataSpeedConfig, workers: int) -> Callable[[int], Iterable]:
-    """The usual pipeline: ImageFolder + the same transforms + a shuffled DataLoader."""
-    data = tv_datasets.ImageFolder(str(root / DOMAIN), transform=transform)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                        pin_memory=torch.cuda.is_available())
-    return lambda epoch: loader
-
-
-def ours_pipeline(dataset, spec: ImageSpec, cfg: DataSpeedConfig, workers: int, prefetch: int | None = None,
-                  **train) -> Callable[[int], Iterable]:
-    """Our train loader (MultiTaskData) with the given train.* opt-ins."""
-    tcfg = train_config({"batch_size": cfg.batch_size, **train})
-    data = MultiTaskData(dataset, spec, tcfg, seed=cfg.seed, num_workers=workers,
-                         pin_memory=torch.cuda.is_available(), prefetch_factor=prefetch, cache_dir=cfg.cache_dir)
-    return data.train_loader
-
-
-class _EncodedFiles(Dataset):
-    def __init__(self, paths: Sequence[str]):
-        self.paths = list(paths)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return read_file(self.paths[index])
-
-
-def gpu_decode_pipeline(paths: Sequence[str], spec: ImageSpec, cfg: DataSpeedConfig,
-                        workers: int) -> Callable[[int], Iterable]:
-    """Workers read the files; nvJPEG decodes each batch on the GPU, where it is cropped."""
-    crop = T.Compose([T.RandomResizedCrop(spec.image_size, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
-                      T.RandomHorizontalFlip()])
-    mean = torch.tensor(spec.preprocess_cfg["mean"], device="cuda").view(1, 3, 1, 1)
-    std = torch.tensor(spec.preprocess_cfg["std"], device="cuda").view(1, 3, 1, 1)
-    loader = DataLoader(_EncodedFiles(paths), batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                        collate_fn=list)
-
-    def epoch(_):
-        for encoded in loader:
-            images = torch.stack([crop(x) for x in decode_jpegs_on_gpu(encoded)]).float().div_(255)
-            yield ((images - mean) / std,)
-        torch.cuda.synchronize()
-
-    return epoch
-
-
-# ---- what the approximations change ------------------------------------------------------------
-def pixel_statistics(paths: Sequence[str], spec: ImageSpec, cfg: DataSpeedConfig) -> list[list]:
-    """Rows (pipeline, per-channel mean, per-channel std, mean |difference| to the reference), 0-255."""
-    reference, _ = build_transforms(spec, True, (0.08, 1.0))
-    draft, _ = build_transforms(spec, True, (0.08, 1.0), jpeg_draft=True)
-    cached = {p: q for p, (q, _) in zip(paths, resized_copy([(p, 0) for p in paths], cfg.cache_side, cfg.cache_dir))}
-    std = torch.tensor(spec.preprocess_cfg["std"]).view(3, 1, 1) * 255
-    mean = torch.tensor(spec.preprocess_cfg["mean"]).view(3, 1, 1) * 255
-
-    def crops(transform, opener, path_of=lambda p: p):
-        out = []
-        for k, path in enumerate(paths):
-            torch.manual_seed(cfg.seed * 100003 + k)
-            out.append(transform(opener(path_of(path))) * std + mean)
-        return torch.stack(out)
-
-    ref = crops(reference, load_rgb)
-    rows = []
-    for name, images, same_boxes in (
-            ("reference (PIL full decode)", ref, True),
-            ("train.jpeg_draft (same crop boxes)", crops(draft, Image.open), True),
-            (f"train.resized_cache_side={cfg.cache_side} (boxes drawn on the copy)",
-             crops(reference, load_rgb, cached.get), False)):
-        rows.append([name, _triple(images.mean(dim=(0, 2, 3))), _triple(images.std(dim=(0, 2, 3))),
-                     f"{(images - ref).abs().mean():.2f}" if same_boxes else "- (other boxes)"])
-    return rows
-
-
-def _triple(values: torch.Tensor) -> str:
-    return " / ".join(f"{v:.1f}" for v in values.tolist())
-
-
-# ---- the run ---------------------------------------------------------------------------------
-def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
-    """Measure every row; returns {"rows": [...], "default_vs_baseline": min ratio, "best": (name, ratio)}."""
-    started = time.perf_counter()
-    root = generate_images(cfg)
-    dataset = build_dataset(dataset_config({"name": "speed-data", "builder": "imagefolder", "root": str(root),
-                                            "domains": [DOMAIN], "val_fraction": 0.0, "test_fraction": 0.0}))
-    paths = [p for p, _ in dataset.tasks[0].train]
-    sizes = [max(Image.open(p).size) for p in paths]
-    log(f"{len(paths)} JPEGs in {root}: long side {min(sizes)}-{max(sizes)} px (median {int(np.median(sizes))}), "
-        f"quality {cfg.quality}; crops of {cfg.image_size} px, batch {cfg.batch_size}")
-    spec = ImageSpec(cfg.image_size, OPENAI_PREPROCESS)
-    transform, _ = build_transforms(spec, True, (0.08, 1.0))
-    auto = resolve_num_workers("auto")
-    counts = sorted(set(cfg.workers) | {auto})
-    label = lambda w: f"{w} (auto)" if w == auto else str(w)  # noqa: E731
-    rows: list[Row] = []
-    for w in counts:  # the baseline and our default, in turn
-        base, ours = interleaved_rates([baseline_pipeline(root, transform, cfg, w),
-                                        ours_pipeline(dataset, spec, cfg, w)], cfg.rounds, cfg.warmup_rounds)
-        rows += rows_against(base, {"ImageFolder + DataLoader (baseline)": base,
-                                    "ours, default (reference pixels)": ours}, label(w))
-        gc.collect()  # ends the persistent workers before the next row starts its own
-    t0 = time.perf_counter()
-    resized_copy(dataset.tasks[0].train, cfg.cache_side, cfg.cache_dir, auto)
-    one_time = time.perf_counter() - t0
-    opt_ins = {"ours + runtime.prefetch_factor=4": dict(prefetch=4),
-               "ours + train.jpeg_draft": dict(jpeg_draft=True),
-               f"ours + train.resized_cache_side={cfg.cache_side}": dict(resized_cache_side=cfg.cache_side),
-               f"ours + jpeg_draft + resized_cache_side={cfg.cache_side}":
-                   dict(jpeg_draft=True, resized_cache_side=cfg.cache_side)}
-    pipelines = {"ImageFolder + DataLoader (baseline)": baseline_pipeline(root, transform, cfg, auto)}
-    pipelines.update({name: ours_pipeline(dataset, spec, cfg, auto, **options) for name, options in opt_ins.items()})
-    if torch.cuda.is_available():
-        pipelines["GPU decode (nvJPEG) + GPU crop"] = gpu_decode_pipeline(paths, spec, cfg, auto)
-    rates = dict(zip(pipelines, interleaved_rates(list(pipelines.values()), cfg.rounds, cfg.warmup_rounds)))
-    baseline = rates.pop("ImageFolder + DataLoader (baseline)")  # the opt-ins' own rounds' baseline
-    opt_in_rows = rows_against(baseline, rates, label(auto))
-    rows += opt_in_rows
-    best = max(opt_in_rows, key=lambda row: row.ratio)
-    del pipelines
-    gc.collect()
-    table = tabulate([[row.name, row.workers, f"{row.rate:.1f}", f"{min(row.rates):.1f}-{max(row.rates):.1f}",
-                       f"{row.ratio:.2f}x", f"{min(row.ratios):.2f}-{max(row.ratios):.2f}x"] for row in rows],
-                     headers=["pipeline", "workers", "images/s (median)", "min-max", "vs baseline (median)",
-                              "min-max"], tablefmt="github", disable_numparse=True)
-    unsteady = [row for row in rows if "baseline" not in row.name and row.ratio_spread > RATIO_SPREAD_WARNING]
-    warning = "".join(f"\nWARNING: {row.name} at {row.workers} workers: its ratio moved by "
-                      f"{100 * row.ratio_spread:.0f}% between rounds (more than {100 * RATIO_SPREAD_WARNING:.0f}%): "
-                      "the machine was not quiet, or the epoch is too short; do not read this ratio."
-                      for row in unsteady)
-    stats = tabulate(pixel_statistics(paths[:cfg.stats_images], spec, cfg),
-                     headers=["crops of", "mean R/G/B", "std R/G/B", "mean |diff| to reference"], tablefmt="github")
-    gpu = "" if torch.cuda.is_available() else "\nGPU decode: not measured (no CUDA device here).\n"
-    defaults = [row for row in rows if row.name == "ours, default (reference pixels)"]
-    summary = (f"{cfg.rounds} interleaved rounds after {cfg.warmup_rounds} untimed; default vs baseline, same "
-               f"workers: {min(r.ratio for r in defaults):.2f}x at worst "
-               f"({', '.join(f'{r.ratio:.2f}x' for r in defaults)}); best opt-in: {best.name} {best.ratio:.2f}x the "
-               f"baseline at {auto} workers; resized copy ready in {one_time:.1f} s (made once: an earlier run's copy "
-               "is reused)")
-    text = (f"{table}\n{warning}{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
-            f"{stats}\n\n{summary}\n(command: python -m bench.speed.data_loading {' '.join(sys.argv[1:])}; "
-            f"{time.perf_counter() - started:.0f} s)")
-    log(text)
-    if cfg.output:
-        Path(cfg.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.output).write_text(text + "\n")
-    return {"rows": rows, "default_vs_baseline": min(r.ratio for r in defaults), "best": best, "text": text,
-            "unsteady": unsteady}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
@@ -309,8 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nsettings:", ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '...'}"
                                        for f in dataclasses.fields(DataSpeedConfig)))
         return 0
-    guarded(lambda: run(config_from(args)))()
+    guarded(measure)(args)
     return 0
+
+
+def measure(args: Sequence[str]) -> dict:
+    cfg = config_from(args)
+    from bench.speed.loader_benchmark import run  # deferred: torch and torchvision, for the measurement only
+
+    return run(cfg)
 
 
 if __name__ == "__main__":

@@ -71,3 +71,16 @@ def test_the_fingerprint_moves_with_every_file_and_read_variable(tmp_path, monke
     assert configs_fingerprint([tree]) != before
     os.utime(yaml, ns=(0, 0))
     assert configs_fingerprint([tree]) != before
+
+
+def test_the_plan_cache_keeps_only_the_newest_files(tmp_path):
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    for age in range(planning.PLAN_FILES_KEPT + 3):
+        path = folder / f"{age:02d}.json"
+        path.write_text("{}")
+        os.utime(path, ns=(10**18 - age * 10**9, 10**18 - age * 10**9))  # 00.json the newest
+    (folder / "notes.txt").write_text("not a plan file")
+    planning.prune_plan_cache(folder)
+    assert sorted(p.name for p in folder.iterdir()) == \
+        [f"{age:02d}.json" for age in range(planning.PLAN_FILES_KEPT)] + ["notes.txt"]

@@ -18,7 +18,8 @@ from helpers import REPO
 from bench.clip import ModelError
 from bench.models import build_clip, resolve_pretrained
 from bench.shipped_weights import OUR_CHECKPOINTS, WEIGHTS_DIR
-from bench.pretrain_toy import HELD_OUT, TOY_CHECKPOINT_SHA256, sha256
+from bench.pretrain_toy import HELD_OUT, TOY_CHECKPOINT_SHA256
+from bench.toy_pretraining import sha256
 
 ARCH, FILENAME = OUR_CHECKPOINTS["cpb-toy"]
 SHIPPED = WEIGHTS_DIR / FILENAME

@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from bench.errors import ConfigError
-from bench.speed.data_loading import config_from, generate_images, main, run
+from bench.speed.data_loading import config_from, main
+from bench.speed.loader_benchmark import generate_images, run
 
 
 def test_generated_images_follow_the_size_spread_and_quality(tmp_path):
@@ -50,7 +51,7 @@ def test_bad_settings_are_a_clear_error(capsys):
 
 
 def test_a_ratio_that_moves_between_rounds_is_flagged():
-    from bench.speed.data_loading import RATIO_SPREAD_WARNING, rows_against
+    from bench.speed.loader_benchmark import RATIO_SPREAD_WARNING, rows_against
     steady, unsteady = rows_against([100.0, 100.0, 100.0], {"a": [150.0, 155.0, 152.0], "b": [150.0, 90.0, 120.0]},
                                     "2")
     assert steady.ratio == 1.52 and steady.ratio_spread < RATIO_SPREAD_WARNING < unsteady.ratio_spread

@@ -47,6 +47,11 @@ def heavy_imports_after(module: str, args: list[str], cwd) -> tuple[list[str], s
     ("bench.report", ["--help"]),
     ("bench.check", ["--help"]),
     ("bench.prepare", ["--help"]),
+    ("bench.speed.data_loading", ["--help"]),
+    ("bench.speed.data_loading", ["images=abc"]),
+    ("bench.speed.startup", ["--help"]),
+    ("bench.pretrain_toy", ["--help"]),
+    ("bench.pretrain_toy", ["--steps", "abc"]),
     ("bench.help", []),
 ], ids=lambda value: value if isinstance(value, str) else " ".join(value) or "-")
 def test_help_and_config_errors_never_import_torch(module, args, tmp_path):
