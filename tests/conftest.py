@@ -80,6 +80,14 @@ def slurm_cluster(tmp_path_factory):
                 subprocess.run([str(SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked `long` first, in their file order, then the others as collected: each
+    worker takes the next test when it is free (pyproject's addopts), so the long ones are shared
+    out at the start.  A test that waits for what another one makes (the `made_once` folders) is
+    never marked, so it never stands idle beside its maker."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 @pytest.fixture(scope="session")
 def toy_default_run(tmp_path_factory):
     """`python -m bench.run runtime.progress=false` (the README's first command: CoOp on the toy
@@ -105,7 +113,9 @@ def _isolated_caches(tmp_path_factory):
     One torch thread per worker, here and in every child process (OMP_NUM_THREADS is inherited):
     the suite already runs one xdist worker per core, and two threads per worker on 2 cores made
     OpenMP's spin-waiting triple the time (tests/methods: 105 s against 37 s)."""
-    os.environ.setdefault("CPB_CACHE", str(tmp_path_factory.mktemp("cpb-cache")))
+    cache = session_shared_dir(tmp_path_factory) / "cpb-cache"  # every worker's: the toy is made once
+    cache.mkdir(exist_ok=True)
+    os.environ.setdefault("CPB_CACHE", str(cache))
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
@@ -143,9 +153,11 @@ def vit_b16_clip():
 
 # ---- data ------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def toy_dataset():
-    """The generated toy dataset (4 domains x 5 shapes), built once per session."""
-    return load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))
+def toy_dataset(tmp_path_factory):
+    """The generated toy dataset (4 domains x 5 shapes), built once per session for every worker
+    (the cache is theirs in common; under the lock the second waits instead of generating too)."""
+    with locked(session_shared_dir(tmp_path_factory) / "toy.lock"):
+        return load_dataset(OmegaConf.load(REPO / "configs" / "dataset" / "toy.yaml"))
 
 
 @pytest.fixture

@@ -38,6 +38,11 @@ def bench_run(*args: str, cwd: Path, extra_env: dict | None = None, timeout: int
     return subprocess.run([sys.executable, "-m", "bench.run", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
+#: toy overrides that evaluate 5 % of each domain (50 images) for val and for test, not 20 %: for a
+#: test whose point is the command, the sweep or the requeue around a run rather than its accuracy
+#: (the full split made half the time of such tests)
+SMALL_TOY_EVAL = ["dataset.val_fraction=0.05", "dataset.test_fraction=0.05"]
+
 #: ViT-B/16's parameter count (random weights, no download)
 CLIP_B16_TOTAL = 149_620_737
 

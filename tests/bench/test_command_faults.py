@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, launch, make_imagefolder, train_cfg, wait_for
+from helpers import REPO, SMALL_TOY_EVAL, launch, make_imagefolder, train_cfg, wait_for
 
 from bench import faults
 from bench.app import compose_config
@@ -150,8 +150,9 @@ def test_report_skips_and_names_a_record_whose_accuracy_is_not_a_number(finished
 
 
 # ---- signals -----------------------------------------------------------------------------------
+@pytest.mark.long
 @pytest.mark.parametrize("fault, code", [("sigint_at_step:2", 130), ("sigterm_at_step:2", 143)])
-def test_a_signal_ends_a_run_with_one_line_and_the_resume_command(tmp_path, fault, code):
+def test_a_signal_ends_a_run_with_one_line_and_the_resume_command(tmp_path, fault, code, capsys):
     make_imagefolder(tmp_path / "data", ["d1", "d2"], ["circle", "square", "star"], n_per_class=8)
     args = folder(tmp_path, "runtime.checkpoint_every_steps=1", "runtime.resume=false")
     proc = bench("bench.run", *args, cwd=tmp_path, env={"CPB_FAULT": fault})
@@ -161,8 +162,9 @@ def test_a_signal_ends_a_run_with_one_line_and_the_resume_command(tmp_path, faul
                            f"checkpoint {tmp_path}/ckpt/")
     assert "(after step 1) is kept. Resume with: python -m bench.run dataset=imagefolder" in line
     assert "runtime.resume=false" not in line  # the resume command resumes, it does not start over
-    resumed = bench("bench.run", *line.split("Resume with: python -m bench.run ", 1)[1].split(), cwd=tmp_path)
-    assert resumed.returncode == 0 and "1 resume(s)" in resumed.stdout, resumed.stderr
+    # the printed command, run here (the signal needed a process; resuming does not)
+    resumed, out = launch(line.split("Resume with: python -m bench.run ", 1)[1].split(), capsys)
+    assert resumed == 0 and "1 resume(s)" in out, out
 
 
 # ---- non-finite losses -------------------------------------------------------------------------
@@ -245,7 +247,7 @@ def test_a_single_class_task_is_an_error(tmp_path, capsys):
 
 # ---- local sweeps --------------------------------------------------------------------------------
 SWEEP_EXTRA = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "runtime.checkpoint_every_steps=1",
-               "runtime.progress=false", "runtime.num_workers=0"]
+               "runtime.progress=false", "runtime.num_workers=0", *SMALL_TOY_EVAL]
 
 
 def sweep_dirs(root: Path) -> list[str]:
@@ -270,6 +272,7 @@ def test_local_parallelism_defaults_to_what_the_machine_can_run():
         local_parallelism("many", 4)
 
 
+@pytest.mark.long
 def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm(tmp_path):
 
     from bench.sweep import cancel, launch, status

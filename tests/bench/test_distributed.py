@@ -72,6 +72,7 @@ def _same_state(one: dict, two: dict) -> float:
     return max((a[n].float() - b[n].float()).abs().max().item() for n in a)
 
 
+@pytest.mark.long
 def test_two_processes_match_one_for_every_method_and_mode(summaries):
     from bench.methods import METHODS
     one, two = summaries
@@ -209,6 +210,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.long
 def test_a_hung_rank_stops_the_others_after_the_collective_timeout(tmp_path, toy_dataset):
     """Two processes started by hand (a user's own launcher: nobody ends the others): rank 1
     hangs at step 1; rank 0 stops within runtime.collective_timeout_s with a paragraph naming

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, launch, wait_for
+from helpers import REPO, SMALL_TOY_EVAL, launch, wait_for
 
 from bench import faults
 from bench.sweep import compose_config
@@ -413,12 +413,13 @@ def test_second_identical_run_exits_and_a_killed_runs_lock_is_stale(tmp_path, ca
     assert code == 0 and record["resumes"] == 1
 
 
+@pytest.mark.long
 def test_local_sweep_status_and_relaunch(tmp_path, capsys):
     from bench.sweep import launch as sweep_launch
     from bench.sweep import status
     preset = tmp_path / "one.yaml"
     preset.write_text("name: one\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: [1]\n")
-    extra = SHORT[2:] + dirs(tmp_path)
+    extra = SHORT[2:] + SMALL_TOY_EVAL + dirs(tmp_path)
     state = tmp_path / "faults"
     os.environ.update(CPB_FAULT="hold_at_step:2", CPB_FAULT_STATE=str(state))  # the job inherits it
     try:

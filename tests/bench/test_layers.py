@@ -159,6 +159,7 @@ def _python(code: str, cwd: Path, pythonpath: list[str] | None = None) -> subpro
                           timeout=300)
 
 
+@pytest.mark.long
 def test_every_module_imports_at_top_level_in_a_fresh_interpreter_in_any_order(tmp_path):
     modules = sorted(m for m in project_modules() if not m.endswith("__main__"))
     orders = [modules[::-1], random.Random(1).sample(modules, len(modules))]  # two orders: enough to catch an order-dependent import

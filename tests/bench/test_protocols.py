@@ -13,8 +13,8 @@ from bench.planning import plan_run
 from bench.protocols import TaskRoles, task_roles
 from bench.sweep import expand_grid, load_preset
 from bench.check import load_dataset_config
-from tests.helpers import (DN_CLASSES, DN_DOMAINS, OH_CLASSES, OH_DOMAINS, launch, make_imagefolder, make_minidomainnet,
-                           train_cfg, dn_cfg, oh_cfg, runtime_overrides, write_domainnet_tree)
+from helpers import (DN_DOMAINS, OH_CLASSES, OH_DOMAINS, SMALL_TOY_EVAL, launch, make_imagefolder, make_minidomainnet,
+                     train_cfg, dn_cfg, oh_cfg, runtime_overrides, write_domainnet_tree)
 
 LOO = ["protocol=leave_one_out"]
 DOMAINNET = ["clipart", "infograph", "painting", "quickdraw", "real", "sketch"]
@@ -101,7 +101,7 @@ def test_no_target_image_reaches_a_training_or_validation_loader(layout, selecti
 
 @pytest.mark.parametrize("selection", ["val", "oracle"])
 def test_a_leave_one_out_run_tests_the_target_and_states_its_selection(selection, capsys, tmp_path):
-    code, out = launch(LOO + ["dataset.target=sketch", f"train.selection={selection}", "dataset.few_shot=2",
+    code, out = launch(LOO + SMALL_TOY_EVAL + ["dataset.target=sketch", f"train.selection={selection}", "dataset.few_shot=2",
                               "train.epochs=2", "train.warmup_epochs=0", "runtime.progress=false"]
                        + runtime_overrides(tmp_path), capsys)
     assert code == 0, out
@@ -115,7 +115,8 @@ def test_a_leave_one_out_run_tests_the_target_and_states_its_selection(selection
 
 
 def test_zero_shot_is_a_leave_one_out_baseline(capsys, tmp_path):
-    code, out = launch(LOO + ["dataset.target=painting", "method=zeroshot"] + runtime_overrides(tmp_path), capsys)
+    code, out = launch(LOO + SMALL_TOY_EVAL + ["dataset.target=painting", "method=zeroshot"] + runtime_overrides(tmp_path),
+                       capsys)
     assert code == 0, out
 
 
@@ -134,7 +135,7 @@ def test_dg_presets_run_every_method_in_a_mode_that_serves_the_target_on_every_t
 
 def test_the_report_writes_the_held_out_domain_table_apart_from_the_multitask_one(capsys, tmp_path):
     from bench.report import load_records, write_report
-    quick = ["dataset.few_shot=2", "train.epochs=1", "train.warmup_epochs=0", "runtime.progress=false"]
+    quick = ["dataset.few_shot=2", "train.epochs=1", "train.warmup_epochs=0", "runtime.progress=false", *SMALL_TOY_EVAL]
     for method in ("zeroshot", "coop"):
         for target in ("sketch", "photo"):
             code, out = launch(LOO + [f"method={method}", f"dataset.target={target}"] + quick

@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import torch
-from helpers import REPO, runtime_overrides
+from helpers import REPO, SMALL_TOY_EVAL, runtime_overrides
 
 from bench.sweep import compose_config
 
 RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=4",
-       "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0"]
+       "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0", *SMALL_TOY_EVAL]
 
 
 def comparable(record):

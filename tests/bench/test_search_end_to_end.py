@@ -7,14 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from helpers import SMALL_TOY_EVAL
+
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["model=tiny", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "train.warmup_epochs=0"]
+TINY = ["model=tiny", "train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "train.warmup_epochs=0",
+        *SMALL_TOY_EVAL]
 
 
 def _bench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.long
 def test_a_toy_search_runs_through_sweep_and_report(tmp_path):
     where = [f"runtime.results_dir={tmp_path}/results/runs", f"runtime.checkpoint_dir={tmp_path}/ck"]
     before = _bench("bench.sweep", "toy_search_smoke", "status", *TINY, *where)

@@ -11,6 +11,7 @@ from bench.records import load_complete_record
 from bench.speed.startup import Probe, config_from, main, run, time_once
 
 
+@pytest.mark.long
 def test_the_benchmark_times_every_path_against_the_yardstick(tmp_path, toy_dataset):
     cfg = config_from(["rounds=1", "warmup_rounds=0", "records=8", "preset=toy_smoke", f"folder={tmp_path}",
                        f"output={tmp_path}/startup.md"])

@@ -2,7 +2,7 @@
 missing runs and then nothing.  Sweeps on SLURM: tests/bench/test_sweep_slurm.py."""
 from __future__ import annotations
 
-from helpers import runtime_overrides
+from helpers import SMALL_TOY_EVAL, runtime_overrides
 
 from bench.sweep import expand_grid
 
@@ -22,7 +22,7 @@ def test_sweep_run_here_runs_the_missing_runs_and_then_nothing(tmp_path):
     preset = tmp_path / "tiny_sweep.yaml"
     preset.write_text("name: tiny_sweep\nfixed: [dataset=toy, runtime.progress=false]\n"
                       "grid:\n  method: [method=zeroshot]\n  seed: [1, 2]\n")
-    extra = runtime_overrides(tmp_path)
+    extra = runtime_overrides(tmp_path) + SMALL_TOY_EVAL
     assert run_here(str(preset), extra) == {"complete": 2, "busy elsewhere": 0, "failed": 0}
     records = sorted((tmp_path / "results" / "runs").glob("*.json"))
     written = [r.stat().st_mtime_ns for r in records]

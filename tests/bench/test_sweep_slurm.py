@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import REPO, runtime_overrides, wait_for
+import pytest
+from helpers import REPO, SMALL_TOY_EVAL, runtime_overrides, wait_for
 
-SHORT = ["train.epochs=1", "train.steps_per_epoch=3", "train.batch_size=4", "runtime.progress=false"]
+SHORT = ["train.epochs=1", "train.steps_per_epoch=3", "train.batch_size=4", "runtime.progress=false", *SMALL_TOY_EVAL]
 
 
+@pytest.mark.long
 def test_hydra_multirun_on_slurm(slurm_cluster, tmp_path):
     args = ["-m", "method=zeroshot,coop", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
             "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2",
@@ -27,13 +29,14 @@ def test_hydra_multirun_on_slurm(slurm_cluster, tmp_path):
     assert all(r["status"] == "complete" for r in records)
 
 
+@pytest.mark.long
 def test_nonblocking_sweep_with_requeue(slurm_cluster, tmp_path):
     from bench.sweep import launch, status
     preset = tmp_path / "smoke.yaml"
     preset.write_text("name: smoke\nfixed: [dataset=toy]\ngrid:\n  method: [method=zeroshot, method=coop]\n"
                       "  seed: [1]\n")
     extra = ["train.epochs=2", "train.steps_per_epoch=6", "runtime.checkpoint_every_steps=1",
-             "train.batch_size=4", "runtime.progress=false", *runtime_overrides(tmp_path)]
+             "train.batch_size=4", "runtime.progress=false", *SMALL_TOY_EVAL, *runtime_overrides(tmp_path)]
     params = {"slurm_partition": "debug", "cpus_per_task": 1, "mem_gb": 2, "timeout_min": 10}
     # the coop job stops at step 4 (after its step-3 checkpoint) until SLURM signals it: no race
     faults = tmp_path / "faults"
