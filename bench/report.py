@@ -54,8 +54,8 @@ from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.preflight import check_writable
 from bench.records import RunRecord, read_record
-from bench.report_plots import (method_style, plot_acc_vs_params, plot_acc_vs_time, plot_curves,  # noqa: F401
-                                plot_held_out, point_label)
+from bench.report_plots import (FigureDrawer, figure_processes, method_style, plot_acc_vs_params,  # noqa: F401
+                                plot_acc_vs_time, plot_curves, plot_held_out, point_label)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
@@ -213,9 +213,15 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
 
 
 def write_report(records, problems, out_dir, datasets=None, split="test", expected=None, selection="val",
-                 baseline="zeroshot", curves_from=None) -> list[Path]:
+                 baseline="zeroshot", curves_from=None, figures: FigureDrawer | None = None) -> list[Path]:
     """Write <dataset>.md/.csv/.tex, _acc_vs_params.png and _acc_vs_time.png for each dataset
-    (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths."""
+    (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths.
+    The figures are drawn by `figures` (the command's forked processes; None: here, one by one),
+    and are on disk once the drawer's `with` block has ended."""
+    if figures is None:
+        with FigureDrawer(1) as here:
+            return write_report(records, problems, out_dir, datasets, split, expected, selection, baseline,
+                                curves_from, here)
     out_dir = Path(out_dir)
     check_writable({"--out": out_dir}, "the report")
     written = []
@@ -253,15 +259,15 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         summary.to_csv(paths["csv"], index=False, float_format="%.6g")
         paths["tex"].write_text(_latex(table, f"{title}. {text}"))
         paths["png"] = out_dir / f"{dataset}_acc_vs_params.png"
-        plot_acc_vs_params(summary, paths["png"], title)
+        figures.draw(plot_acc_vs_params, summary, paths["png"], title)
         paths["time png"] = out_dir / f"{dataset}_acc_vs_time.png"
-        plot_acc_vs_time(summary, paths["time png"], title)
+        figures.draw(plot_acc_vs_time, summary, paths["time png"], title)
         if held_out:
             paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
-            plot_held_out(summary, paths["held-out png"], title)
+            figures.draw(plot_held_out, summary, paths["held-out png"], title)
         if curves_from is not None:
             path = write_curves(summary, mine_records, selection, Path(curves_from), out_dir / f"{dataset}_curves.png",
-                                f"{dataset}: learning curves (mean ± se over seeds)")
+                                f"{dataset}: learning curves (mean ± se over seeds)", figures)
             paths.update({"curves": path} if path else {})
         print(f"\n{title}\n{table.to_markdown(index=False, disable_numparse=True)}")
         written += paths.values()
@@ -269,7 +275,7 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
 
 
 def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str, runs_dir: Path, path: Path,
-                 title: str) -> Path | None:
+                 title: str, figures: FigureDrawer) -> Path | None:
     """The learning curves of every row with a curves CSV (its selected runs' epochs)."""
     chosen, _ = select_trials(records, selection)
     by_row: dict[str, list] = {}
@@ -285,7 +291,7 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
         return None
     tasks = [c[: -len(" mean")] for c in summary.columns
              if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
-    plot_curves(curves, tasks, path, title)
+    figures.draw(plot_curves, curves, tasks, path, title)
     return path
 
 
@@ -320,14 +326,16 @@ def main(argv=None) -> int:
     if not Path(args.runs).is_dir():
         print(f"No result folder {args.runs}: run experiments first (python -m bench.run ...) or pass --runs.")
         return 2
-    records, problems = load_records(args.runs)
-    print(f"{len(records)} complete record(s) in {args.runs}, {len(problems)} skipped")
-    for line in _problem_lines(problems):
-        print(f"  skipped {line[2:]}")
-    expected = json.loads(Path(args.expected).read_text()) if args.expected else None
-    written = write_report(records, problems, args.out, args.dataset, args.split, expected,
-                           "test" if args.selection == "oracle" else "val",
-                           None if args.baseline == "none" else args.baseline, args.runs if args.curves else None)
+    with FigureDrawer(figure_processes()) as figures:  # its processes start now, beside the reading
+        records, problems = load_records(args.runs)
+        print(f"{len(records)} complete record(s) in {args.runs}, {len(problems)} skipped")
+        for line in _problem_lines(problems):
+            print(f"  skipped {line[2:]}")
+        expected = json.loads(Path(args.expected).read_text()) if args.expected else None
+        written = write_report(records, problems, args.out, args.dataset, args.split, expected,
+                               "test" if args.selection == "oracle" else "val",
+                               None if args.baseline == "none" else args.baseline,
+                               args.runs if args.curves else None, figures)
     if expected is not None:
         gone = missing_runs(expected, records, problems)
         print(f"\n{len(gone)} of {len(expected)} expected run(s) missing or failed")

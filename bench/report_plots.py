@@ -7,17 +7,23 @@ the points lie (CoOp-MT, CoCoOp-MT and MmAP-MT share a spot in the toy plot).
 
 The figures are `matplotlib.figure.Figure` objects saved straight to PNG, never through pyplot:
 no GUI backend to choose or import, no global figure list to close, and a report that starts
-faster (issue 27).
+faster (issue 27).  matplotlib is imported by the first figure drawn, not with this module, so
+that the report command's drawing processes import it while the command reads the records.
 """
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Callable
 
-import matplotlib
 import pandas as pd
-from matplotlib.figure import Figure
 
 from bench.methods import METHODS
+
+#: at most this many figures drawn at once (a report draws 2 to 4 per dataset)
+MAX_FIGURE_PROCESSES = 4
 
 _MARKERS = "os^Dv*P<>Xhp"
 #: how a mode shows in the plot: MT filled, ST hollow, grouped filled with a black edge
@@ -27,9 +33,16 @@ MODE_FACE = {"st": {"mfc": "none"}, "grouped": {"mec": "black", "mew": 1.5}}
 def method_style(method: str) -> tuple:
     """(colour, marker) of a method: fixed by its place in the registry, so a method looks
     the same in every plot whatever else the plot shows."""
+    import matplotlib  # deferred: imported by a drawing process, not by the report command (module docstring)
     order = tuple(METHODS)
     index = order.index(method) if method in order else len(order) + sum(map(ord, method)) % 7
     return matplotlib.colormaps["tab10"](index % 10), _MARKERS[index % len(_MARKERS)]
+
+
+def new_figure(**options):
+    """A pyplot-free `matplotlib.figure.Figure`."""
+    from matplotlib.figure import Figure  # deferred: as in method_style
+    return Figure(**options)
 
 
 def point_label(row: pd.Series, multi_model: bool) -> str:
@@ -39,7 +52,7 @@ def point_label(row: pd.Series, multi_model: bool) -> str:
 def plot_acc_vs(summary: pd.DataFrame, path, title: str, x: str, xlabel: str) -> None:
     """Average accuracy (error bars: standard error over seeds) against the column `x` (log
     scale); a row with no positive x (zero-shot: nothing trained) is a dashed line."""
-    fig = Figure(figsize=(8.4, 4.4))
+    fig = new_figure(figsize=(8.4, 4.4))
     ax = fig.subplots()
     multi_model = summary["model"].nunique() > 1
     for _, r in summary.iterrows():
@@ -77,7 +90,7 @@ def plot_curves(curves: dict[str, tuple[pd.Series, list[pd.DataFrame]]], tasks: 
     panels = ["loss", *[f"val {t}" for t in tasks], "val average"]
     columns = min(3, len(panels))
     rows = math.ceil(len(panels) / columns)
-    fig = Figure(figsize=(4.2 * columns + 2.2, 3.0 * rows))
+    fig = new_figure(figsize=(4.2 * columns + 2.2, 3.0 * rows))
     axes = fig.subplots(rows, columns, squeeze=False)
     for panel, ax in zip(panels, axes.flat):
         for label, (row, frames) in curves.items():
@@ -108,7 +121,7 @@ def plot_held_out(summary: pd.DataFrame, path, title: str) -> None:
     bars: standard error over seeds); zero-shot (nothing trained) a dashed grey line."""
     domains = [c[: -len(" mean")] for c in summary.columns
                if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
-    fig = Figure(figsize=(8.4, 4.4))
+    fig = new_figure(figsize=(8.4, 4.4))
     ax = fig.subplots()
     multi_model = summary["model"].nunique() > 1
     x = list(range(len(domains)))
@@ -129,3 +142,52 @@ def plot_held_out(summary: pd.DataFrame, path, title: str) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=150)
+
+
+def figure_processes() -> int:
+    """How many figures the report command draws at once: the usable cores (at most
+    MAX_FIGURE_PROCESSES) where processes can be forked, else 1 (a spawned process would import
+    matplotlib and pandas again, which costs what it saves)."""
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_FIGURE_PROCESSES, cores))
+
+
+def _import_matplotlib() -> None:
+    new_figure()
+
+
+class FigureDrawer:
+    """Draws the report's figures, in `processes` forked processes while the caller goes on
+    writing its tables, or one after the other here with processes=1.  A figure is about 0.6 s
+    of Agg drawing and PNG encoding, all CPU, and each is a file of its own, so on 2 cores two
+    figures take the time of one; the files are the same bytes either way
+    (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s)
+    while the caller reads its records.  A figure that fails raises when the `with` block ends."""
+
+    def __init__(self, processes: int):
+        self._pool = None
+        self._pending: list[Future] = []
+        if processes > 1:
+            self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                             initializer=_import_matplotlib)
+            self._pending.append(self._pool.submit(int))  # forks every process now (a fork pool starts them all)
+
+    def draw(self, plot: Callable[..., None], *args) -> None:
+        if self._pool is None:
+            plot(*args)
+        else:
+            self._pending.append(self._pool.submit(plot, *args))
+
+    def __enter__(self) -> "FigureDrawer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._pool is None:
+            return
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(cancel_futures=True)

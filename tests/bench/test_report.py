@@ -23,6 +23,7 @@ from helpers import REPO
 
 from bench import report
 from bench.records import RunRecord
+from bench.report_plots import FigureDrawer
 
 RECORDS = REPO / "tests" / "fixtures" / "records"
 EXPECTED = REPO / "tests" / "fixtures" / "expected_report"
@@ -62,6 +63,27 @@ def test_plot_is_a_png(cli_out, dataset):
     _, out = cli_out
     png = out / f"{dataset}_acc_vs_params.png"
     assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+
+
+def test_figures_drawn_in_forked_processes_are_the_figures_drawn_here(tmp_path):
+    records, problems = report.load_records(RECORDS)
+    here = report.write_report(records, problems, tmp_path / "here")
+    with FigureDrawer(2) as figures:
+        forked = report.write_report(records, problems, tmp_path / "forked", figures=figures)
+    pngs = sorted(p.name for p in here if p.suffix == ".png")
+    assert len(pngs) == 4 and pngs == sorted(p.name for p in forked if p.suffix == ".png")
+    for name in pngs:
+        assert (tmp_path / "here" / name).read_bytes() == (tmp_path / "forked" / name).read_bytes(), name
+
+
+def test_a_figure_that_fails_in_a_forked_process_fails_the_report(tmp_path):
+    with pytest.raises(ValueError, match="no such column"):
+        with FigureDrawer(2) as figures:
+            figures.draw(_fails, "no such column")
+
+
+def _fails(message: str) -> None:
+    raise ValueError(message)
 
 
 def test_hydra_style_arguments(tmp_path):
