@@ -228,7 +228,7 @@ class MultiTaskData:
 
     def eval_loader(self, split: str) -> DataLoader:
         """All tasks' samples of `split` in a fixed order; batches carry their task ids (this
-        rank's batches over several processes: the counts are summed by `evaluate_counted`)."""
+        rank's batches over several processes: the counts are summed by `bench.engine.evaluate`)."""
         if split not in self._eval_loaders:
             data = SeededSamples(self._split_samples(split), self.eval_transform)
             size = self.cfg.eval_batch_size

@@ -68,11 +68,18 @@ class EpochProgress:
     unreadable: int = 0
 
 
+#: the parts of a checkpoint that are other objects' states, by the name of what they restore
+COMPONENT_KEYS = ("trainable", "optimizer", "scheduler", "scaler")
+#: everything a checkpoint holds, no more and no less: the run it belongs to, the components'
+#: states and the loop's (`TrainState`'s fields)
+CHECKPOINT_KEYS = ("run_id", *COMPONENT_KEYS, "epoch", "step", "best_state", "partial", "outcome")
+
+
 @dataclass
 class TrainState:
-    """What a checkpoint holds besides the optimiser, scheduler and scaler states: where the
-    loop is (`epoch` to run, `step` within it), the best validation state so far, the progress
-    of an interrupted epoch and the outcome so far."""
+    """Where the loop is (`epoch` to run, `step` within it), the best validation state so far,
+    the progress of an interrupted epoch and the outcome so far: with the components' states
+    (COMPONENT_KEYS), what a checkpoint holds."""
 
     epoch: int = 0
     step: int = 0
@@ -80,13 +87,27 @@ class TrainState:
     partial: EpochProgress = field(default_factory=EpochProgress)
     outcome: TrainOutcome = field(default_factory=TrainOutcome)
 
+    def to_checkpoint(self, run_id: str | None, components: dict, wall_s: float) -> dict:
+        """The checkpoint of this state: exactly CHECKPOINT_KEYS; `components` maps each of
+        COMPONENT_KEYS to its state dict; `wall_s` is the run's wall time so far, every process
+        of it, which a resumed process adds to."""
+        assert tuple(components) == COMPONENT_KEYS, tuple(components)
+        return {"run_id": run_id, **components, "epoch": self.epoch, "step": self.step,
+                "best_state": self.best_state, "partial": dataclasses.asdict(self.partial),
+                "outcome": {**dataclasses.asdict(self.outcome), "earlier_wall_s": wall_s}}
 
-CHECKPOINT_KEYS = ("trainable", "optimizer", "scheduler", "scaler", "epoch", "step", "best_state", "outcome")
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> tuple["TrainState", dict]:
+        """(the state, the components' states) of a checkpoint as `load_checkpoint` returns it;
+        the inverse of `to_checkpoint`."""
+        state = cls(saved["epoch"], saved["step"], saved["best_state"], EpochProgress(**saved["partial"]),
+                    TrainOutcome(**saved["outcome"]))
+        return state, {key: saved[key] for key in COMPONENT_KEYS}
 
 
 class Trainer:
     """Trains `method` on `data` (a `MultiTaskData`); checkpoints go to `checkpoint_path`
-    stamped with `run_id`.  Use through `fit`."""
+    stamped with `run_id`.  Everything it uses is built here; `fit` resumes and runs it."""
 
     def __init__(self, method, data, cfg: TrainConfig, device: torch.device,
                  checkpoint_path: Path | None = None, run_id: str | None = None, progress: bool = True,
@@ -96,19 +117,21 @@ class Trainer:
         self.checkpoint_path, self.run_id = checkpoint_path, run_id
         self.progress, self.every = progress, checkpoint_every_steps
         self.params = [p for _, p in method.trainable_parameters()]
+        self.trains = bool(self.params) and cfg.epochs > 0  # zero-shot, or no epoch: nothing to do
+        if self.trains:
+            self.optimizer = build_optimizer(self.params, cfg)
+            self.scheduler = build_lr_schedule(self.optimizer, cfg)
+            self.scaler = build_grad_scaler(device, cfg)
+        self.nonfinite = NonFiniteGuard(cfg.max_nonfinite_steps, device)
         self.state = TrainState()
         self.saved_steps = 0  # the run step of the last checkpoint written
         self.n_tasks = len(data.task_names)
         self.started = time.perf_counter()
 
     def fit(self) -> TrainOutcome:
-        if not self.params or self.cfg.epochs == 0:
+        if not self.trains:
             return self.state.outcome
-        self.optimizer = build_optimizer(self.params, self.cfg)
-        self.scheduler = build_lr_schedule(self.optimizer, self.cfg)
-        self.scaler = build_grad_scaler(self.device, self.cfg)
         self._resume()
-        self.nonfinite = NonFiniteGuard(self.cfg.max_nonfinite_steps, self.device, self.state.outcome.nonfinite_steps)
         for observer in self.observers:
             observer.on_start(self.state.outcome.steps_run)
         try:
@@ -129,14 +152,14 @@ class Trainer:
 
     def _epochs(self) -> None:
         for epoch in range(self.state.epoch, self.cfg.epochs):
-            record = self._run_epoch(epoch)
-            self._select(epoch, record)
+            row = self._run_epoch(epoch)
+            self._select(epoch, row)
             for observer in self.observers:
-                observer.on_epoch_end(self.state.outcome.steps_run, record)
-            self.state.outcome.history.append(record)
+                observer.on_epoch_end(self.state.outcome.steps_run, row)
+            self.state.outcome.history.append(row)
             self.state.outcome.epochs_run = epoch + 1
-            log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, self.cfg.epochs, record["loss"], record["lr"],
-                     f" val avg {record['val']['average']:.2f}" if "val" in record else "")
+            log.info("epoch %d/%d loss %.4f lr %.2e%s", epoch + 1, self.cfg.epochs, row["loss"], row["lr"],
+                     f" val avg {row['val']['average']:.2f}" if "val" in row else "")
             self.state.epoch, self.state.step = epoch + 1, 0
             self._save()
 
@@ -146,22 +169,21 @@ class Trainer:
         if path is None or not path.exists():
             return
         saved = load_checkpoint(path)
-        if saved.get("run_id") != self.run_id:
+        if saved["run_id"] != self.run_id:
             raise ConfigError(
-                f"The checkpoint {path} was written for run {saved.get('run_id') or '(unknown)'}, "
+                f"The checkpoint {path} was written for run {saved['run_id'] or '(unknown)'}, "
                 f"not for this run ({self.run_id}): its config, data or weights differ, so resuming it "
                 "would mix two experiments. Delete it or move it aside, or pass runtime.resume=false to "
                 "start this run over.")
-        self.method.load_trainable_state(saved["trainable"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if saved["scaler"]:  # checkpoints of a disabled scaler (before non-finite skipping) hold none
-            self.scaler.load_state_dict(saved["scaler"])
-        outcome = TrainOutcome(**saved["outcome"])
-        outcome.resumes += 1
-        self.saved_steps = outcome.steps_run
-        self.state = TrainState(saved["epoch"], saved["step"], saved["best_state"],
-                                EpochProgress(**saved.get("partial", {})), outcome)
+        self.state, components = TrainState.from_checkpoint(saved)
+        self.method.load_trainable_state(components["trainable"])
+        self.optimizer.load_state_dict(components["optimizer"])
+        self.scheduler.load_state_dict(components["scheduler"])
+        if components["scaler"]:  # checkpoints of a disabled scaler (before non-finite skipping) hold none
+            self.scaler.load_state_dict(components["scaler"])
+        self.state.outcome.resumes += 1
+        self.nonfinite = NonFiniteGuard(self.cfg.max_nonfinite_steps, self.device, self.state.outcome.nonfinite_steps)
+        self.saved_steps = self.state.outcome.steps_run
         log.info("Resumed from %s at epoch %d, step %d", path, self.state.epoch, self.state.step)
 
     def _run_epoch(self, epoch: int) -> dict:
@@ -171,7 +193,7 @@ class Trainer:
         self.method.train()
         loss_sum = torch.full((), state.partial.loss_sum, device=self.device)
         unreadable = state.partial.unreadable
-        pending = [0, 0]  # this process's images trained and unreadable, since the last save point
+        trained = skipped = 0  # this process's images trained and unreadable since the last save point
         started = time.perf_counter()
         loader = data.train_loader(epoch, state.step)
         end_step = len(loader) + state.step
@@ -180,13 +202,13 @@ class Trainer:
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{self.cfg.epochs}", leave=False,
                           disable=not self.progress or not on_terminal() or not distributed.current().is_writer):
             check_readable(batch, "train", data.unreadable, data.task_names)
-            pending[1] += len(batch.unreadable)
+            skipped += len(batch.unreadable)
             step += 1
             loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
                               self.n_tasks, fixed_train)
             if loss is not None:
                 loss_sum = loss_sum + self.nonfinite.observe(loss, outcome.steps_run + 1)
-                pending[0] += len(batch.labels)
+                trained += len(batch.labels)
             outcome.steps_run += 1
             for observer in self.observers:
                 observer.on_step(outcome.steps_run, epoch + 1, loss, self.optimizer.param_groups[0]["lr"])
@@ -194,35 +216,36 @@ class Trainer:
             if self.every and step % self.every == 0 and step < end_step:
                 outcome.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()
-                unreadable += self._count_pending(pending)
+                unreadable += self._add_images(trained, skipped)
+                trained = skipped = 0
                 state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable)
                 self._save()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         outcome.train_seconds += time.perf_counter() - started
-        unreadable += self._count_pending(pending)
+        unreadable += self._add_images(trained, skipped)
         outcome.unreadable_images += unreadable
         state.partial = EpochProgress()
         return {"epoch": epoch + 1, "loss": loss_sum.item() / max(step, 1),
                 "lr": self.optimizer.param_groups[0]["lr"], "unreadable": unreadable}
 
-    def _count_pending(self, pending: list[int]) -> int:
-        """Add the images trained since the last save point (all ranks') to the outcome and
-        return the unreadable ones; `pending` starts over."""
-        images, unreadable = (int(n) for n in distributed.sum_numbers(pending))
+    def _add_images(self, trained: int, skipped: int) -> int:
+        """Add the images trained since the last save point (every rank's: one reduction at a
+        save point, never per step) to the outcome; return the unreadable ones (every rank's)."""
+        images, unreadable = (int(n) for n in distributed.sum_numbers([trained, skipped]))
         self.state.outcome.train_images += images
-        pending[:] = [0, 0]
         return unreadable
 
-    def _select(self, epoch: int, record: dict) -> None:
+    def _select(self, epoch: int, row: dict) -> None:
         """`train.selection=val` (or `oracle`: the data's val split then serves the held-out domain,
-        bench/protocols.py): evaluate on validation, keep the best state (first best wins)."""
+        bench/protocols.py): evaluate on validation into the epoch's history `row`, keep the best
+        state (first best wins)."""
         if self.cfg.selection == "last":
             return
-        record["val"] = evaluate(self.method, self.data, "val", self.device, self.cfg.precision)
+        row["val"] = evaluate(self.method, self.data, "val", self.device, self.cfg.precision).accuracy
         outcome = self.state.outcome
-        if outcome.best_val_average is None or record["val"]["average"] > outcome.best_val_average:
-            outcome.best_val_average, outcome.best_epoch = record["val"]["average"], epoch + 1
+        if outcome.best_val_average is None or row["val"]["average"] > outcome.best_val_average:
+            outcome.best_val_average, outcome.best_epoch = row["val"]["average"], epoch + 1
             self.state.best_state = self.method.trainable_state()
 
     def _save(self) -> None:
@@ -232,15 +255,12 @@ class Trainer:
         self.state.outcome.nonfinite_steps = self.nonfinite.count
         if self.checkpoint_path is None or not distributed.current().is_writer:  # one writer: rank 0
             return
-        state = self.state
-        wall = state.outcome.earlier_wall_s + time.perf_counter() - self.started
-        saved = {"trainable": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
-                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                 "epoch": state.epoch, "step": state.step, "best_state": state.best_state,
-                 "partial": dataclasses.asdict(state.partial),
-                 "outcome": {**dataclasses.asdict(state.outcome), "earlier_wall_s": wall}, "run_id": self.run_id}
+        components = {"trainable": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
+                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+        saved = self.state.to_checkpoint(self.run_id, components,
+                                         self.state.outcome.earlier_wall_s + time.perf_counter() - self.started)
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(saved, tmp))
-        self.saved_steps = state.outcome.steps_run
+        self.saved_steps = self.state.outcome.steps_run
 
 
 def fit(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: Path | None = None,
@@ -273,6 +293,8 @@ def load_checkpoint(path: Path) -> dict:
         if not missing:
             return state
         reason = "it lacks " + ", ".join(missing)
+        if set(missing) <= {"partial", "run_id"}:
+            reason += ": it was written by an older version of this harness"
     size = path.stat().st_size if path.exists() else 0
     raise StorageError(
         f"The checkpoint {path} ({size} bytes) cannot be resumed from: it is truncated, empty or not a "
@@ -282,16 +304,20 @@ def load_checkpoint(path: Path) -> dict:
 
 
 # ---- evaluation ----------------------------------------------------------------------------
-def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> dict[str, float]:
-    """Top-1 accuracy (%) per task over that task's own classes, and their average."""
-    return evaluate_counted(method, data, split, device, precision)[0]
+@dataclass(frozen=True)
+class Evaluation:
+    """One split's evaluation: `accuracy` is the top-1 accuracy (%) per task the split serves
+    and their "average"; `counts` per task {"evaluated": n, "skipped": images that failed to
+    decode} (every rank's)."""
+
+    accuracy: dict[str, float]
+    counts: dict[str, dict[str, int]]
 
 
 @torch.no_grad()
-def evaluate_counted(method, data, split: str, device: torch.device,
-                     precision: str = "auto") -> tuple[dict[str, float], dict[str, dict[str, int]]]:
-    """(accuracies as `evaluate`, {task: {"evaluated": n, "skipped": images that failed to
-    decode}}).  A task with no image evaluated is an error, never 0 %."""
+def evaluate(method, data, split: str, device: torch.device, precision: str = "auto") -> Evaluation:
+    """Top-1 accuracy (%) per task over that task's own classes, their average, and the image
+    counts.  A task with no image evaluated is an error, never 0 %."""
     method.eval()
     n_tasks = len(data.task_names)
     skipped = [0] * n_tasks
@@ -318,8 +344,8 @@ def evaluate_counted(method, data, split: str, device: torch.device,
             f"No {split} image of task(s) {', '.join(empty)} could be evaluated "
             f"({', '.join(f'{skipped[data.task_names.index(n)]} unreadable' for n in empty)}): an accuracy "
             "over no images would read as 0 %. Fix the images (python -m bench.check) or the split.")
-    results = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names) if name in tasks}
-    results["average"] = sum(results[n] for n in tasks) / len(tasks)
+    accuracy = {name: 100.0 * correct[t] / total[t] for t, name in enumerate(data.task_names) if name in tasks}
+    accuracy["average"] = sum(accuracy[n] for n in tasks) / len(tasks)
     counts = {name: {"evaluated": total[t], "skipped": skipped[t]} for t, name in enumerate(data.task_names)
               if name in tasks}
-    return results, counts
+    return Evaluation(accuracy, counts)

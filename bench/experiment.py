@@ -10,11 +10,13 @@ Launched over several processes (torchrun, a SLURM step: bench/distributed.py) e
 runs this same path on its share of the data; rank 0 alone takes the lock and writes the
 record, checkpoints and logs.  The world is not part of the run id: the numbers do not depend
 on it (to float rounding), except for methods with per-step randomness (`exact_over_processes`
-False, e.g. LoRA with dropout), whose identity then names the world size.
+False, e.g. LoRA with dropout), whose identity then names the world size (the rule:
+bench/identity.py).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 
@@ -25,13 +27,12 @@ from tabulate import tabulate
 from bench import distributed
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
-from bench.atomic_io import git_commit, package_versions
 from bench.curves import CurveLogger, curves_path, tensorboard_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
 from bench.device import peak_memory_mb, resolve_device
-from bench.engine import TrainOutcome, evaluate_counted, fit
+from bench.engine import TrainOutcome, evaluate, fit
 from bench.lock import RunLock
 from bench.methods.base import Method
 from bench.methods.contract import count_parameters
@@ -40,7 +41,7 @@ from bench.degenerate import degenerate_data_warnings
 from bench.protocols import task_roles
 from bench.preflight import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
-from bench.records import SCHEMA_VERSION, RunRecord, image_counts, load_complete_record, write_record
+from bench.records import Provenance, RunRecord, image_counts, load_complete_record, write_record
 from bench.schema import RunConfig
 from bench.seeding import seed_everything, stable_seed
 
@@ -127,18 +128,17 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
                   observers=[curve_logger(plan, data.eval_task_names("val"))] if distributed.current().is_writer else [])  # one writer
 
-    val, val_counts = evaluate_counted(method, data, "val", device, cfg.train.precision)
+    val = evaluate(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
-    test, test_counts = evaluate_counted(method, data, "test", device, cfg.train.precision)
+    test = evaluate(method, data, "test", device, cfg.train.precision)
     eval_seconds = time.perf_counter() - eval_start
     record = _record(plan, dataset, method, outcome, params, device,
-                     accuracy={"val": val, "test": test},
-                     images=image_counts(dataset, screened, {"val": val_counts, "test": test_counts}),
+                     accuracy={"val": val.accuracy, "test": test.accuracy},
+                     images=image_counts(dataset, screened, {"val": val.counts, "test": test.counts}),
                      dataset_counts=[c.as_dict() for c in counts],
                      wall_time_s=outcome.earlier_wall_s + time.perf_counter() - started,  # over every resume
                      eval_images_per_s=sum(len(t.test) for t in dataset.tasks) / eval_seconds
-                     if eval_seconds > 0 else None)
-    record.warnings = warnings
+                     if eval_seconds > 0 else None, warnings=warnings)
     if distributed.current().is_writer:
         save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
         write_record(record, plan.record_path)
@@ -161,7 +161,7 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
             device: torch.device, **measured) -> RunRecord:
     cfg = plan.cfg
     return RunRecord(
-        schema_version=SCHEMA_VERSION, run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
+        run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
         method=cfg.method.name, mode=method.mode, dataset=dataset.name, model=cfg.model.arch,
         pretrained=str(cfg.model.pretrained), seed=cfg.seed, tasks=[t.name for t in dataset.tasks],
         params=params, sweep=cfg.runtime.sweep, selected_epoch=outcome.best_epoch, history=outcome.history,
@@ -170,7 +170,7 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         dataset_root=str(dataset.root), train_time_s=outcome.train_seconds, resumes=outcome.resumes,
         train_images_per_s=outcome.images_per_s, peak_memory_mb=peak_memory_mb(device),
         device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-        git_commit=git_commit(), versions=package_versions(), unreadable_images=outcome.unreadable_images,
+        **dataclasses.asdict(Provenance.of_this_process()), unreadable_images=outcome.unreadable_images,
         world_size=distributed.current().size, backend=distributed.current().backend,
         trial=cfg.runtime.trial, dataset_key=cfg.dataset.name, nonfinite_steps=outcome.nonfinite_steps,
         checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path),

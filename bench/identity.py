@@ -17,6 +17,11 @@
   checkpoint or of our own tag's shipped file (`cpb-toy`), cached by path, size and mtime
   in `runtime.cache_dir`, so a 600 MB file is hashed once.
 
+The world (how many processes share a run) is not part of the run id: one run on N processes
+computes what one process does (tests/bench/test_distributed.py).  The exception is a method
+whose per-step randomness differs with the world (its `exact_over_processes` is False, e.g.
+LoRA with dropout): its identity then holds `world_size`, another experiment per world size.
+
 The experiment id is the same hash without the seed: the report averages exactly the runs
 that share it (DomainBed's grouping), so two settings are never merged into one row.
 """
@@ -143,9 +148,14 @@ def weights_fingerprint(pretrained: str | None, cache_dir: str) -> str:
     return f"tag:{pretrained}"
 
 
-def identity(cfg: RunConfig | dict, data: str, weights: str) -> dict:
-    """What the run id hashes: the identity config and the two fingerprints."""
-    return {"config": identity_config(cfg), "data_fingerprint": data, "weights_fingerprint": weights}
+def identity(cfg: RunConfig | dict, data: str, weights: str, world_size: int = 1,
+             exact_over_processes: bool = True) -> dict:
+    """What the run id hashes: the identity config and the two fingerprints, and the world size
+    where the method is not exact over `world_size` processes (module docstring)."""
+    ident = {"config": identity_config(cfg), "data_fingerprint": data, "weights_fingerprint": weights}
+    if world_size > 1 and not exact_over_processes:
+        ident["world_size"] = world_size
+    return ident
 
 
 def run_id_of(ident: dict) -> str:

@@ -77,10 +77,9 @@ def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
     weights_key = json.dumps(["weights", cfg.model.pretrained, cfg.runtime.cache_dir])
     if weights_key not in listed:
         listed[weights_key] = weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir)
-    ident = identity(cfg, data, listed[weights_key])
     world = process_world.current()
-    if world.distributed and not method_card(cfg.method.name).load().exact_over_processes(cfg.method):
-        ident["world_size"] = world.size  # per-step randomness differs with the world: another experiment
+    ident = identity(cfg, data, listed[weights_key], world.size,
+                     not world.distributed or method_card(cfg.method.name).load().exact_over_processes(cfg.method))
     run_id = run_id_of(ident)
     return RunPlan(cfg, dataset, ident, run_id, experiment_id_of(ident),
                    Path(cfg.runtime.results_dir) / f"{run_id}.json",

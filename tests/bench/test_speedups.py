@@ -50,7 +50,7 @@ def test_toy_accuracies_identical_with_and_without_speedups(tiny_clip, toy_datas
             method = build_method(method_cfg("coop", mode="mt"), tiny_clip, dataset.tasks, seed=0)
             data = MultiTaskData(dataset, tiny_clip, cfg, seed=0, num_workers=0)
             outcome = fit(method, data, cfg, torch.device("cpu"), progress=False)
-            accuracy = [evaluate(method, data, "test", torch.device("cpu")) for _ in range(2)]
+            accuracy = [evaluate(method, data, "test", torch.device("cpu")).accuracy for _ in range(2)]
             assert accuracy[0] == accuracy[1]
             results[enabled] = (accuracy[0], [h["loss"] for h in outcome.history])
             if enabled:  # eval images always cached; train images only without augmentation
