@@ -1,38 +1,17 @@
-"""Result records: JSON, written atomically (temp file + rename) under
-`runtime.results_dir`, one per run id (bench/identity.py); their schema is bench/records.py."""
+"""Atomic writes (temp file + rename): records, checkpoints, caches; a full disk or a read-only
+folder is a StorageError naming the file."""
 from __future__ import annotations
 
 import errno
 import json
 import os
 import shutil
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 
 from bench import faults
 from bench.errors import OutOfSpaceError, StorageError
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for package in ("torch", "torchvision", "open_clip_torch", "timm", "hydra-core", "clip-prompt-bench"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

@@ -20,7 +20,9 @@ import dataclasses
 import json
 import math
 import logging
+import subprocess
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,8 @@ from bench.atomic_io import write_json_atomic
 
 log = logging.getLogger(__name__)
 
+#: the schema of the records this code writes; `RunRecord.schema_version` defaults to it, and a
+#: record read back keeps the version it was written with (1 where it names none)
 SCHEMA_VERSION = 3
 REQUIRED_KEYS = ("run_id", "status", "method", "mode", "dataset", "model", "seed", "tasks", "accuracy", "params",
                  "config")
@@ -36,6 +40,33 @@ REQUIRED_SINCE_2 = ("schema_version", "images", "resumes", "wall_time_s", "train
 REQUIRED_SINCE_3 = ("experiment_id", "data_fingerprint", "weights_fingerprint")
 PARAM_KEYS = ("trainable", "total", "trainable_percent")
 IMAGE_COUNTS = ("listed", "evaluated", "skipped")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which code made a record: the git commit of the installed package (None outside a
+    checkout) and the versions of the packages its numbers depend on."""
+
+    git_commit: str | None
+    versions: dict[str, str]
+
+    PACKAGES = ("torch", "torchvision", "open_clip_torch", "timm", "hydra-core", "clip-prompt-bench")
+
+    @classmethod
+    def of_this_process(cls) -> "Provenance":
+        try:
+            out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=Path(__file__).resolve().parent, timeout=5)
+            commit = out.stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            commit = None
+        versions = {}
+        for package in cls.PACKAGES:
+            try:
+                versions[package] = metadata.version(package)
+            except metadata.PackageNotFoundError:
+                pass
+        return cls(commit, versions)
 
 
 @dataclass
@@ -57,7 +88,7 @@ class RunRecord:
     accuracy: dict[str, dict[str, float]]   # split -> task (and "average") -> %
     params: dict[str, float]                # trainable, total, trainable_percent
     config: dict                            # the identity config (bench/identity.py)
-    schema_version: int = 1
+    schema_version: int = SCHEMA_VERSION
     experiment_id: str | None = None
     pretrained: str | None = None
     sweep: str | None = None
@@ -92,9 +123,10 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":
-        """The record of a JSON object that `problem` accepts (unknown keys are ignored)."""
+        """The record of a JSON object that `problem` accepts (unknown keys are ignored), with
+        the schema version it was written with."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return cls(**{**{k: v for k, v in values.items() if k in known}, "schema_version": _version(values)})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

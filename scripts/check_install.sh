@@ -6,7 +6,13 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-python -m pip wheel -q --no-deps --no-build-isolation "$repo" -w "$scratch/wheel"
+python -m pip wheel --no-deps --no-build-isolation "$repo" -w "$scratch/wheel" > "$scratch/build.log" 2>&1 \
+    || { cat "$scratch/build.log"; exit 1; }
+# a build warning (setuptools' "absent from the packages configuration", a deprecated key) fails
+# the check: each one is something the wheel may ship wrongly
+if grep -E "Warning|warning:" "$scratch/build.log"; then
+    echo "the wheel build printed warnings (above)"; exit 1
+fi
 python -m pip install -q --no-deps --target "$scratch/site" "$scratch"/wheel/*.whl
 mkdir "$scratch/empty" && cd "$scratch/empty"
 export PYTHONPATH="$scratch/site" CPB_CACHE="$scratch/cache"

@@ -32,7 +32,7 @@ from tabulate import tabulate
 from bench.errors import UserError, guarded
 from bench.identity import experiment_id_of, run_id_of
 from bench.planning import plan_runs
-from bench.records import SCHEMA_VERSION, RunRecord, write_record
+from bench.records import RunRecord, write_record
 from bench.schema import StartupSpeedConfig, defaults_of
 from bench.sweep import expand_grid, load_preset
 from bench.validation import check_section, instantiate
@@ -90,7 +90,7 @@ def write_records(cfg: StartupSpeedConfig, folder: Path) -> int:
         images = {split: {task: {"listed": n, "skipped": 0, **({"evaluated": n} if split != "train" else {})}
                           for task, n in listed[split].items()} for split in listed}
         record = RunRecord(
-            schema_version=SCHEMA_VERSION, run_id=run_id_of(ident), experiment_id=experiment_id_of(ident),
+            run_id=run_id_of(ident), experiment_id=experiment_id_of(ident),
             status="complete", method=plan.cfg.method.name, mode=plan.cfg.method.mode, dataset=plan.dataset.name,
             model=plan.cfg.model.arch, pretrained=str(plan.cfg.model.pretrained), seed=ident["config"]["seed"],
             tasks=tasks, accuracy=accuracy, images=images,

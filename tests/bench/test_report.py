@@ -203,3 +203,14 @@ def test_rows_follow_the_registry_and_every_method_keeps_its_style():
     assert list(summary.label) == [cls.label for cls in METHODS.values()]
     styles = [report.method_style(name) for name in METHODS]
     assert len({(tuple(c), m) for c, m in styles}) == len(styles)
+
+
+def test_a_new_record_is_of_the_current_schema_and_a_read_one_keeps_its_own():
+    from bench.records import SCHEMA_VERSION
+    values = json.loads(next(RECORDS.glob("*.json")).read_text())
+    record = RunRecord.from_dict(values)
+    assert record.schema_version == values["schema_version"]
+    fields = {k: v for k, v in record.to_dict().items() if k != "schema_version"}
+    assert RunRecord(**fields).schema_version == SCHEMA_VERSION  # a writer need not name it
+    del values["schema_version"]  # the first schema named none
+    assert RunRecord.from_dict(values).schema_version == 1
