@@ -241,6 +241,30 @@ class StartupSpeedConfig:
 
 
 @dataclass
+class SearchSettings:
+    """A sweep preset's `search: {trials: K, seed: S}`: K trials per method and grid point, trial t
+    of method m drawing its settings from m's search space with a generator seeded by (S, m, t)
+    (bench/search_space.py)."""
+
+    trials: int = setting(1, "search trials per method and grid point", min=1)
+    seed: int = setting(0, "the seed of every trial's draw", min=0)
+
+
+@dataclass
+class SweepPreset:
+    """A sweep (configs/sweep/<name>.yaml, read by `bench.sweep.load_preset`): every combination
+    of the `grid`'s axes, each run with the `fixed` overrides first."""
+
+    name: str = setting("", "the sweep's name: its folder results/sweeps/<name>/ and each run's runtime.sweep")
+    fixed: list[str] = setting([], "overrides every run of the sweep gets")
+    grid: dict = setting({}, "axes: a key and its list of values (`seed: [1, 2]`) or of override strings "
+                             "(`method: [method=coop, method=vpt method.mode=st]`); `method: all` is every "
+                             "registered method in each of its modes")
+    search: Optional[SearchSettings] = setting(None, "null (`paper` in a YAML): every run at its method's paper "
+                                                     "settings; {trials, seed}: a random search")
+
+
+@dataclass
 class RunConfig:
     """The root: `python -m bench.run` trains and evaluates one method on one dataset."""
 

@@ -29,13 +29,15 @@ from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, compose_config
 from bench.atomic_io import write_json_atomic
-from bench.errors import RecordError, RunBusyError, UserError, guarded, raise_on_signal
+from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
 from bench.planning import plan_runs
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
+from bench.schema import SearchSettings, SweepPreset
 from bench.search_space import as_overrides
+from bench.validation import check_section, instantiate
 
 log = logging.getLogger("bench.sweep")
 
@@ -44,18 +46,48 @@ class SweepError(UserError):
     """A sweep that cannot be launched as asked (one paragraph: what, why, how to fix)."""
 
 
-def load_preset(name: str) -> dict:
-    """A preset by name (configs/sweep/<name>.yaml) or by the path of a YAML file."""
+def load_preset(name: str) -> SweepPreset:
+    """A preset by name (configs/sweep/<name>.yaml) or by the path of a YAML file, checked."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else Path(CONFIG_DIR) / "sweep" / f"{name}.yaml"
     if not path.exists():
         choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SweepError(f"Unknown sweep preset '{name}'. Presets in configs/sweep/: {', '.join(choices)}. "
                          "Add a YAML there with `fixed:` overrides and a `grid:` of override lists.")
-    preset = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    missing = [key for key in ("name", "fixed", "grid") if key not in preset]
+    return preset_from(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+
+
+def preset_from(values: dict, source: str) -> SweepPreset:
+    """The `SweepPreset` of a preset's YAML mapping (`source`: where it came from, for the
+    errors): every key known, `name`, `fixed` and `grid` given, each axis a list (or `all` for
+    `method`), `search` either `paper` or {trials, seed}."""
+    missing = [key for key in ("name", "fixed", "grid") if key not in values]
     if missing:
-        raise SweepError(f"Sweep preset {path} lacks {', '.join(missing)}: a preset has a `name`, a list "
+        raise SweepError(f"Sweep preset {source} lacks {', '.join(missing)}: a preset has a `name`, a list "
                          "of `fixed` overrides and a `grid` of axes (see configs/sweep/toy_smoke.yaml).")
+    values = dict(values)
+    search = values.pop("search", "paper")
+    try:
+        node = OmegaConf.create(values)
+        check_section(node, SweepPreset, "")
+        preset = instantiate(SweepPreset, OmegaConf.to_container(node))
+    except ConfigError as error:
+        raise SweepError(f"Sweep preset {source}: {error}") from None
+    bad_axes = [key for key, axis in preset.grid.items()
+                if not isinstance(axis, list) and not (key == "method" and axis == "all")]
+    if bad_axes:
+        raise SweepError(f"Sweep preset {source}: the grid axis {', '.join(bad_axes)} is not a list of values "
+                         "(only `method` may be `all`: every registered method and mode).")
+    if search != "paper":
+        try:
+            if not isinstance(search, dict) or set(search) != {"trials", "seed"}:
+                raise ConfigError(f"search must have exactly the keys trials and seed, not {search!r}")
+            node = OmegaConf.create(search)
+            check_section(node, SearchSettings, "search.")
+            preset.search = instantiate(SearchSettings, OmegaConf.to_container(node))
+        except ConfigError as error:
+            raise SweepError(f"Sweep preset {preset.name!r} has search: {search!r}, which is neither `paper` nor "
+                             "`{trials: K, seed: S}` with integers K >= 1 and S >= 0 (see configs/sweep/"
+                             f"toy_search.yaml): {error}") from None
     return preset
 
 
@@ -67,27 +99,13 @@ def every_method_and_mode(protocol: str = "multitask") -> list[str]:
             if protocol != "leave_one_out" or mode in UNSEEN_TARGET_MODES]
 
 
-def search_of(preset: dict) -> dict | None:
-    """The preset's `search: {trials: K, seed: S}` (None for `search: paper` or no `search`:
-    every run at its method's paper settings), checked."""
-    search = preset.get("search", "paper")
-    if search == "paper":
-        return None
-    if (not isinstance(search, dict) or set(search) != {"trials", "seed"}
-            or not all(isinstance(search[k], int) and not isinstance(search[k], bool) for k in search)
-            or search["trials"] < 1 or search["seed"] < 0):
-        raise SweepError(f"Sweep preset {preset['name']!r} has search: {search!r}, which is neither `paper` nor "
-                         "`{trials: K, seed: S}` with integers K >= 1 and S >= 0 (see configs/sweep/toy_search.yaml).")
-    return search
-
-
 def method_of(overrides: list[str]) -> str:
     """The method a run's overrides choose (the last `method=`; else the config's default)."""
     chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
     return chosen[-1] if chosen else str(compose_config([]).method.name)
 
 
-def trials(overrides: list[str], search: dict) -> list[list[str]]:
+def trials(overrides: list[str], search: SearchSettings) -> list[list[str]]:
     """The search trials of one grid point: trial t adds the settings its method's search space
     draws for (seed, method, t) (bench/search_space.py) and `runtime.trial=t`; a method with
     nothing to tune (an empty space) runs once, as trial 0."""
@@ -95,25 +113,25 @@ def trials(overrides: list[str], search: dict) -> list[list[str]]:
     if name not in METHODS:
         raise SweepError(f"Sweep preset runs unknown method '{name}'. Registered methods: {', '.join(METHODS)}.")
     space = METHODS[name].search_space
-    return [overrides + as_overrides(space.draw(search["seed"], name, t)) + [f"runtime.trial={t}"]
-            for t in range(search["trials"] if space else 1)]
+    return [overrides + as_overrides(space.draw(search.seed, name, t)) + [f"runtime.trial={t}"]
+            for t in range(search.trials if space else 1)]
 
 
-def expand_grid(preset: dict, extra: list[str] = ()) -> list[list[str]]:
+def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, then a search
     trial's drawn settings, extra last)."""
-    protocol = ([o.split("=", 1)[1] for o in preset["fixed"] if o.startswith("protocol=")] or ["multitask"])[-1]
+    protocol = ([o.split("=", 1)[1] for o in preset.fixed if o.startswith("protocol=")] or ["multitask"])[-1]
     grid = {key: every_method_and_mode(protocol) if key == "method" and values == "all" else values
-            for key, values in preset["grid"].items()}
+            for key, values in preset.grid.items()}
     # a value with `=` is overrides (`method=coop method.mode=st`); one without is its key's value, kept
     # whole ("Real World" is one domain, quoted for Hydra)
     axes = [[str(v).split() if "=" in str(v) else [f'"{v}"' if " " in str(v) else str(v)] for v in values]
             for values in grid.values()]
     keys = list(grid)
-    search = search_of(preset)
+    search = preset.search
     runs = []
     for combination in itertools.product(*axes):
-        overrides = list(preset["fixed"])
+        overrides = list(preset.fixed)
         for key, value in zip(keys, combination):
             overrides += [v if "=" in v else f"{key}={v}" for v in value]
         for run in trials(overrides, search) if search else [overrides]:
@@ -194,7 +212,7 @@ def local_parallelism(setting: str, threads_per_run: int) -> int:
 
 def plan(name: str, extra: list[str]) -> tuple[list[dict], Path]:
     preset = load_preset(name)
-    name = preset["name"]
+    name = preset.name
     runs = []
     results_dir = None
     command_lines = expand_grid(preset, [*extra, f"runtime.sweep={name}"])

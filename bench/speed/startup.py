@@ -74,7 +74,7 @@ def write_records(cfg: StartupSpeedConfig, folder: Path) -> int:
     of them under other seeds (their ids recomputed, so the report sees distinct runs).
     Returns how many runs the preset has."""
     preset = load_preset(cfg.preset)  # the command lines of `bench.sweep PRESET status`: its plan cache is warm
-    plans = plan_runs(expand_grid(preset, [*runtime_overrides(folder), f"runtime.sweep={preset['name']}"]))
+    plans = plan_runs(expand_grid(preset, [*runtime_overrides(folder), f"runtime.sweep={preset.name}"]))
     draw = random.Random(0)
     for index in range(cfg.records):
         plan = plans[index % len(plans)]

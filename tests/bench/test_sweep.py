@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from helpers import SMALL_TOY_EVAL, runtime_overrides
 
-from bench.sweep import expand_grid
+import pytest
+
+from bench.sweep import SweepError, expand_grid, preset_from
 
 
 def test_grid_expansion():
-    preset = {"fixed": ["dataset=toy"], "grid": {"method": ["method=zeroshot", "method=coop method.mode=st"],
-                                                 "seed": [1, 2]}}
+    preset = preset_from({"name": "g", "fixed": ["dataset=toy"],
+                          "grid": {"method": ["method=zeroshot", "method=coop method.mode=st"], "seed": [1, 2]}}, "test")
     runs = expand_grid(preset, ["train.epochs=1"])
     assert runs == [["dataset=toy", "method=zeroshot", "seed=1", "train.epochs=1"],
                     ["dataset=toy", "method=zeroshot", "seed=2", "train.epochs=1"],
@@ -29,3 +31,26 @@ def test_sweep_run_here_runs_the_missing_runs_and_then_nothing(tmp_path):
     assert len(records) == 2 and list(status(str(preset), extra)) == ["COMPLETE"]
     run_here(str(preset), extra)  # again: both runs are found complete, nothing is redone
     assert [r.stat().st_mtime_ns for r in records] == written
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"fixed": [], "grid": {}}, "lacks name: a preset has a `name`"),
+    ({"name": "p", "fixed": [], "grid": {}, "gird": {}}, "Unknown setting gird. Did you mean grid?"),
+    ({"name": "p", "fixed": "dataset=toy", "grid": {}}, "fixed='dataset=toy' is not allowed: it must be a list of a string"),
+    ({"name": "p", "fixed": [], "grid": {"seed": 1}}, "the grid axis seed is not a list of values"),
+    ({"name": "p", "fixed": [], "grid": {"seed": "all"}}, "the grid axis seed is not a list of values"),
+])
+def test_a_bad_preset_is_one_clear_error_naming_its_file(values, expected):
+    with pytest.raises(SweepError, match="Sweep preset configs/sweep/p.yaml") as error:
+        preset_from(values, "configs/sweep/p.yaml")
+    assert expected in str(error.value)
+
+
+def test_every_shipped_preset_is_a_valid_sweep_preset():
+    from bench.app import CONFIG_DIR
+    from pathlib import Path
+
+    from bench.sweep import load_preset
+    for path in sorted((Path(CONFIG_DIR) / "sweep").glob("*.yaml")):
+        preset = load_preset(path.stem)
+        assert preset.name == path.stem and expand_grid(preset)
