@@ -25,7 +25,7 @@ from bench.methods import METHODS, MethodCard
 from bench.protocols import check_protocol
 from bench.schema import (DatasetConfig, MethodConfig, ModelConfig, RunConfig, RuntimeConfig, SpeedConfig,
                           TrainConfig, defaults_of)
-from bench.validation import check_section, coerce, instantiate, unknown_setting
+from bench.config_checks import check_section, coerce, instantiate, unknown_setting
 
 if TYPE_CHECKING:  # annotations only: building a method imports torch, checking a config does not
     from bench.methods.contract import MethodContract

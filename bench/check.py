@@ -7,7 +7,7 @@ Usage::
 
 Loads ``configs/dataset/<name>.yaml``, applies ``dataset.key=value`` overrides, checks the
 block against the schema, builds the dataset, opens every image (PIL ``verify``) and prints
-a per-domain table (bench/datasets/check.py) and each domain's images against the counts the
+a per-domain table (bench/datasets/dataset_report.py) and each domain's images against the counts the
 dataset's authors publish (datasets/published_counts.py). Exit codes: 0 all good, 1 problems
 found (unreadable or missing files, empty or overlapping splits, classes without train images,
 fewer images than published: a warning naming the domains and counts),
@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, dataset_config
 from bench.datasets import DatasetError
-from bench.datasets.check import check_dataset
+from bench.datasets.dataset_report import check_dataset
 from bench.datasets.published_counts import Expected
 from bench.errors import EXIT_USER_ERROR, UserError
 from bench.schema import DatasetConfig

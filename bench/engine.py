@@ -31,7 +31,7 @@ from bench.datasets import DatasetError
 from bench.device import autocast_for
 from bench.errors import ConfigError, Interrupted, StorageError
 from bench.nonfinite import NonFiniteGuard
-from bench.preflight import check_readable
+from bench.input_checks import check_readable
 from bench.schedule import build_lr_schedule
 from bench.schema import TrainConfig
 from bench.step import build_grad_scaler, build_optimizer, fixed_images, train_images_fixed, train_step

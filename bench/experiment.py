@@ -37,9 +37,9 @@ from bench.lock import RunLock
 from bench.methods.base import Method
 from bench.methods.contract import count_parameters
 from bench.models import build_clip
-from bench.degenerate import degenerate_data_warnings
+from bench.data_warnings import degenerate_data_warnings
 from bench.protocols import task_roles
-from bench.preflight import check_writable, resolve_num_workers, screen_dataset
+from bench.input_checks import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import Provenance, RunRecord, image_counts, load_complete_record, write_record
 from bench.schema import RunConfig

@@ -16,7 +16,7 @@ from typing import Sequence
 from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, SECTIONS, compose_config, method_card
-from bench.validation import bounds_in_words, describe
+from bench.config_checks import bounds_in_words, describe
 
 #: config groups a user picks (the others in configs/ are internal wiring)
 USER_GROUPS = ("method", "dataset", "model")

@@ -40,7 +40,7 @@ from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_
 from bench.methods import METHODS
 from bench.protocols import check_target
 from bench.schema import RunConfig, RuntimeConfig, defaults_of
-from bench.validation import instantiate
+from bench.config_checks import instantiate
 
 #: the package's folders whose files decide what a command line composes to (bench/ holds configs/)
 #: plan files kept in the cache: one per code and config state, so a few edits back

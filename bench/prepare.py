@@ -24,7 +24,7 @@ from typing import Sequence
 
 from bench.check import load_dataset_config
 from bench.datasets.archives import DATASETS, extract, list_urls
-from bench.datasets.check import check_dataset
+from bench.datasets.dataset_report import check_dataset
 from bench.datasets.published_counts import Expected
 from bench.errors import EXIT_USER_ERROR, UserError
 

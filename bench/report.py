@@ -52,7 +52,7 @@ from bench.comparison import (MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints, ex
                               table_key)  # (tests and tools use them)
 from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
-from bench.preflight import check_writable
+from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
 from bench.report_plots import (FigureDrawer, figure_processes, method_style, plot_acc_vs_params,  # noqa: F401
                                 plot_acc_vs_time, plot_curves, plot_held_out, point_label)

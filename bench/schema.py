@@ -12,7 +12,7 @@ Precedence, lowest first: these defaults < the dataset's training defaults
 (configs/dataset_defaults/<dataset>.yaml) < the method's paper settings
 (configs/method/<method>.yaml) < the command line.
 
-bench/validation.py checks every value against its field's type (`Literal[...]` for
+bench/config_checks.py checks every value against its field's type (`Literal[...]` for
 choices, `setting(..., min=, max=, above=)` for ranges) and builds these dataclasses from
 the checked values; the engine, methods and datasets receive them, typed.
 """

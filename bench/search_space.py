@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 from bench.errors import ConfigError
 from bench.seeding import stable_seed
-from bench.validation import coerce, describe, range_problem
+from bench.config_checks import coerce, describe, range_problem
 
 #: significant digits a drawn number keeps, so that overrides and table labels stay readable
 DIGITS = 3

@@ -37,7 +37,7 @@ from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.schema import SearchSettings, SweepPreset
 from bench.search_space import as_overrides
-from bench.validation import check_section, instantiate
+from bench.config_checks import check_section, instantiate
 
 log = logging.getLogger("bench.sweep")
 

@@ -20,7 +20,7 @@ from bench.data import MultiTaskData
 from bench.datasets import build_dataset
 from bench.device import resolve_device
 from bench.models import build_clip
-from bench.preflight import resolve_num_workers
+from bench.input_checks import resolve_num_workers
 from bench.speed.measure import loader_throughput, measure, wrapper_vs_open_clip
 from bench.speed.tables import format_number, format_split, table, wrapper_table, write_report
 from bench.speed.workloads import VARIANTS, RealData, SyntheticData, method_configs, synthetic_tasks

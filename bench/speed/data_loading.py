@@ -34,7 +34,7 @@ from omegaconf import OmegaConf
 
 from bench.errors import guarded
 from bench.schema import DataSpeedConfig, defaults_of
-from bench.validation import check_section, instantiate
+from bench.config_checks import check_section, instantiate
 
 
 def config_from(argv: Sequence[str]) -> DataSpeedConfig:

@@ -28,7 +28,7 @@ from bench.data import ImageSpec, MultiTaskData, build_transforms
 from bench.datasets import build_dataset
 from bench.datasets.base import load_rgb
 from bench.datasets.decoding import decode_jpegs_on_gpu, resized_copy
-from bench.preflight import resolve_num_workers
+from bench.input_checks import resolve_num_workers
 from bench.schema import DataSpeedConfig
 
 OPENAI_PREPROCESS = {"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),

@@ -35,7 +35,7 @@ from bench.planning import plan_runs
 from bench.records import RunRecord, write_record
 from bench.schema import StartupSpeedConfig, defaults_of
 from bench.sweep import expand_grid, load_preset
-from bench.validation import check_section, instantiate
+from bench.config_checks import check_section, instantiate
 
 YARDSTICK = "import torch, open_clip"
 

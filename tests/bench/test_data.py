@@ -36,7 +36,7 @@ def test_round_robin_sampling_shows_each_task_the_same_samples_one_task_per_step
     assert len(turns) == 2 * len(together)
     assert turns[0::2] == [b[:4] for b in together] and turns[1::2] == [b[4:] for b in together]
     from bench.schema import TrainConfig, defaults_of
-    from bench.validation import check_section
+    from bench.config_checks import check_section
     bad = OmegaConf.create({**defaults_of(TrainConfig), "task_sampling": "random"})
     with pytest.raises(ConfigError, match="train.task_sampling='random'.*all, round_robin"):
         check_section(bad, TrainConfig, "train.")

@@ -124,7 +124,7 @@ def corrupt_middle(path: Path) -> None:
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_image_that_passes_the_check_but_not_the_decode(tmp_path, toy_copy, capsys, split):
-    from bench.datasets.verify import image_problem
+    from bench.datasets.image_scan import image_problem
     root = broken_copy(tmp_path, toy_copy)
     bad = Path(test_split(root, "sketch", split)[2])
     corrupt_middle(bad)
@@ -440,7 +440,7 @@ def test_local_sweep_status_and_relaunch(tmp_path, capsys):
 # ---- defaults that fight the machine ---------------------------------------------------------------------
 def test_num_workers_auto_is_the_usable_cores_capped():
     from bench.errors import ConfigError
-    from bench.preflight import resolve_num_workers
+    from bench.input_checks import resolve_num_workers
     assert resolve_num_workers("auto") == min(len(os.sched_getaffinity(0)), 8)
     assert resolve_num_workers(3) == 3
     with pytest.raises(ConfigError, match="runtime.num_workers"):

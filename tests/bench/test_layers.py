@@ -17,11 +17,11 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 #: From the foundation up; a module may import its own layer's modules and those below, never above.
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
-    ("helpers", ["bench.validation", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
+    ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
                  "bench.lock", "bench.import_names", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
                  "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
-                         "bench.preflight", "bench.schedule", "bench.step", "bench.identity", "bench.degenerate",
+                         "bench.input_checks", "bench.schedule", "bench.step", "bench.identity", "bench.data_warnings",
                          "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),

@@ -66,7 +66,7 @@ def test_without_warmup_both_schedules_agree():
 
 def test_unknown_schedule_names_the_choices():
     from bench.schema import TrainConfig
-    from bench.validation import check_section
+    from bench.config_checks import check_section
     with pytest.raises(ConfigError, match="train.schedule='linear'.*cosine_dassl, cosine_after_warmup"):
         check_section(train_cfg(schedule="linear"), TrainConfig, "train.")
 

@@ -1,11 +1,11 @@
-"""Checking a dataset (datasets/check.py, `python -m bench.check`): the report and the exit codes."""
+"""Checking a dataset (datasets/dataset_report.py, `python -m bench.check`): the report and the exit codes."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 
-from bench.datasets.check import check_dataset
+from bench.datasets.dataset_report import check_dataset
 from helpers import (
     REPO,
     oh_cfg,

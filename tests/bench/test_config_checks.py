@@ -1,4 +1,4 @@
-"""Validation against the typed schema (bench/validation.py, through bench/app.py): a bad value is
+"""Validation against the typed schema (bench/config_checks.py, through bench/app.py): a bad value is
 one paragraph naming the key, the value and what is allowed, before any data or model is loaded."""
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from bench.schema import DatasetConfig
 
 from .published_counts import DomainCount, Expected, completeness, format_counts, shortfall, subset_reason
 from .registry import build_dataset
-from .verify import image_problem
+from .image_scan import image_problem
 
 @dataclass
 class DomainReport:
@@ -71,7 +71,7 @@ class CheckReport:
 
 
 def _verify(path: str) -> str | None:
-    """None if ``path`` is a readable image, else 'missing' or 'unreadable' (datasets.verify)."""
+    """None if ``path`` is a readable image, else 'missing' or 'unreadable' (datasets.image_scan)."""
     problem = image_problem(path)
     return None if problem is None else ("missing" if problem == "missing" else "unreadable")
 

@@ -1,15 +1,18 @@
-"""Checks a run makes before it loads a model or trains a step, so that a bad input
-ends in one clear paragraph at start-up rather than a traceback (or a wrong number)
-after an epoch.  See docs/reliability.md for every case.
+"""Checks of a run's inputs, so that a bad input ends in one clear paragraph rather than a
+traceback (or a wrong number) after an epoch: most run before the run loads a model or trains
+a step, `check_readable` on every batch.  See docs/reliability.md for every case.
 
 - `check_writable`: every folder the run will write to exists or can be made, and
   accepts a file (a read-only results or checkpoint folder is found before any work).
 - `screen_images`: every image of every split passes the cheap check of
-  `datasets.verify` (cached); with `dataset.unreadable=error` (default) a bad file is an
+  `datasets.image_scan` (cached); with `dataset.unreadable=error` (default) a bad file is an
   error listing the files, with `dataset.unreadable=skip` the files are left out and
   counted per split and task, and the record gives those counts and the denominators.
 - `check_splits`: no task has an empty train, val or test split (an empty split would
-  otherwise read as 0 % accuracy and be averaged in).
+  otherwise read as 0 % accuracy and be averaged in);
+- `check_readable`: a batch's images that failed to decode are an error under
+  `dataset.unreadable=error`, counted under `skip` (per batch, in the loop and the evaluation);
+- `resolve_num_workers`: `runtime.num_workers=auto` as a number, capped by the usable cores.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from typing import Mapping, Sequence
 
 from bench.errors import ConfigError, StorageError
 from bench.datasets import DatasetError
-from bench.datasets.verify import cache_file_for, scan
+from bench.datasets.image_scan import cache_file_for, scan
 
 SPLITS = ("train", "val", "test")
 POLICIES = ("error", "skip")
