@@ -448,14 +448,14 @@ def test_num_workers_auto_is_the_usable_cores_capped():
 
 
 def test_image_check_is_cached_by_size_and_mtime(tmp_path, toy_copy, monkeypatch):
-    from bench.datasets import verify
+    from bench.datasets import image_scan
     root = broken_copy(tmp_path, toy_copy)
     paths = [str(p) for p in sorted(root.rglob("*.jpg"))[:20]]
     cache = tmp_path / "checks.json"
-    assert verify.scan(paths, cache) == {}
+    assert image_scan.scan(paths, cache) == {}
     calls = []
-    monkeypatch.setattr(verify, "image_problem", lambda p: calls.append(p) or None)
-    assert verify.scan(paths, cache) == {} and calls == []  # nothing re-read
+    monkeypatch.setattr(image_scan, "image_problem", lambda p: calls.append(p) or None)
+    assert image_scan.scan(paths, cache) == {} and calls == []  # nothing re-read
     Path(paths[4]).write_bytes(b"")  # changed size: checked again
     monkeypatch.undo()
-    assert verify.scan(paths, cache) == {paths[4]: "empty file"}
+    assert image_scan.scan(paths, cache) == {paths[4]: "empty file"}
