@@ -1,9 +1,7 @@
 """Learning curves: what the training loop reports as it goes, and where it is written.
 
-`TrainObserver` is the loop's listener interface (after Dassl's trainer hooks): the Trainer
-(bench/engine.py) calls `on_start` once it knows where it resumes, `on_step` after every
-optimiser step, `on_epoch_end` with the epoch's history row (loss, lr, per-task validation
-accuracy) and `on_end`; every hook is a no-op here.  `CurveLogger` writes them:
+`CurveLogger` is a `TrainObserver` (bench/observers.py) of the loop's steps and epochs, and
+writes them:
 
 * `<run id>.curves.csv` beside the run's record, one row per logged step with the columns
   `CURVE_COLUMNS` and then `val <task>` per task and `val average`: a row at every epoch end
@@ -26,25 +24,9 @@ from typing import Sequence
 import pandas as pd
 
 from bench.errors import ConfigError
+from bench.observers import TrainObserver
 
 CURVE_COLUMNS = ("kind", "epoch", "step", "loss", "lr")
-
-
-class TrainObserver:
-    """Hooks the training loop calls; subclasses override what they need."""
-
-    def on_start(self, steps_done: int) -> None:
-        """Training starts (or resumes) after `steps_done` optimiser steps."""
-
-    def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
-        """Global optimiser step `step` (from 1) of epoch `epoch` (from 1) took a step with
-        `loss` (a device tensor, or None when the step had no image) at learning rate `lr`."""
-
-    def on_epoch_end(self, step: int, row: dict) -> None:
-        """Epoch `row["epoch"]` ended after global step `step`; `row` is its history row."""
-
-    def on_end(self) -> None:
-        """Training ended (normally or not): release files."""
 
 
 class CurveLogger(TrainObserver):

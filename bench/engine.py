@@ -24,9 +24,9 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from bench import distributed, faults
+from bench import distributed
 from bench.atomic_io import atomic_write
-from bench.curves import TrainObserver
+from bench.observers import TrainObserver
 from bench.datasets import DatasetError
 from bench.device import autocast_for
 from bench.errors import ConfigError, Interrupted, StorageError
@@ -212,7 +212,6 @@ class Trainer:
             outcome.steps_run += 1
             for observer in self.observers:
                 observer.on_step(outcome.steps_run, epoch + 1, loss, self.optimizer.param_groups[0]["lr"])
-            faults.at_step(outcome.steps_run)
             if self.every and step % self.every == 0 and step < end_step:
                 outcome.train_seconds += time.perf_counter() - started
                 started = time.perf_counter()

@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig
 from tabulate import tabulate
 
-from bench import distributed
+from bench import distributed, faults
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
 from bench.curves import CurveLogger, curves_path, tensorboard_path
@@ -126,7 +126,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
-                  observers=[curve_logger(plan, data.eval_task_names("val"))] if distributed.current().is_writer else [])  # one writer
+                  observers=[*([curve_logger(plan, data.eval_task_names("val"))]  # one writer of the curves
+                               if distributed.current().is_writer else []), faults.StepFaults()])
 
     val = evaluate(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()

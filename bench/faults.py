@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from bench import world
+from bench.observers import TrainObserver
 
 _fired_here: set[str] = set()
 _writes = 0
@@ -109,3 +110,12 @@ def reset() -> None:
     global _writes
     _writes = 0
     _fired_here.clear()
+
+
+class StepFaults(TrainObserver):
+    """The training loop's fault point: `at_step` after each optimiser step, as the loop's last
+    observer (after the curves have the step, before any checkpoint of it).  bench/experiment.py
+    gives every rank's Trainer one; a no-op while CPB_FAULT is unset."""
+
+    def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
+        at_step(step)

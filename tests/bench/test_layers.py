@@ -18,7 +18,7 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
-                 "bench.lock", "bench.import_names", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
+                 "bench.lock", "bench.import_names", "bench.observers", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
                  "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.input_checks", "bench.schedule", "bench.step", "bench.identity", "bench.data_warnings",
