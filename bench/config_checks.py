@@ -126,6 +126,17 @@ def unknown_setting(full_key: str, root: type, sections: Mapping[str, type]) -> 
     return _unknown(key, [f.name for f in dataclasses.fields(schema)], "".join(p + "." for p in path))
 
 
+def _dataclass_of(kind: Any) -> type | None:
+    """The dataclass a field holds: `kind` itself, or X of `Optional[X]`; else None."""
+    if dataclasses.is_dataclass(kind):
+        return kind
+    if typing.get_origin(kind) is Union:
+        held = [a for a in typing.get_args(kind) if a is not type(None)]
+        if len(held) == 1 and dataclasses.is_dataclass(held[0]):
+            return held[0]
+    return None
+
+
 def check_section(node: DictConfig, schema: type, prefix: str) -> None:
     """Check `node` against `schema` (recursively), converting values in place where allowed."""
     hints = typing.get_type_hints(schema)
@@ -135,10 +146,10 @@ def check_section(node: DictConfig, schema: type, prefix: str) -> None:
             raise _unknown(key, fields, prefix)
     for name, spec in fields.items():
         kind = hints[name]
-        if dataclasses.is_dataclass(kind):
+        if (section := _dataclass_of(kind)) is not None:
             if name not in node or node[name] is None:
                 continue
-            check_section(node[name], kind, f"{prefix}{name}.")
+            check_section(node[name], section, f"{prefix}{name}.")
             continue
         value = OmegaConf.to_container(node, resolve=True)[name] if name in node else getattr(schema(), name)
         ok, converted = coerce(value, kind)
@@ -167,7 +178,7 @@ def instantiate(schema: type, values: Mapping[str, Any], sections: Mapping[str, 
             continue
         kind = (sections or {}).get(field.name, hints[field.name])
         value = values[field.name]
-        if dataclasses.is_dataclass(kind) and isinstance(value, Mapping):
-            value = instantiate(kind, value)
+        if (section := _dataclass_of(kind)) is not None and isinstance(value, Mapping):
+            value = instantiate(section, value)
         kwargs[field.name] = value
     return schema(**kwargs)

@@ -42,9 +42,9 @@ from bench.protocols import check_target
 from bench.schema import RunConfig, RuntimeConfig, defaults_of
 from bench.config_checks import instantiate
 
-#: the package's folders whose files decide what a command line composes to (bench/ holds configs/)
 #: plan files kept in the cache: one per code and config state, so a few edits back
 PLAN_FILES_KEPT = 8
+#: the package's folders whose files decide what a command line composes to (bench/ holds configs/)
 PACKAGE_ROOTS = (Path(__file__).parent, Path(datasets_package.__file__).parent, Path(methods_package.__file__).parent)
 
 

@@ -64,10 +64,19 @@ def preset_from(values: dict, source: str) -> SweepPreset:
     if missing:
         raise SweepError(f"Sweep preset {source} lacks {', '.join(missing)}: a preset has a `name`, a list "
                          "of `fixed` overrides and a `grid` of axes (see configs/sweep/toy_smoke.yaml).")
-    values = dict(values)
-    search = values.pop("search", "paper")
+    search = values.get("search", "paper")
+    search = None if search == "paper" else search
+    if search is not None:  # checked first, for a message of its own
+        try:
+            if not isinstance(search, dict) or set(search) != {"trials", "seed"}:
+                raise ConfigError("it must have exactly the keys trials and seed")
+            check_section(OmegaConf.create(search), SearchSettings, "search.")
+        except ConfigError as error:
+            raise SweepError(f"Sweep preset {values['name']!r} has search: {search!r}, which is neither `paper` "
+                             "nor `{trials: K, seed: S}` with integers K >= 1 and S >= 0 (see configs/sweep/"
+                             f"toy_search.yaml): {error}") from None
     try:
-        node = OmegaConf.create(values)
+        node = OmegaConf.create({**values, "search": search})
         check_section(node, SweepPreset, "")
         preset = instantiate(SweepPreset, OmegaConf.to_container(node))
     except ConfigError as error:
@@ -77,17 +86,6 @@ def preset_from(values: dict, source: str) -> SweepPreset:
     if bad_axes:
         raise SweepError(f"Sweep preset {source}: the grid axis {', '.join(bad_axes)} is not a list of values "
                          "(only `method` may be `all`: every registered method and mode).")
-    if search != "paper":
-        try:
-            if not isinstance(search, dict) or set(search) != {"trials", "seed"}:
-                raise ConfigError(f"search must have exactly the keys trials and seed, not {search!r}")
-            node = OmegaConf.create(search)
-            check_section(node, SearchSettings, "search.")
-            preset.search = instantiate(SearchSettings, OmegaConf.to_container(node))
-        except ConfigError as error:
-            raise SweepError(f"Sweep preset {preset.name!r} has search: {search!r}, which is neither `paper` nor "
-                             "`{trials: K, seed: S}` with integers K >= 1 and S >= 0 (see configs/sweep/"
-                             f"toy_search.yaml): {error}") from None
     return preset
 
 
