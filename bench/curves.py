@@ -8,6 +8,7 @@ writes them:
   (kind `epoch`: the epoch's mean training loss and its validation accuracies) and, with
   `runtime.log_every_steps=k`, one every k steps (kind `step`: the mean loss since the last
   row; validation columns empty);
+* `<run id>.warmup.curves.csv` the same for a method's warm-up (MmAP's grouping), if it has one;
 * with `runtime.logger=tensorboard`, the same scalars as TensorBoard event files in
   `<run id>.tb/` (torch.utils.tensorboard; the `tensorboard` extra).
 
@@ -99,6 +100,11 @@ def tensorboard_writer(folder: Path, purge_step: int):
 
 def curves_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.curves.csv"
+
+
+def warmup_curves_path(results_dir: Path | str, run_id: str) -> Path:
+    """The curves of the run's warm-up (MmAP's grouping: bench/engine.py `warm_up`), its own steps."""
+    return Path(results_dir) / f"{run_id}.warmup.curves.csv"
 
 
 def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:

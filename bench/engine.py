@@ -69,7 +69,8 @@ class EpochProgress:
 
 
 #: the parts of a checkpoint that are other objects' states, by the name of what they restore
-COMPONENT_KEYS = ("trainable", "optimizer", "scheduler", "scaler")
+#: ("observers": the state of each observer with a `checkpoint_name`, by that name)
+COMPONENT_KEYS = ("trainable", "optimizer", "scheduler", "scaler", "observers")
 #: everything a checkpoint holds, no more and no less: the run it belongs to, the components'
 #: states and the loop's (`TrainState`'s fields)
 CHECKPOINT_KEYS = ("run_id", *COMPONENT_KEYS, "epoch", "step", "best_state", "partial", "outcome")
@@ -111,9 +112,15 @@ class Trainer:
 
     def __init__(self, method, data, cfg: TrainConfig, device: torch.device,
                  checkpoint_path: Path | None = None, run_id: str | None = None, progress: bool = True,
-                 checkpoint_every_steps: int = 0, observers: Sequence[TrainObserver] = ()):
+                 checkpoint_every_steps: int = 0, observers: Sequence[TrainObserver] = (),
+                 max_steps: int | None = None):
         self.method, self.data, self.cfg, self.device = method, data, cfg, device
         self.observers = list(observers)  # learning curves and other listeners (bench/curves.py)
+        self.kept_observers = {o.checkpoint_name: o for o in self.observers if o.checkpoint_name}
+        # only an observer that looks inside the step is handed the step's graph
+        in_step = [o for o in self.observers if type(o).on_task_losses is not TrainObserver.on_task_losses]
+        self.observe_losses = (lambda *step: [o.on_task_losses(*step) for o in in_step]) if in_step else None
+        self.max_steps = max_steps  # stop after this many steps (None: every step of every epoch)
         self.checkpoint_path, self.run_id = checkpoint_path, run_id
         self.progress, self.every = progress, checkpoint_every_steps
         self.params = [p for _, p in method.trainable_parameters()]
@@ -152,6 +159,8 @@ class Trainer:
 
     def _epochs(self) -> None:
         for epoch in range(self.state.epoch, self.cfg.epochs):
+            if self._at_max_steps():
+                break
             row = self._run_epoch(epoch)
             self._select(epoch, row)
             for observer in self.observers:
@@ -181,6 +190,8 @@ class Trainer:
         self.scheduler.load_state_dict(components["scheduler"])
         if components["scaler"]:  # checkpoints of a disabled scaler (before non-finite skipping) hold none
             self.scaler.load_state_dict(components["scaler"])
+        for name, observer in self.kept_observers.items():
+            observer.load_state_dict(components["observers"][name])
         self.state.outcome.resumes += 1
         self.nonfinite = NonFiniteGuard(self.cfg.max_nonfinite_steps, self.device, self.state.outcome.nonfinite_steps)
         self.saved_steps = self.state.outcome.steps_run
@@ -205,7 +216,7 @@ class Trainer:
             skipped += len(batch.unreadable)
             step += 1
             loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
-                              self.n_tasks, fixed_train)
+                              self.n_tasks, fixed_train, observe=self.observe_losses)
             if loss is not None:
                 loss_sum = loss_sum + self.nonfinite.observe(loss, outcome.steps_run + 1)
                 trained += len(batch.labels)
@@ -219,6 +230,8 @@ class Trainer:
                 trained = skipped = 0
                 state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable)
                 self._save()
+            if self._at_max_steps():
+                break
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         outcome.train_seconds += time.perf_counter() - started
@@ -227,6 +240,9 @@ class Trainer:
         state.partial = EpochProgress()
         return {"epoch": epoch + 1, "loss": loss_sum.item() / max(step, 1),
                 "lr": self.optimizer.param_groups[0]["lr"], "unreadable": unreadable}
+
+    def _at_max_steps(self) -> bool:
+        return self.max_steps is not None and self.state.outcome.steps_run >= self.max_steps
 
     def _add_images(self, trained: int, skipped: int) -> int:
         """Add the images trained since the last save point (every rank's: one reduction at a
@@ -255,7 +271,8 @@ class Trainer:
         if self.checkpoint_path is None or not distributed.current().is_writer:  # one writer: rank 0
             return
         components = {"trainable": self.method.trainable_state(), "optimizer": self.optimizer.state_dict(),
-                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict()}
+                      "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                      "observers": {name: o.state_dict() for name, o in self.kept_observers.items()}}
         saved = self.state.to_checkpoint(self.run_id, components,
                                          self.state.outcome.earlier_wall_s + time.perf_counter() - self.started)
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(saved, tmp))
@@ -272,6 +289,22 @@ def fit(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: P
     never resumed.  `observers` hear every step and epoch (bench/curves.py)."""
     return Trainer(method, data, cfg, device, checkpoint_path, run_id, progress, checkpoint_every_steps,
                    observers).fit()
+
+
+def warm_up(method, data, cfg: TrainConfig, device: torch.device, checkpoint_path: Path | None = None,
+            run_id: str | None = None, progress: bool = True, checkpoint_every_steps: int = 0,
+            observers: Sequence[TrainObserver] = ()) -> TrainOutcome | None:
+    """Train the warm-up `method` needs before `fit` (`method.warmup(cfg)`: MmAP's grouping),
+    through the same Trainer as `fit`: its step, guard, checkpoints (at `checkpoint_path`) and
+    `observers` after the warm-up's own; then hand the steps taken to `Warmup.finish`.  Returns
+    the warm-up's outcome, or None when the method needs no warm-up."""
+    warmup = method.warmup(cfg)
+    if warmup is None:
+        return None
+    outcome = Trainer(warmup.model, data, warmup.train, device, checkpoint_path, run_id, progress,
+                      checkpoint_every_steps, [warmup.observer, *observers], warmup.max_steps).fit()
+    warmup.finish(outcome.steps_run)
+    return outcome
 
 
 def on_terminal() -> bool:
@@ -292,7 +325,7 @@ def load_checkpoint(path: Path) -> dict:
         if not missing:
             return state
         reason = "it lacks " + ", ".join(missing)
-        if set(missing) <= {"partial", "run_id"}:
+        if set(missing) <= {"partial", "run_id", "observers"}:
             reason += ": it was written by an older version of this harness"
     size = path.stat().st_size if path.exists() else 0
     raise StorageError(

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
@@ -27,15 +28,17 @@ from tabulate import tabulate
 from bench import distributed, faults
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
-from bench.curves import CurveLogger, curves_path, tensorboard_path
+from bench.curves import CurveLogger, curves_path, tensorboard_path, warmup_curves_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
 from bench.device import peak_memory_mb, resolve_device
-from bench.engine import TrainOutcome, evaluate, fit
+from bench.engine import TrainOutcome, evaluate, fit, warm_up
+from bench.grouping_files import write_grouping
 from bench.lock import RunLock
 from bench.methods.base import Method
 from bench.methods.contract import count_parameters
+from bench.observers import TrainObserver
 from bench.models import build_clip
 from bench.data_warnings import degenerate_data_warnings
 from bench.protocols import task_roles
@@ -93,10 +96,11 @@ def _start_over_if_asked(plan: RunPlan) -> None:
     called once every check that can fail has passed, so a failing check deletes nothing.
     Rank 0 deletes; every rank then waits, so all of them see the same checkpoint, or none."""
     cfg = plan.cfg
-    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and plan.checkpoint_path.exists() \
-            and distributed.current().is_writer:
-        log.info("Starting over: removing %s", plan.checkpoint_path)
-        plan.checkpoint_path.unlink()
+    if (not cfg.runtime.skip_done or not cfg.runtime.resume) and distributed.current().is_writer:
+        for path in (plan.checkpoint_path, plan.warmup_checkpoint_path):
+            if path.exists():
+                log.info("Starting over: removing %s", path)
+                path.unlink()
     distributed.barrier()
 
 
@@ -117,7 +121,7 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                          prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir,
                          roles=task_roles(cfg.protocol, dataset.task_names, cfg.dataset.target, cfg.train.selection))
     _start_over_if_asked(plan)
-    method.prepare(data, cfg.train, device, plan.checkpoint_path.parent)  # may create parameters: first
+    _warm_up(plan, method, data, device)  # may create parameters: first
     params = count_parameters(method)
     log.info("%s (%s) on %s: %d tasks, %s of %s parameters trainable (%.4f%%)", cfg.method.name,
              method.mode, dataset.name, len(dataset.tasks), f"{params['trainable']:,}",
@@ -126,8 +130,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
-                  observers=[*([curve_logger(plan, data.eval_task_names("val"))]  # one writer of the curves
-                               if distributed.current().is_writer else []), faults.StepFaults()])
+                  observers=_observers(plan, curves_path(cfg.runtime.results_dir, plan.run_id),
+                                       data.eval_task_names("val")))
 
     val = evaluate(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
@@ -143,19 +147,34 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     if distributed.current().is_writer:
         save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
         write_record(record, plan.record_path)
-        remove_checkpoint(cfg.runtime.keep_checkpoint, plan.checkpoint_path)  # only once the record is safe
+        for path in (plan.checkpoint_path, plan.warmup_checkpoint_path):  # only once the record is safe
+            remove_checkpoint(cfg.runtime.keep_checkpoint, path)
         print_summary(record)
         log.info("Record written to %s", plan.record_path)
     return record
 
 
-def curve_logger(plan: RunPlan, val_tasks) -> CurveLogger:
-    """The run's learning curves, beside its record (bench/curves.py); `val_tasks`: the tasks
-    validated at each epoch end."""
+def _warm_up(plan: RunPlan, method: Method, data: MultiTaskData, device: torch.device) -> None:
+    """The warm-up the method needs, if any (MmAP's grouping: bench/engine.py `warm_up`), with
+    its own checkpoint and learning curves beside the run's; then the grouping's files."""
+    cfg = plan.cfg
+    warm_up(method, data, cfg.train, device, plan.warmup_checkpoint_path, plan.run_id, cfg.runtime.progress,
+            cfg.runtime.checkpoint_every_steps,
+            _observers(plan, warmup_curves_path(cfg.runtime.results_dir, plan.run_id), (), tensorboard=False))
+    extras = method.record_extras()
+    if "grouping" in extras and distributed.current().is_writer:  # a method that groups its tasks (MmAP)
+        write_grouping(plan.checkpoint_path.parent / "grouping", extras["grouping"])
+
+
+def _observers(plan: RunPlan, curves: Path, val_tasks, tensorboard: bool = True) -> list[TrainObserver]:
+    """A training loop's observers: its learning curves at `curves` (one writer: rank 0;
+    `val_tasks` validated at each epoch end; TensorBoard with runtime.logger=tensorboard) and
+    the fault point of the reliability tests, last."""
     runtime = plan.cfg.runtime
-    return CurveLogger(curves_path(runtime.results_dir, plan.run_id), list(val_tasks),
-                       runtime.log_every_steps, tensorboard_path(runtime.results_dir, plan.run_id)
-                       if runtime.logger == "tensorboard" else None)
+    board = tensorboard_path(runtime.results_dir, plan.run_id) if tensorboard and runtime.logger == "tensorboard" \
+        else None
+    curve_logger = [CurveLogger(curves, list(val_tasks), runtime.log_every_steps, board)]
+    return [*(curve_logger if distributed.current().is_writer else []), faults.StepFaults()]
 
 
 def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome: TrainOutcome, params: dict,

@@ -60,6 +60,11 @@ class RunPlan:
     record_path: Path
     checkpoint_path: Path
 
+    @property
+    def warmup_checkpoint_path(self) -> Path:
+        """The checkpoint of the run's warm-up (MmAP's grouping), beside the training one."""
+        return self.checkpoint_path.with_name("warmup.pt")
+
 
 def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
     """List the data (no decoding) and fingerprint data and weights: the run's identity

@@ -15,7 +15,9 @@ rate of that epoch), chosen by `train.schedule`.
   over the E - W epochs after it (epochs 2-5: 1.000, 0.854, 0.500, 0.146).  The warm-up ramps
   linearly from `warmup_lr` to the base rate over W epochs (constant when W = 1).
 
-Both have `step(epoch)`, `state_dict()` and `load_state_dict()`, which is all the loop and its
+* `constant`: every epoch at the base rate `lr` (MmAP's grouping warm-up: methods/grouping.py).
+
+All have `step(epoch)`, `state_dict()` and `load_state_dict()`, which is all the loop and its
 checkpoints use.  Without warm-up the two schedules are the same.
 """
 from __future__ import annotations
@@ -59,6 +61,8 @@ class ConstantWarmupCosine:
 def build_lr_schedule(optimizer: torch.optim.Optimizer, cfg):
     """The scheduler named by `cfg.schedule` (a resolved `train` config)."""
     epochs, warmup = cfg.epochs, cfg.warmup_epochs
+    if cfg.schedule == "constant":  # a warm-up as long as the run, at the base rate
+        return ConstantWarmupCosine(optimizer, max(1, epochs), epochs, cfg.lr, cfg.lr_min)
     if cfg.schedule == "cosine_dassl":
         return ConstantWarmupCosine(optimizer, max(1, epochs), warmup, cfg.warmup_lr, cfg.lr_min)
     return CosineLRScheduler(optimizer, t_initial=max(1, epochs - warmup), lr_min=cfg.lr_min,

@@ -56,9 +56,10 @@ class TrainConfig:
     lr_min: float = setting(0.0, "learning rate at the end of the cosine", min=0)
     warmup_epochs: int = setting(1, "constant warm-up at warmup_lr for this many epochs (CoOp), then cosine", min=0)
     warmup_lr: float = setting(1e-5, "learning rate of the constant warm-up", min=0)
-    schedule: Literal["cosine_dassl", "cosine_after_warmup"] = setting(
+    schedule: Literal["cosine_dassl", "cosine_after_warmup", "constant"] = setting(
         "cosine_dassl", "cosine_dassl: the reference (Dassl) constant warm-up, then cosine over all epochs | "
-        "cosine_after_warmup: timm's cosine over the epochs after the warm-up (bench/schedule.py)")
+        "cosine_after_warmup: timm's cosine over the epochs after the warm-up | constant: lr throughout "
+        "(bench/schedule.py)")
     task_loss: Literal["sum", "mean"] = setting("sum", "sum | mean over tasks of each task's mean cross-entropy")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
         "auto", "auto: bf16 autocast on CUDA, fp32 elsewhere | fp32 | bf16 | fp16")

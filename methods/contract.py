@@ -11,26 +11,46 @@ A method is an `nn.Module` built as `cls(clip, tasks, cfg, seed)`:
   `sample_ids` = (split, CPU indices) marks images whose pixels are fixed (cacheable);
 * its trainable parameters are exactly those with `requires_grad`; checkpoints hold only
   those (`trainable_state` / `load_trainable_state`);
-* three optional hooks, no-ops here: `prepare` (work that needs the data before training,
-  e.g. MmAP's task grouping; may create parameters), `extra_loss` (a term added to the
-  multi-task loss every step) and `record_extras` (fields for the run's record).
+* three optional hooks, no-ops here: `warmup` (a training run the method needs before its
+  own parameters exist, e.g. MmAP's task grouping: a `Warmup` that the engine trains through
+  its one Trainer, then hands back to `Warmup.finish`, which may create parameters),
+  `extra_loss` (a term added to the multi-task loss every step) and `record_extras` (fields
+  for the run's record).
 
 `methods/base.py`'s `Method` implements the contract for CLIP methods (cosine logits over
 each task's classes, prompt hooks, feature caches); a method may also implement it directly.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from bench.errors import UserError
-from bench.schema import MethodConfig
+from bench.observers import TrainObserver
+from bench.schema import MethodConfig, TrainConfig
 
 
 class MethodError(UserError):
     """A method that cannot be built as configured (one paragraph: what, why, how to fix)."""
+
+
+@dataclass(frozen=True)
+class Warmup:
+    """A training run a method needs before training (`MethodContract.warmup`).
+
+    The engine (bench/engine.py `warm_up`) trains `model` with `train` for at most `max_steps`
+    steps (None: its epochs) through the run's Trainer: the same step, non-finite guard,
+    checkpoints and observers, with `observer` first (what the warm-up gathers; it keeps its
+    state in the checkpoints), then calls `finish(steps_run)`."""
+
+    model: nn.Module
+    train: TrainConfig
+    max_steps: Optional[int]
+    observer: TrainObserver
+    finish: Callable[[int], None]
 
 
 class MethodContract(nn.Module):
@@ -64,8 +84,10 @@ class MethodContract(nn.Module):
         return True
 
     # ---- hooks (no-ops unless a method needs them) ----------------------------------------
-    def prepare(self, data, train_cfg, device: torch.device, output_dir=None) -> None:
-        """Before training, with the run's `MultiTaskData`; may create parameters."""
+    def warmup(self, train_cfg: TrainConfig) -> Warmup | None:
+        """The training run this method needs before its own (the run's `train` config given);
+        None: it needs none."""
+        return None
 
     def extra_loss(self) -> torch.Tensor | None:
         """A term added to the step's multi-task loss (None: nothing)."""

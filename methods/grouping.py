@@ -2,9 +2,11 @@
 best partition of tasks into groups.
 
 Warm-up: one prompt shared by all tasks is trained for `warmup_epochs` (at most
-`warmup_steps` steps) with the run's optimiser, data pipeline and multi-task loss.  At every
-step each task's gradient g_t of its own mean cross-entropy L_t with respect to the shared
-prompt parameters is taken (`torch.autograd.grad`), and a pairwise affinity is accumulated:
+`warmup_steps` steps) with the run's optimiser, data pipeline and multi-task loss at the
+constant base rate, through the engine's one Trainer (bench/engine.py `warm_up`: its step,
+non-finite guard, checkpoints and learning curves).  At every step the `TaskAffinity`
+observer takes each task's gradient g_t of its own mean cross-entropy L_t with respect to the
+shared prompt parameters (`torch.autograd.grad`), and accumulates a pairwise affinity:
 
 * `gradient` (default): A_ij = cos(g_i, g_j), averaged over steps;
 * `lookahead` (Fifty et al., "Efficiently Identifying Task Groupings for Multi-Task
@@ -24,6 +26,7 @@ Exhaustive over all set partitions for T <= 8 (S(8, 4) = 1,701 candidates), gree
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -35,58 +38,70 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from bench import distributed
-from bench.atomic_io import atomic_write
 from bench.device import autocast_for
-from bench.step import build_grad_scaler, build_optimizer, per_task_losses, train_step
 from bench.methods.contract import MethodError
+from bench.observers import TrainObserver
+from bench.step import per_task_losses
 
 log = logging.getLogger(__name__)
 STRATEGIES = ("gradient", "lookahead", "manual", "one_group", "singletons")
 
 
 # ---- affinities from a warm-up ---------------------------------------------------------
-def warmup_affinity(model, data, train_cfg, device: torch.device, strategy: str = "gradient",
-                    epochs: int = 1, max_steps: int | None = None) -> tuple[np.ndarray, int]:
-    """Train `model` (its trainable parameters shared by all tasks) on `data` (a
-    `MultiTaskData`) and return (T x T affinity matrix, steps taken)."""
-    named = model.trainable_parameters()
-    names, params = [n for n, _ in named], [p for _, p in named]
-    optimizer = build_optimizer(params, train_cfg)
-    scaler = build_grad_scaler(device, train_cfg)
-    n_tasks = len(data.task_names)
-    total = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
-    seen = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
+class TaskAffinity(TrainObserver):
+    """The warm-up's observer: at every step, before the backward pass, each present task's
+    gradient of its own loss on `model`'s (shared) trainable parameters, and the step's pairwise
+    affinity (module docstring), accumulated; `matrix()` is their mean over the steps that held
+    both tasks.  Its sums are kept in the loop's checkpoints, so a resumed warm-up gives the
+    affinities of an uninterrupted one.  `train_cfg`: the warm-up's (its constant `lr` is the
+    look-ahead's step)."""
 
-    def accumulate(losses, present, images, labels, task_ids) -> None:
-        """Before the engine's backward: each present task's gradient on the shared prompt."""
+    checkpoint_name = "task_affinity"
+
+    def __init__(self, model, n_tasks: int, strategy: str, train_cfg, device: torch.device):
+        named = model.trainable_parameters()
+        self.model, self.names, self.params = model, [n for n, _ in named], [p for _, p in named]
+        self.strategy, self.train_cfg, self.device = strategy, train_cfg, device
+        self.total = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
+        self.seen = torch.zeros(n_tasks, n_tasks, dtype=torch.float64)
+
+    def on_task_losses(self, losses, present, images, labels, task_ids) -> None:
         tasks = present.nonzero().flatten().tolist()
-        grads = [torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], params, retain_graph=True)])
+        grads = [torch.cat([g.flatten() for g in torch.autograd.grad(losses[t], self.params, retain_graph=True)])
                  for t in tasks]
         if distributed.current().distributed:  # each rank holds its part of every task's gradient
             grads = list(distributed.sum_(torch.stack(grads)))
-        if strategy == "gradient":
+        if self.strategy == "gradient":
             unit = F.normalize(torch.stack(grads).double(), dim=1)
             step_affinity = unit @ unit.T
         else:
-            step_affinity = _lookahead(model, names, params, grads, losses, tasks, images, labels,
-                                       task_ids, optimizer.param_groups[0]["lr"], device, train_cfg)
+            step_affinity = _lookahead(self.model, self.names, self.params, grads, losses, tasks, images, labels,
+                                       task_ids, self.train_cfg.lr, self.device, self.train_cfg)
         index = torch.tensor(tasks)
-        total[index[:, None], index[None, :]] += step_affinity.cpu()
-        seen[index[:, None], index[None, :]] += 1
+        self.total[index[:, None], index[None, :]] += step_affinity.cpu()
+        self.seen[index[:, None], index[None, :]] += 1
 
-    steps = 0
-    model.train()
-    for epoch in range(epochs):
-        for batch in data.train_loader(epoch):
-            if max_steps is not None and steps >= max_steps:
-                break
-            if train_step(model, batch, optimizer, scaler, device, train_cfg, n_tasks,
-                          fixed_train=False, observe=accumulate) is not None:
-                steps += 1
+    def matrix(self) -> np.ndarray:
+        return (self.total / self.seen.clamp(min=1)).numpy()
+
+    def state_dict(self) -> dict:
+        return {"total": self.total.clone(), "seen": self.seen.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total.copy_(state["total"])
+        self.seen.copy_(state["seen"])
+
+
+def warmup_settings(train_cfg, epochs: int):
+    """The warm-up's training settings: the run's optimiser, batches and loss for `epochs`
+    epochs at the constant base rate, no selection (the last state is the measured one)."""
+    return dataclasses.replace(train_cfg, epochs=epochs, schedule="constant", selection="last")
+
+
+def check_warmup_ran(steps: int) -> None:
     if steps == 0:
         raise MethodError("The grouping warm-up ran no steps: set method.grouping.warmup_epochs >= 1 "
                           "(and warmup_steps >= 1 or null), or give manual groups.")
-    return (total / seen.clamp(min=1)).numpy(), steps
 
 
 def _lookahead(model, names, params, grads, losses, tasks, images, labels, task_ids, lr, device, train_cfg):
@@ -228,22 +243,7 @@ def fixed_groups(strategy: str, task_names: Sequence[str], manual=None) -> list[
     return canonical(groups)
 
 
-# ---- artefacts --------------------------------------------------------------------------
-def save_grouping(output_dir, task_names: Sequence[str], groups, affinity: np.ndarray | None,
-                  info: dict) -> dict:
-    """Write groups.json (+ affinity.csv and affinity.png when there is a matrix) atomically."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    record = {"tasks": list(task_names), "groups": [[task_names[t] for t in g] for g in groups],
-              "affinity": None if affinity is None else np.asarray(affinity).tolist(), **info}
-    atomic_write(out / "groups.json", lambda tmp: tmp.write_text(json.dumps(record, indent=2)))
-    if affinity is not None:
-        rows = [["task", *task_names]] + [[n, *map(repr, map(float, r))] for n, r in zip(task_names, affinity)]
-        atomic_write(out / "affinity.csv", lambda tmp: tmp.write_text("".join(",".join(r) + "\n" for r in rows)))
-        _heatmap(out / "affinity.png", task_names, np.asarray(affinity), info.get("strategy", ""))
-    return record
-
-
+# ---- reuse ------------------------------------------------------------------------------
 def load_grouping(path, task_names: Sequence[str]) -> dict:
     """A saved groups.json (or affinity.csv) whose tasks match `task_names`."""
     path = Path(path).expanduser()
@@ -266,20 +266,3 @@ def load_grouping(path, task_names: Sequence[str]) -> dict:
                           f"({', '.join(differ)}). Use a file from a run on the same dataset and domains.")
     return record
 
-
-def _heatmap(path: Path, names: Sequence[str], affinity: np.ndarray, title: str) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(affinity, cmap="viridis")
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-    ax.set_yticks(range(len(names)), names)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{affinity[i, j]:.2f}", ha="center", va="center", color="w", fontsize=7)
-    ax.set_title(f"task affinity ({title})")
-    fig.colorbar(image, ax=ax)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))

@@ -14,7 +14,7 @@ replace them.  Multi-task framework (mode `grouped`, the default): tasks are spl
 groups (see methods/grouping.py: gradient-driven by default); a sample of task t gets its
 group's shared MmAP (n = `n_ctx` tokens) and its own task-specific MmAP (`n_task_ctx`
 tokens) concatenated, in both towers.  Modes `mt` (one MmAP for all tasks) and `st` (one
-per task) use `n_ctx` tokens.  Grouped parameters are created after grouping (`prepare`).
+per task) use `n_ctx` tokens.  Grouped parameters are created after grouping (`warmup`).
 
 The paper's prompt length, depth, factor shapes and init are not available to us; they are
 knobs with these defaults: n_ctx = n_task_ctx = 8, prompt depth = every layer of the
@@ -28,18 +28,17 @@ Office-Home's 4 tasks (2 + 4) x 24,636 = 147,816 (0.0988 %; the paper reports ~0
 """
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench import distributed
 from bench.clip import TowerPrompts
 from bench.methods import grouping
 from bench.methods.base import Method, MethodError, prompted_layers, seeded_normal
+from bench.methods.contract import Warmup
 from bench.methods.registry import implements
 
 log = logging.getLogger(__name__)
@@ -146,31 +145,26 @@ class MmAP(Method):
         info["strategy"] = "manual" if affinity is None else info["strategy"]
         self._use_groups(groups, affinity, info)
 
-    # ---- grouping (needs data: called by bench.run before parameters are counted) ---------
-    def prepare(self, data, train_cfg, device, output_dir=None) -> None:
-        """Grouped mode: find the groups (warm-up unless fixed or reused), build the group and
-        task MmAPs, and save groups.json / affinity.csv / affinity.png under output_dir."""
-        if self.mode != "grouped":
-            return
-        saved = Path(output_dir) / "grouping" / "groups.json" if output_dir else None
-        if self.groups is None and saved is not None and saved.is_file():  # a resumed run
-            self._use_record(grouping.load_grouping(saved, [t.name for t in self.tasks]), str(saved))
-        if self.groups is None:
-            strategy = self.grouping_cfg.strategy
-            warm_cfg = dataclasses.replace(self.cfg, mode="mt")  # one MmAP shared by all tasks
-            shared = MmAP(self.clip, self.tasks, warm_cfg, seed=self.seed).to(device)
-            affinity, steps_run = grouping.warmup_affinity(
-                shared, data, train_cfg, device, strategy, self.grouping_cfg.warmup_epochs,
-                self.grouping_cfg.warmup_steps)
-            objective = self.grouping_cfg.objective
-            groups = grouping.best_partition(affinity, self.grouping_cfg.n_groups, objective)
-            self._use_groups(groups, affinity, {"strategy": strategy, "objective": objective,
-                                                "warmup_steps": steps_run})
-        if output_dir is not None and distributed.current().is_writer:  # rank 0 writes the plots
-            info = {k: v for k, v in self.grouping_record.items() if k not in ("tasks", "groups", "affinity")}
-            affinity = self.grouping_record.get("affinity")
-            grouping.save_grouping(Path(output_dir) / "grouping", [t.name for t in self.tasks], self.groups,
-                                   None if affinity is None else torch.tensor(affinity).numpy(), info)
+    # ---- grouping (needs data: the engine trains the warm-up before counting parameters) ----
+    def warmup(self, train_cfg) -> Warmup | None:
+        """Grouped mode without fixed or reused groups: a shared (mt) MmAP trained on every task
+        while `grouping.TaskAffinity` measures the affinities; `finish` then partitions the
+        tasks and builds the group and task MmAPs."""
+        if self.mode != "grouped" or self.groups is not None:
+            return None
+        strategy, objective = self.grouping_cfg.strategy, self.grouping_cfg.objective
+        shared = MmAP(self.clip, self.tasks, dataclasses.replace(self.cfg, mode="mt"), seed=self.seed)
+        device = self.class_mask.device
+        train = grouping.warmup_settings(train_cfg, self.grouping_cfg.warmup_epochs)
+        affinity = grouping.TaskAffinity(shared.to(device), len(self.tasks), strategy, train, device)
+
+        def finish(steps_run: int) -> None:
+            grouping.check_warmup_ran(steps_run)
+            matrix = affinity.matrix()
+            groups = grouping.best_partition(matrix, self.grouping_cfg.n_groups, objective)
+            self._use_groups(groups, matrix, {"strategy": strategy, "objective": objective,
+                                              "warmup_steps": steps_run})
+        return Warmup(shared, train, self.grouping_cfg.warmup_steps, affinity, finish)
 
     def record_extras(self) -> dict:
         return {"grouping": self.grouping_record} if self.mode == "grouped" else {}
@@ -181,8 +175,8 @@ class MmAP(Method):
         if self.mode != "grouped":
             return self.select_sets(getattr(self.prompts, tower)(), rows)
         if self.groups is None:
-            raise MethodError("MmAP in grouped mode has no groups yet: call method.prepare(data, "
-                              "train_cfg, device, output_dir) first (bench.run does), or use "
+            raise MethodError("MmAP in grouped mode has no groups yet: run its warm-up first "
+                              "(bench.engine.warm_up; bench.run does), or use "
                               "method.grouping.strategy=manual|one_group|singletons or an affinity_file.")
         shared = getattr(self.group_prompts, tower)()[self.group_index[rows]]
         if self.task_prompts is None:

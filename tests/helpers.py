@@ -170,7 +170,8 @@ def make_batches(n_steps, tasks, per_task=2, seed=0):
 def duck_data(tasks, size, steps=1, per_task=2):
     """A stand-in with MultiTaskData's train interface (the real one: tests/methods/test_grouping.py)."""
     batches = [MultiTaskBatch(F.interpolate(x, size=size), y, t) for x, y, t in make_batches(steps, tasks, per_task)]
-    return SimpleNamespace(task_names=[t.name for t in tasks], train_loader=lambda epoch, start=0: batches)
+    return SimpleNamespace(task_names=[t.name for t in tasks], train_loader=lambda epoch, start=0: batches,
+                           unreadable="error")
 
 
 def snapshot(module):

@@ -69,8 +69,8 @@ def test_a_checkpoint_holds_exactly_its_keys_and_reads_back_to_the_same_state(ti
 def test_a_checkpoint_of_an_older_harness_is_refused_with_the_fix(tiny_clip, toy_dataset, tmp_path):
     path = _trained_checkpoint(tiny_clip, toy_dataset, tmp_path)
     saved = torch.load(path, weights_only=False)
-    del saved["partial"]  # what checkpoints held before the mid-epoch progress was saved
+    del saved["partial"], saved["observers"]  # before the mid-epoch progress, and the observers' states
     torch.save(saved, path)
-    with pytest.raises(StorageError, match="it lacks partial: it was written by an older version of this "
-                                           "harness.*runtime.resume=false"):
+    with pytest.raises(StorageError, match="it lacks observers, partial: it was written by an older version of "
+                                           "this harness.*runtime.resume=false"):
         load_checkpoint(path)

@@ -25,7 +25,7 @@ LAYERS = (
                          "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
-    ("run wiring", ["bench.app", "bench.planning", "bench.experiment"]),
+    ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files"]),
     ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.comparison", "bench.speed",
                   "bench.check", "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
 )

@@ -2,11 +2,13 @@
 ends with exactly the record of an uninterrupted run."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from helpers import REPO, SMALL_TOY_EVAL, runtime_overrides
@@ -49,3 +51,45 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
     # time is accumulated over both processes (the killed one up to its last checkpoint)
     assert resumed["train_time_s"] > checkpoint["outcome"]["train_seconds"] > 0
     assert resumed["wall_time_s"] > checkpoint["outcome"]["earlier_wall_s"] > 0
+
+
+# ---- MmAP's grouping warm-up goes through the same Trainer, so it resumes the same way ----------------
+MMAP_RUN = ["dataset=toy", "method=mmap", "method.grouping.warmup_epochs=2", "method.grouping.warmup_steps=5",
+            "train.epochs=1", "train.steps_per_epoch=3", "runtime.checkpoint_every_steps=1",
+            "runtime.progress=false", "runtime.num_workers=0", *SMALL_TOY_EVAL]
+#: that warm-up's affinities as the warm-up gave them before it ran through the engine's Trainer
+#: (its own loop in methods/grouping.py, commit 87bdcaf): the same to the last bit on the machine
+#: that made them; the tolerance is only for another CPU's float32 reductions
+AFFINITY_BEFORE_THE_TRAINER = [
+    [1.0000000000000004, 0.07815275888621323, -0.05824578711126074, 0.21081306368339572],
+    [0.07815275888621323, 1.0000000000000004, 0.03391029869297514, 0.1303729280291302],
+    [-0.05824578711126074, 0.03391029869297514, 1.0000000000000007, -0.08299630669290256],
+    [0.21081306368339572, 0.1303729280291302, -0.08299630669290256, 1.0000000000000004]]
+
+
+@pytest.mark.long
+def test_sigkill_in_mmaps_warmup_resumes_to_the_same_groups_and_record(tmp_path):
+    from bench.experiment import run_experiment
+
+    reference = run_experiment(compose_config(MMAP_RUN + runtime_overrides(tmp_path / "a"))).to_dict()
+    grouping = reference["extras"]["grouping"]
+    assert grouping["groups"] == [["photo", "painting"], ["sketch", "clipart"]] and grouping["warmup_steps"] == 5
+    assert np.allclose(grouping["affinity"], AFFINITY_BEFORE_THE_TRAINER, rtol=0, atol=1e-6)
+
+    killed = tmp_path / "b"
+    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT="kill_at_step:4",  # warm-up epoch 2, step 1
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *MMAP_RUN, *runtime_overrides(killed)],
+                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    folder = killed / "checkpoints" / reference["run_id"]
+    assert not (folder / "checkpoint.pt").exists() and not (folder / "grouping").exists()  # still warming up
+    warmup = torch.load(folder / "warmup.pt", weights_only=False)
+    assert warmup["outcome"]["steps_run"] == 3 and warmup["observers"]["task_affinity"]["seen"][0, 0] == 3
+
+    resumed = run_experiment(compose_config(MMAP_RUN + runtime_overrides(killed))).to_dict()
+    assert comparable(resumed) == comparable(reference) and resumed["extras"] == reference["extras"]
+    assert json.loads((folder / "grouping" / "groups.json").read_text()) == grouping
+    assert not (folder / "warmup.pt").exists()  # removed with the training checkpoint once the record is safe
+    curves = (killed / "results" / "runs" / f"{reference['run_id']}.warmup.curves.csv").read_text().splitlines()
+    assert [row.split(",")[:3] for row in curves[1:]] == [["epoch", "1", "3"], ["epoch", "2", "5"]]

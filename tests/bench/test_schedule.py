@@ -64,10 +64,15 @@ def test_without_warmup_both_schedules_agree():
         assert lrs[0] == pytest.approx(lrs[1])
 
 
+def test_constant_schedule_holds_the_base_rate_exactly():
+    """MmAP's grouping warm-up trains at the run's base rate throughout (methods/grouping.py)."""
+    assert rates("constant") == [0.002] * 5 == rates("constant", resume_at=3)
+
+
 def test_unknown_schedule_names_the_choices():
     from bench.schema import TrainConfig
     from bench.config_checks import check_section
-    with pytest.raises(ConfigError, match="train.schedule='linear'.*cosine_dassl, cosine_after_warmup"):
+    with pytest.raises(ConfigError, match="train.schedule='linear'.*cosine_dassl, cosine_after_warmup, constant"):
         check_section(train_cfg(schedule="linear"), TrainConfig, "train.")
 
 

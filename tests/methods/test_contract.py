@@ -23,19 +23,17 @@ from helpers import (
     method_cfg,
     mixed_tasks,
     random_batch,
-    sgd_cfg,
     snapshot,
     train_cfg,
     train_steps,
     trainable_count,
 )
-from omegaconf import OmegaConf
 from references import ref_image, template_text
 from torch import nn
 
 from bench.app import build_method
 from bench.data import MultiTaskData
-from bench.engine import fit
+from bench.engine import fit, warm_up
 from bench.speedups import speedups
 
 #: every registered method in each of its modes: a new method is covered without edits here
@@ -164,9 +162,8 @@ def test_st_holds_one_set_per_task(tiny_clip, name):
 def test_vit_l14_widths_one_step(vit_l14_widths_clip, name, overrides):
     tasks = mixed_tasks()
     method = build_method(method_cfg(name, **overrides), vit_l14_widths_clip, tasks)
-    train_cfg = OmegaConf.merge(sgd_cfg(), {"precision": "fp32", "task_loss": "sum"})
-    if hasattr(method, "prepare"):
-        method.prepare(duck_data(tasks, 28), train_cfg, torch.device("cpu"), None)
+    warm_up(method, duck_data(tasks, 28), train_cfg(precision="fp32", optimizer="sgd", lr=0.05),
+            torch.device("cpu"))  # MmAP grouped: its grouping warm-up (the others have none)
     before = {n: p.detach().clone() for n, p in method.trainable_parameters()}
     batch = make_batches(1, tasks, per_task=1)[0]
     images = F.interpolate(batch[0], size=28)

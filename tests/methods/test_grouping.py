@@ -1,5 +1,5 @@
-"""Gradient-driven task grouping: partition search, warm-up affinities through the real data
-pipeline, saved artefacts and their reuse."""
+"""Gradient-driven task grouping: partition search, warm-up affinities through the engine's
+Trainer on the real data pipeline, the run's grouping files and their reuse."""
 from __future__ import annotations
 
 import json
@@ -15,12 +15,13 @@ from bench.methods.grouping import (
     set_partitions,
 )
 from helpers import method_cfg
-from omegaconf import OmegaConf
 from PIL import Image
 
 from bench.app import build_method
 from bench.data import MultiTaskData
-from bench.schema import TrainConfig, defaults_of
+from bench.engine import warm_up
+from bench.grouping_files import write_grouping
+from bench.schema import TrainConfig
 
 
 def planted(blocks, n, inside=0.9, across=-0.1, noise=0.05, seed=0):
@@ -101,41 +102,46 @@ def two_pairs_dataset(root, n_images=6, classes=("circle", "square", "cross")):
 @pytest.mark.parametrize("strategy", ["gradient", "lookahead"])
 def test_warmup_groups_identical_tasks_together(tiny_clip, tmp_path, strategy):
     dataset = two_pairs_dataset(tmp_path)
-    train_cfg = OmegaConf.create({**defaults_of(TrainConfig), "batch_size": 6, "eval_batch_size": 6,
-                                  "steps_per_epoch": 3, "augment": False, "optimizer": "sgd", "lr": 0.01,
-                                  "precision": "fp32", "task_loss": "sum"})
+    train_cfg = TrainConfig(batch_size=6, eval_batch_size=6, steps_per_epoch=3, augment=False, optimizer="sgd",
+                            lr=0.01, precision="fp32", task_loss="sum")
     data = MultiTaskData(dataset, tiny_clip, train_cfg, seed=0)
     cfg = method_cfg("mmap", prompt_depth=2, n_ctx=2, n_task_ctx=1,
                      **{"grouping.strategy": strategy, "grouping.warmup_epochs": 1,
                         "grouping.warmup_steps": 3 if strategy == "gradient" else 1})
     method = build_method(cfg, tiny_clip, dataset.tasks, seed=0)
     assert method.trainable_parameters() == []  # grouped parameters come after grouping
-    out = tmp_path / "run"
-    method.prepare(data, train_cfg, torch.device("cpu"), out)
+    checkpoint = tmp_path / "warmup.pt"
+    outcome = warm_up(method, data, train_cfg, torch.device("cpu"), checkpoint, "run")
     assert method.groups == [[0, 1], [2, 3]]
     extras = method.record_extras()["grouping"]
     affinity = np.array(extras["affinity"])
     assert affinity[0, 1] > affinity[0, 2] and affinity[2, 3] > affinity[1, 3]
     if strategy == "gradient":  # identical tasks, full batches: identical gradients
         assert affinity[0, 1] == pytest.approx(1, abs=1e-6) and affinity[2, 3] == pytest.approx(1, abs=1e-6)
-    assert extras["groups"] == [["a0", "a1"], ["b0", "b1"]] and extras["warmup_steps"] == (3 if strategy == "gradient" else 1)
-    saved = json.loads((out / "grouping" / "groups.json").read_text())
-    assert saved["groups"] == extras["groups"] and np.allclose(saved["affinity"], affinity)
-    assert (out / "grouping" / "affinity.png").stat().st_size > 0
-    csv_rows = (out / "grouping" / "affinity.csv").read_text().splitlines()
-    assert csv_rows[0] == "task,a0,a1,b0,b1" and len(csv_rows) == 5
+    steps = 3 if strategy == "gradient" else 1
+    assert extras["groups"] == [["a0", "a1"], ["b0", "b1"]] and extras["warmup_steps"] == steps
+    assert outcome.steps_run == steps and [row["lr"] for row in outcome.history] == [0.01]  # constant base rate
     n_params = sum(p.numel() for _, p in method.trainable_parameters())
     assert n_params == 2 * ((2 * 2 + 4 * 1) * 32 + (2 + 4) * (2 + 3))  # depth 2, d_s 32
 
-    # reuse: from the saved file (no warm-up), and from the run folder when resuming
-    for path in (out / "grouping" / "groups.json", out / "grouping" / "affinity.csv"):
+    # the run's files of the grouping, and their reuse (no warm-up)
+    out = tmp_path / "grouping"
+    write_grouping(out, extras)
+    saved = json.loads((out / "groups.json").read_text())
+    assert saved == extras  # float64 affinities, exactly
+    assert (out / "affinity.png").stat().st_size > 0
+    csv_rows = (out / "affinity.csv").read_text().splitlines()
+    assert csv_rows[0] == "task,a0,a1,b0,b1" and len(csv_rows) == 5
+    for path in (out / "groups.json", out / "affinity.csv"):
         reused = build_method(method_cfg("mmap", prompt_depth=2, n_ctx=2, n_task_ctx=1,
                                          **{"grouping.affinity_file": str(path)}), tiny_clip, dataset.tasks)
-        assert reused.groups == [[0, 1], [2, 3]]
+        assert reused.groups == [[0, 1], [2, 3]] and reused.warmup(train_cfg) is None
+
+    # a relaunch resumes the finished warm-up from its checkpoint: the same affinities, no step taken
     resumed = build_method(cfg, tiny_clip, dataset.tasks, seed=0)
-    resumed.prepare(SimpleNamespace(task_names=data.task_names, train_loader=None), train_cfg,
-                    torch.device("cpu"), out)  # would fail if it warmed up again
-    assert resumed.groups == [[0, 1], [2, 3]]
+    again = warm_up(resumed, data, train_cfg, torch.device("cpu"), checkpoint, "run")
+    assert again.resumes == 1 and again.steps_run == steps
+    assert resumed.groups == [[0, 1], [2, 3]] and resumed.record_extras() == method.record_extras()
     images, labels, task_ids, *_ = next(iter(data.train_loader(0)))
     with torch.no_grad():
         assert torch.isfinite(method(images, task_ids).gather(1, labels[:, None])).all()
