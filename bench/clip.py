@@ -9,7 +9,9 @@ Where prompts go (MaPLe's convention, shared by CoOp, VPT and MmAP here):
 
 * text, layer 0: `TowerPrompts.input` (N, n, d_text) replaces the token embeddings at
   positions 1..n (placeholder tokens right after SOS) *before* the positional embedding
-  is added, so prompts get positions like ordinary words (CoOp).
+  is added, so prompts get positions like ordinary words (CoOp); with `input_positions`
+  (N, n) row r's prompts replace positions `input_positions[r]` instead (CoOp's class name
+  in front of or inside its context).
 * text, layer i >= 1: `TowerPrompts.deep[i]` overwrites hidden states 1..n before block i.
 * vision, layer 0: `TowerPrompts.input` (B, n, d_vision) is appended after the patch tokens
   *after* the positional embedding (prompts carry no position) and before `ln_pre`.
@@ -42,10 +44,13 @@ class ModelError(UserError):
 
 @dataclass
 class TowerPrompts:
-    """Prompt tokens for one tower: inserted at the input and/or replaced at deeper layers."""
+    """Prompt tokens for one tower: inserted at the input and/or replaced at deeper layers
+    (where: the module docstring)."""
 
     input: torch.Tensor | None = None
     deep: dict[int, torch.Tensor] = field(default_factory=dict)
+    #: text only, host tensor (N, n): the positions each row's input prompts replace (None: 1..n)
+    input_positions: torch.Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -83,6 +88,12 @@ def _put(x: torch.Tensor, prompt: torch.Tensor, start: int) -> torch.Tensor:
         x[:, start:start + n] = prompt.to(x.dtype)
         return x
     return torch.cat([x[:, :start], _expand(prompt, x.shape[0], x.dtype), x[:, start + n:]], 1)
+
+
+def _scatter(x: torch.Tensor, prompt: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """x with row r's positions `positions[r]` replaced by `prompt[r]` (N or 1, n, D)."""
+    index = positions.to(x.device, non_blocking=True)[..., None].expand(-1, -1, x.shape[-1])
+    return x.scatter(1, index, _expand(prompt, x.shape[0], x.dtype))
 
 
 def _run_blocks(blocks: nn.ModuleList, x: torch.Tensor, deep: dict[int, torch.Tensor], start: int,
@@ -180,9 +191,12 @@ class PromptableCLIP(nn.Module):
             return (tokens == self._eos_id).int().argmax(dim=-1)
         return tokens.argmax(dim=-1)
 
-    def check_prompt_room(self, tokens: torch.Tensor, n_prompt_tokens: int) -> None:
-        """Text prompts overwrite positions 1..n, which must hold placeholders, not EOT."""
-        if n_prompt_tokens and int(self.eot_positions(tokens).min()) <= n_prompt_tokens:
+    def check_prompt_room(self, tokens: torch.Tensor, n_prompt_tokens: int,
+                          positions: torch.Tensor | None = None) -> None:
+        """Text prompts overwrite positions 1..n (or `positions`, per row), which must hold
+        placeholders, not EOT."""
+        last = n_prompt_tokens if positions is None else positions.max(dim=1).values
+        if n_prompt_tokens and bool((self.eot_positions(tokens) <= last).any()):
             raise ModelError(f"Text prompts of {n_prompt_tokens} tokens need {n_prompt_tokens} placeholder "
                              "tokens after SOS in every tokenized prompt, but an EOT token falls inside them.")
 
@@ -206,9 +220,10 @@ class PromptableCLIP(nn.Module):
             prompts.check(self.text_depth, self.text_width, "text")
         n = prompts.n_tokens
         if n and tokens.device.type == "cpu":  # on an accelerator the caller checks (no sync)
-            self.check_prompt_room(tokens, n)
+            self.check_prompt_room(tokens, n, prompts.input_positions)
         if prompts.input is not None:
-            x = _put(x, prompts.input, 1)
+            x = _put(x, prompts.input, 1) if prompts.input_positions is None else \
+                _scatter(x, prompts.input, prompts.input_positions)
         x = x + text.positional_embedding[:length].to(dtype)
         mask = text.attn_mask[:length, :length]
         # Causal and pooled at EOT: the last block is needed at the EOT rows only (speed-up).

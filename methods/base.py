@@ -8,6 +8,7 @@ image and text features from the frozen `PromptableCLIP` and the method's prompt
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import torch
@@ -49,25 +50,32 @@ class Method(MethodContract):
     """Base of every CLIP method: logits = logit_scale * cos(image feature, class text feature)
     over the classes of each sample's own task.
 
-    A method changes what it needs through one override point per concern:
+    A method changes what it needs through one override point per concern, and every method
+    with that concern overrides that point (the text side is one chain: the words are
+    tokenized, `text_prompts` go into the tower, `text_features` runs it):
 
-    | concern            | override                                   | default                                         |
-    |--------------------|--------------------------------------------|-------------------------------------------------|
-    | prompt words       | `prompt_texts(task)`                       | `TemplateMethod`: the template; else required   |
-    | text prompts       | `text_prompts(row_task)`                   | none                                            |
-    | text features      | `text_features(tokens, row_task, row_class)` | the text tower with `text_prompts`            |
-    | visual prompts     | `image_prompts(task_ids)`                  | none                                            |
-    | image features     | `image_features(images, task_ids)`         | the image tower with `image_prompts`            |
-    | after the tower    | `adapt_image(features, task_ids)`          | unchanged                                       |
-    | logit scale        | `logit_scales(task_ids)`                   | the model's own                                 |
+    | concern                        | override                                       | default                                   | overridden by                  |
+    |--------------------------------|------------------------------------------------|-------------------------------------------|--------------------------------|
+    | class prompt words             | `prompt_texts(task)`                           | `TemplateMethod`: its template; required  | CoOp, CoCoOp, MaPLe, MmAP      |
+    | several templates, averaged    | `templates()` (`TemplateMethod`)               | `[cfg.template]`                          | zero-shot                      |
+    | learned text prompts           | `text_prompts(tokens, row_task, row_class)`    | none                                      | CoOp, MaPLe, MmAP              |
+    | the text tower's weights       | `text_features(tokens, row_task, row_class)`   | the frozen tower with `text_prompts`      | full fine-tuning               |
+    | tasks sharing one text pass    | `text_key(task)` (a speed-up, never a result)  | the tasks of one parameter set            | MmAP (grouped), templates      |
+    | visual prompts                 | `image_prompts(task_ids)`                      | none                                      | VPT, MaPLe, MmAP               |
+    | the image tower's weights      | `image_features(images, task_ids)`             | the frozen tower with `image_prompts`     | full fine-tuning               |
+    | after the image tower          | `adapt_image(features, task_ids)`              | unchanged                                 | CLIP-Adapter                   |
+    | logit scale                    | `logit_scales(task_ids)`                       | the model's own                           | full fine-tuning               |
 
-    `text_key(task)` says which tasks share a text pass (default: tasks of one parameter
-    set); `text_depends_on_parameters` / `image_depends_on_parameters` (class flags) let the
-    base compute frozen features once (bench/speedups.py).  Parameter sets are built here:
+    The one exception is CoCoOp, whose class text depends on each image (its meta-net's
+    bias on the context): one text pass per image, not per class list, so it implements
+    `forward` itself with these same pieces.  LoRA and BitFit change the towers' layers
+    themselves (methods/routed_layers.py) and override none of these.
+
+    `text_depends_on_parameters` / `image_depends_on_parameters` (class flags) let the base
+    compute frozen features once (bench/speedups.py).  Parameter sets are built here:
     `set_of_task[t]` is task t's set and `set_names` their stable names (MT: one shared set,
     ST: one per task, any other mode: one per task unless the method says otherwise), and
-    `select_sets(params, rows)` picks each row's set from a (sets, ...) tensor.  A method whose
-    text depends on the image (CoCoOp) implements `forward` itself.
+    `select_sets(params, rows)` picks each row's set from a (sets, ...) tensor.
     """
 
     #: False when class text features never change during training (no text prompts and a
@@ -151,7 +159,7 @@ class Method(MethodContract):
         """One text pass over every distinct (prompt set, text key, class list), scattered to
         tasks; with several prompt sets (a template ensemble) the normalised features are
         averaged and renormalised."""
-        ensemble = self.prompt_ensemble()
+        ensemble = self._prompt_sets()
         features = None
         for member, texts_of in enumerate(ensemble):
             one = self._class_features_of(texts_of)
@@ -187,7 +195,7 @@ class Method(MethodContract):
         """Normalised text features of CPU `tokens` with `prompts` inserted (room checked on
         the host tokens, so the step has no sync)."""
         if prompts is not None:
-            self.clip.check_prompt_room(tokens, prompts.n_tokens)
+            self.clip.check_prompt_room(tokens, prompts.n_tokens, prompts.input_positions)
         return self.clip.encode_text(tokens.to(self.class_mask.device), prompts, truncate=False)
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
@@ -214,22 +222,25 @@ class Method(MethodContract):
         """The text of each class prompt of `task` (placeholder words where prompts go)."""
         raise NotImplementedError(f"{type(self).__name__} must say its class prompts (prompt_texts)")
 
-    def prompt_ensemble(self) -> list[Callable[[int], list[str]]]:
-        """The prompt sets whose features are averaged (one: `prompt_texts`)."""
+    def _prompt_sets(self) -> list[Callable[[int], list[str]]]:
+        """The prompt sets whose features are averaged: `prompt_texts` (TemplateMethod: one per
+        template)."""
         return [self.prompt_texts]
 
     def text_key(self, task: int) -> Any:
         """Tasks with equal keys (and equal class lists) share one text pass."""
         return self.set_of_task[task]
 
-    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts | None:
+    def text_prompts(self, tokens: torch.Tensor, row_task: torch.Tensor,
+                     row_class: torch.Tensor) -> TowerPrompts | None:
+        """The learned prompts of the text rows: `tokens` (CPU) row r is class row_class[r] of
+        task row_task[r] (device tensors)."""
         return None
 
     def text_features(self, tokens: torch.Tensor, row_task: torch.Tensor,
                       row_class: torch.Tensor) -> torch.Tensor:
-        """Normalised text features of class prompts: `tokens` (CPU) row r is class
-        row_class[r] of task row_task[r]."""
-        return self.encode_text(tokens, self.text_prompts(row_task))
+        """Normalised text features of class prompts (rows as in `text_prompts`)."""
+        return self.encode_text(tokens, self.text_prompts(tokens, row_task, row_class))
 
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts | None:
         return None
@@ -264,14 +275,16 @@ class TemplateMethod(Method):
     text pass."""
 
     def templates(self) -> list[str]:
+        """The hand templates whose class features are averaged (one: `cfg.template`)."""
         return [self.cfg.template]
 
-    def prompt_ensemble(self) -> list[Callable[[int], list[str]]]:
-        return [lambda task, template=template: [template.format(name) for name in self.tasks[task].classnames]
-                for template in self.templates()]
+    def _prompt_sets(self) -> list[Callable[[int], list[str]]]:
+        return [functools.partial(self.prompt_texts, template=template) for template in self.templates()]
 
-    def prompt_texts(self, task: int) -> list[str]:
-        return [self.cfg.template.format(name) for name in self.tasks[task].classnames]
+    def prompt_texts(self, task: int, template: str | None = None) -> list[str]:
+        """`template` (default `cfg.template`) filled with each class name of `task`."""
+        template = self.cfg.template if template is None else template
+        return [template.format(name) for name in self.tasks[task].classnames]
 
     def text_key(self, task: int) -> Any:
         # A frozen, unprompted text tower gives every task the same class features.

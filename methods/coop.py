@@ -73,27 +73,15 @@ class CoOp(Method):
                  "middle": lambda name: [*context[:half], name, *context[half:]]}[self.position]
         return [" ".join(words(name)) + "." for name in self.tasks[task].classnames]
 
-    def text_features(self, tokens, row_task, row_class):
+    def text_prompts(self, tokens, row_task, row_class) -> TowerPrompts:
+        """Each row's context (its set's; with csc its class's) in the placeholders: right after
+        SOS (`end`), or around the class name, whose token count k varies by class, at
+        positions read from the row's tokens (`front`: 1+k.., `middle`: 1.. and 1+k+M/2..)."""
         context = self.context[self.context_entry[row_task, row_class]] if self.csc else \
             self.select_sets(self.context, row_task)                                # (N or 1, M, d)
-        if self.position == "end":  # the context fills the placeholders right after SOS
-            return self.encode_text(tokens, TowerPrompts(input=context))
-        # Otherwise the placeholders sit around the class name, whose token count k varies:
-        # one pass per k, whose prompt replaces positions 1..M+k (context and name tokens).
-        name_lengths = self.clip.eot_positions(tokens) - self.n_ctx - 2            # [SOS] M + k [.] [EOT]
-        device, half = row_task.device, self.n_ctx // 2
-        out = None
-        for k in sorted(set(name_lengths.tolist())):
-            rows = (name_lengths == k).nonzero().flatten()
-            rows_device = rows.to(device)
-            names = self.clip.token_embedding(tokens[rows, 1 + (half if self.position == "middle" else 0):]
-                                              [:, :k].to(device))
-            ctx = context[rows_device] if context.shape[0] > 1 else context.expand(len(rows), -1, -1)
-            if self.position == "front":
-                prompt = torch.cat([names.to(ctx.dtype), ctx], dim=1)
-            else:
-                prompt = torch.cat([ctx[:, :half], names.to(ctx.dtype), ctx[:, half:]], dim=1)
-            features = self.encode_text(tokens[rows], TowerPrompts(input=prompt))
-            out = features.new_zeros(len(tokens), features.shape[-1]) if out is None else out
-            out = out.index_copy(0, rows_device, features)
-        return out
+        if self.position == "end":
+            return TowerPrompts(input=context)
+        name_lengths = (self.clip.eot_positions(tokens) - self.n_ctx - 2)[:, None]  # [SOS] M + k [.] [EOT]
+        slots = torch.arange(self.n_ctx)
+        after = name_lengths if self.position == "front" else torch.where(slots >= self.n_ctx // 2, name_lengths, 0)
+        return TowerPrompts(input=context, input_positions=1 + slots + after)

@@ -70,7 +70,7 @@ class MaPLe(Method):
         return (torch.einsum("sjnt,sjvt->sjnv", self.text_context, self.coupling_weight)
                 + self.coupling_bias[:, :, None])
 
-    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
+    def text_prompts(self, tokens, row_task: torch.Tensor, row_class) -> TowerPrompts:
         ctx = self.select_sets(self.text_context, row_task)
         return TowerPrompts(input=ctx[:, 0], deep={j: ctx[:, j] for j in range(1, self.prompt_depth)})
 

@@ -187,7 +187,7 @@ class MmAP(Method):
         prompts = self._layer_prompts(tower, rows)
         return TowerPrompts(input=prompts[:, 0], deep={j: prompts[:, j] for j in range(1, self.prompt_depth)})
 
-    def text_prompts(self, row_task: torch.Tensor) -> TowerPrompts:
+    def text_prompts(self, tokens, row_task: torch.Tensor, row_class) -> TowerPrompts:
         return self._tower_prompts("text", row_task)
 
     def image_prompts(self, task_ids: torch.Tensor) -> TowerPrompts:

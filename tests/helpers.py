@@ -99,7 +99,7 @@ def mixed_tasks():
             SimpleNamespace(name="task2", classnames=("dog", "cat", "car", "house"))]
 
 
-# Class names of 1, 2 and 3 tokens (CoOp's middle/front group them by length), unequal class counts.
+# Class names of 1, 2 and 3 tokens (CoOp's middle/front place their context by the name's length), unequal class counts.
 VARIED_TASKS = [SimpleNamespace(name="task0", classnames=("dog", "traffic light", "car", "grand piano lid")),
                 SimpleNamespace(name="task1", classnames=("tree", "boat", "sea bird")),
                 SimpleNamespace(name="task2", classnames=("dog", "traffic light", "car", "grand piano lid"))]
