@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -169,39 +169,45 @@ def check_speed_command_line(overrides: Sequence[str]) -> SpeedConfig:
     return speed_config(compose_config(overrides, "speed"))
 
 
-def _completed(schema: type, block: Any, prefix: str, check_node=None) -> DictConfig:
-    node = OmegaConf.merge(defaults_of(schema), block)
+def _composed(node, prefix: str) -> DictConfig:
+    """`node` itself: the factories' one way in is a block of a composed (or created) config."""
+    if not isinstance(node, DictConfig):
+        raise TypeError(f"The {prefix[:-1]} block must be an omegaconf DictConfig (a block of a composed config, "
+                        f"or OmegaConf.create(...)), not {type(node).__name__}.")
+    return node
+
+
+def _completed(schema: type, node: DictConfig, prefix: str, check_node=None) -> DictConfig:
+    node = OmegaConf.merge(defaults_of(schema), node)
     (check_node or (lambda n: check_section(n, schema, prefix)))(node)
     return node
 
 
-def method_config(block: Mapping | DictConfig) -> MethodConfig:
-    """A method block (naming the method, possibly partial, as tests and tools write it)
-    completed with its schema's defaults, checked and typed."""
-    if isinstance(block, MethodConfig):
-        return block
-    card = method_card(str(block["name"] if "name" in block else None))
-    node = _completed(card.config_class, block, "method.", _check_method)
-    return instantiate(card.config_class, OmegaConf.to_container(node, resolve=True))
+def method_config(node: DictConfig) -> MethodConfig:
+    """A method block (naming the method; settings it leaves out take the schema's defaults)
+    completed, checked and typed."""
+    card = method_card(str(node.name) if "name" in _composed(node, "method.") else "None")
+    completed = _completed(card.config_class, node, "method.", _check_method)
+    return instantiate(card.config_class, OmegaConf.to_container(completed, resolve=True))
 
 
-def dataset_config(block: Mapping | DictConfig) -> DatasetConfig:
+def dataset_config(node: DictConfig) -> DatasetConfig:
     """A dataset block (possibly partial) completed with the schema's defaults, checked and typed."""
-    if isinstance(block, DatasetConfig):
-        return block
-    node = _completed(DatasetConfig, block, "dataset.")
-    return instantiate(DatasetConfig, OmegaConf.to_container(node, resolve=True))
+    completed = _completed(DatasetConfig, _composed(node, "dataset."), "dataset.")
+    return instantiate(DatasetConfig, OmegaConf.to_container(completed, resolve=True))
 
 
-def train_config(block: Mapping | DictConfig = ()) -> TrainConfig:
+def train_config(node: DictConfig) -> TrainConfig:
     """A train block (possibly partial) completed with the schema's defaults, checked and typed."""
-    node = _completed(TrainConfig, dict(block) if not isinstance(block, DictConfig) else block, "train.")
-    return instantiate(TrainConfig, OmegaConf.to_container(node, resolve=True))
+    completed = _completed(TrainConfig, _composed(node, "train."), "train.")
+    return instantiate(TrainConfig, OmegaConf.to_container(completed, resolve=True))
 
 
 # ---- building from typed settings ----------------------------------------------------------
-def build_method(block: Mapping | DictConfig | MethodConfig, clip, tasks: Sequence, seed: int = 0) -> "MethodContract":
-    """The method named by the block, built on `clip` for `tasks` (the block is checked first:
-    unknown names and bad values are ConfigErrors)."""
-    cfg = method_config(block)
+def build_method(cfg: MethodConfig, clip, tasks: Sequence, seed: int = 0) -> "MethodContract":
+    """The method `cfg` names (a checked, typed block: `check` or `method_config` made it), built
+    on `clip` for `tasks`."""
+    if not isinstance(cfg, MethodConfig):
+        raise TypeError(f"build_method takes a typed MethodConfig, not {type(cfg).__name__}: check the block "
+                        "first (bench.app.method_config, or check for a whole run config).")
     return METHODS[cfg.name].load()(clip, tasks, cfg, seed=seed)

@@ -94,13 +94,19 @@ def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
 def plan_runs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PACKAGE_ROOTS) -> list[RunPlan]:
     """`plan_run(check(compose_config(overrides)))` for each override list, the checked configs
     kept in the plan cache (module docstring) and each dataset listed once."""
+    listed: dict = {}
+    return [plan_run(cfg, listed) for cfg in checked_configs(command_lines, roots)]
+
+
+def checked_configs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PACKAGE_ROOTS) -> list[RunConfig]:
+    """`check(compose_config(overrides))` for each override list, through the plan cache: what
+    Hydra composes, never a reading of the override strings."""
     cache_file = config_cache_dir() / f"{configs_fingerprint(roots)}.json"
     try:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
-    listed: dict = {}
-    plans, changed = [], False
+    configs, changed = [], False
     for overrides in command_lines:
         key = json.dumps(list(overrides))
         if key in cache:
@@ -109,14 +115,14 @@ def plan_runs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PA
         else:
             cfg = check(compose_config(list(overrides)))
             cache[key], changed = dataclasses.asdict(cfg), True
-        plans.append(plan_run(cfg, listed))
+        configs.append(cfg)
     if changed:
         try:
             write_json_atomic(cache, cache_file)
             prune_plan_cache(cache_file.parent)
         except OSError:
             pass  # an unwritable cache only costs composing again next time
-    return plans
+    return configs
 
 
 def prune_plan_cache(folder: Path, keep: int = PLAN_FILES_KEPT) -> None:

@@ -32,7 +32,7 @@ from bench.atomic_io import write_json_atomic
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
-from bench.planning import plan_runs
+from bench.planning import checked_configs, plan_runs
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.schema import SearchSettings, SweepPreset
@@ -97,28 +97,21 @@ def every_method_and_mode(protocol: str = "multitask") -> list[str]:
             if protocol != "leave_one_out" or mode in UNSEEN_TARGET_MODES]
 
 
-def method_of(overrides: list[str]) -> str:
-    """The method a run's overrides choose (the last `method=`; else the config's default)."""
-    chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("method=")]
-    return chosen[-1] if chosen else str(compose_config([]).method.name)
-
-
-def trials(overrides: list[str], search: SearchSettings) -> list[list[str]]:
-    """The search trials of one grid point: trial t adds the settings its method's search space
-    draws for (seed, method, t) (bench/search_space.py) and `runtime.trial=t`; a method with
-    nothing to tune (an empty space) runs once, as trial 0."""
-    name = method_of(overrides)
-    if name not in METHODS:
-        raise SweepError(f"Sweep preset runs unknown method '{name}'. Registered methods: {', '.join(METHODS)}.")
-    space = METHODS[name].search_space
-    return [overrides + as_overrides(space.draw(search.seed, name, t)) + [f"runtime.trial={t}"]
+def trials(overrides: list[str], method: str, search: SearchSettings) -> list[list[str]]:
+    """The search trials of one grid point that runs `method`: trial t adds the settings that
+    method's search space draws for (seed, method, t) (bench/search_space.py) and
+    `runtime.trial=t`; a method with nothing to tune (an empty space) runs once, as trial 0."""
+    space = METHODS[method].search_space
+    return [overrides + as_overrides(space.draw(search.seed, method, t)) + [f"runtime.trial={t}"]
             for t in range(search.trials if space else 1)]
 
 
 def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, then a search
-    trial's drawn settings, extra last)."""
-    protocol = ([o.split("=", 1)[1] for o in preset.fixed if o.startswith("protocol=")] or ["multitask"])[-1]
+    trial's drawn settings, extra last).  The protocol (for `method: all`) and each point's
+    method (for its search space) are what Hydra composes from the overrides."""
+    extra = list(extra)
+    protocol = compose_config([*preset.fixed, *extra]).protocol
     grid = {key: every_method_and_mode(protocol) if key == "method" and values == "all" else values
             for key, values in preset.grid.items()}
     # a value with `=` is overrides (`method=coop method.mode=st`); one without is its key's value, kept
@@ -126,15 +119,16 @@ def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
     axes = [[str(v).split() if "=" in str(v) else [f'"{v}"' if " " in str(v) else str(v)] for v in values]
             for values in grid.values()]
     keys = list(grid)
-    search = preset.search
-    runs = []
+    points = []
     for combination in itertools.product(*axes):
         overrides = list(preset.fixed)
         for key, value in zip(keys, combination):
             overrides += [v if "=" in v else f"{key}={v}" for v in value]
-        for run in trials(overrides, search) if search else [overrides]:
-            runs.append(run + list(extra))
-    return runs
+        points.append(overrides)
+    if preset.search is None:
+        return [point + extra for point in points]
+    methods = [cfg.method.name for cfg in checked_configs([point + extra for point in points])]
+    return [run + extra for point, method in zip(points, methods) for run in trials(point, method, preset.search)]
 
 
 def sweep_dir(cfg_results_dir: str, name: str) -> Path:

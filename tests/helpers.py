@@ -12,19 +12,20 @@ import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Callable
+from typing import Callable, Mapping
 
 import open_clip
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from bench.app import compose_config, dataset_config, train_config
+from bench.app import compose_config, dataset_config, method_config, train_config
 from bench.check import load_dataset_config
 from bench.data import MultiTaskBatch
 from bench.datasets import build_dataset
 from bench.errors import guarded
+from bench.schema import DatasetConfig, MethodConfig
 from bench.experiment import run_experiment
 from bench.step import build_optimizer, multitask_loss
 
@@ -48,22 +49,33 @@ CLIP_B16_TOTAL = 149_620_737
 
 
 # ---- configs --------------------------------------------------------------------------------------
-def method_cfg(name: str, **overrides):
-    """A resolved method config from configs/method/<name>.yaml with overrides."""
+def typed(factory: Callable, values: Mapping):
+    """A bench.app factory's typed config (method_config, dataset_config, train_config) from a
+    plain mapping, as tests write blocks: the factories take composed (DictConfig) blocks only."""
+    return factory(OmegaConf.create(dict(values)))
+
+
+def method_block(name: str, **overrides) -> DictConfig:
+    """configs/method/<name>.yaml's method block with overrides (dotted keys allowed), unchecked."""
     cfg = OmegaConf.load(REPO / "configs" / "method" / f"{name}.yaml").method
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg
 
 
+def method_cfg(name: str, **overrides) -> MethodConfig:
+    """The checked, typed method config of configs/method/<name>.yaml with overrides."""
+    return method_config(method_block(name, **overrides))
+
+
 def load_dataset(block):
     """The dataset a (possibly partial) dataset block describes, checked first, as a run builds it."""
-    return build_dataset(dataset_config(block))
+    return build_dataset(block if isinstance(block, DatasetConfig) else typed(dataset_config, block))
 
 
 def train_cfg(**overrides):
     """The schema's train defaults cut to a few CPU steps (constant lr, last-epoch selection)."""
-    return train_config({**dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
+    return typed(train_config, {**dict(epochs=1, warmup_epochs=0, steps_per_epoch=2, batch_size=4, eval_batch_size=32,
                                 selection="last", lr=0.01), **overrides})
 
 

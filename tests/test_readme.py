@@ -6,7 +6,7 @@ import re
 
 import torch
 from bench.methods import METHODS
-from helpers import REPO, make_tasks
+from helpers import REPO, make_tasks, typed
 
 from bench.app import build_method, method_config
 
@@ -24,10 +24,10 @@ def test_the_add_a_method_example_registers_builds_and_trains(tmp_path, tiny_cli
     try:
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
         assert METHODS["mycoop"].label == "MyCoOp"
-        assert method_config({"name": "mycoop"}).n_ctx == 4
+        assert typed(method_config, {"name": "mycoop"}).n_ctx == 4
         tasks = make_tasks(2)
         for mode, sets in (("mt", 1), ("st", 2)):
-            method = build_method({"name": "mycoop", "mode": mode}, tiny_clip, tasks)
+            method = build_method(typed(method_config, {"name": "mycoop", "mode": mode}), tiny_clip, tasks)
             assert sum(p.numel() for _, p in method.trainable_parameters()) == sets * 4 * tiny_clip.text_width
             logits = method(torch.randn(2, 3, 64, 64), torch.tensor([0, 1]))
             logits[torch.isfinite(logits)].sum().backward()

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 from tabulate import tabulate
 from torch.utils.data import DataLoader, Dataset
@@ -131,7 +132,7 @@ def baseline_pipeline(root: Path, transform, cfg: DataSpeedConfig, workers: int)
 def ours_pipeline(dataset, spec: ImageSpec, cfg: DataSpeedConfig, workers: int, prefetch: int | None = None,
                   **train) -> Callable[[int], Iterable]:
     """Our train loader (MultiTaskData) with the given train.* opt-ins."""
-    tcfg = train_config({"batch_size": cfg.batch_size, **train})
+    tcfg = train_config(OmegaConf.create({"batch_size": cfg.batch_size, **train}))
     data = MultiTaskData(dataset, spec, tcfg, seed=cfg.seed, num_workers=workers,
                          pin_memory=torch.cuda.is_available(), prefetch_factor=prefetch, cache_dir=cfg.cache_dir)
     return data.train_loader
@@ -204,8 +205,9 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
     """Measure every row; returns {"rows": [...], "default_vs_baseline": min ratio, "best": (name, ratio)}."""
     started = time.perf_counter()
     root = generate_images(cfg)
-    dataset = build_dataset(dataset_config({"name": "speed-data", "builder": "imagefolder", "root": str(root),
-                                            "domains": [DOMAIN], "val_fraction": 0.0, "test_fraction": 0.0}))
+    dataset = build_dataset(dataset_config(OmegaConf.create({
+        "name": "speed-data", "builder": "imagefolder", "root": str(root), "domains": [DOMAIN],
+        "val_fraction": 0.0, "test_fraction": 0.0})))
     paths = [p for p, _ in dataset.tasks[0].train]
     sizes = [max(Image.open(p).size) for p in paths]
     log(f"{len(paths)} JPEGs in {root}: long side {min(sizes)}-{max(sizes)} px (median {int(np.median(sizes))}), "

@@ -16,9 +16,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+from omegaconf import OmegaConf
 
 from bench import distributed
-from bench.app import build_method, train_config
+from bench.app import build_method, method_config, train_config
 from bench.data import MultiTaskBatch
 from bench.models import build_clip
 from bench.step import build_grad_scaler, build_optimizer, train_step
@@ -27,8 +28,9 @@ from bench.step import build_grad_scaler, build_optimizer, train_step
 def main(out: Path) -> None:
     torch.manual_seed(0)
     tasks = [SimpleNamespace(name=f"task{t}", classnames=("dog", "cat", "car")) for t in range(2)]
-    method = build_method({"name": "coop"}, build_clip("cpb-tiny", "none"), tasks, seed=0)
-    cfg = train_config({"lr": 0.05, "optimizer": "sgd"})
+    method = build_method(method_config(OmegaConf.create({"name": "coop"})), build_clip("cpb-tiny", "none"), tasks,
+                          seed=0)
+    cfg = train_config(OmegaConf.create({"lr": 0.05, "optimizer": "sgd"}))
     generator = torch.Generator().manual_seed(1)
     full = MultiTaskBatch(torch.randn(6, 3, 64, 64, generator=generator), torch.tensor([0, 1, 2, 0, 1, 2]),
                           torch.tensor([0, 0, 0, 1, 1, 1]))

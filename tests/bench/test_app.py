@@ -2,9 +2,12 @@
 and validates."""
 from __future__ import annotations
 
+import pytest
 from bench.methods import METHODS
-from helpers import REPO
+from helpers import REPO, make_tasks
+from omegaconf import OmegaConf
 
+from bench.app import build_method, dataset_config, method_config, train_config
 from bench.schema import SpeedConfig, TrainConfig, defaults_of
 from bench.sweep import compose_config
 
@@ -23,3 +26,14 @@ def test_speed_and_every_yaml_compose_and_validate():
         for dataset in (p.stem for p in (REPO / "configs" / "dataset").glob("*.yaml")):
             validate(compose_config([f"method={method}", f"dataset={dataset}"]))
     assert set(defaults_of(SpeedConfig)) >= {"variant", "methods", "steps"}
+
+
+def test_factories_take_typed_or_composed_blocks_only(tiny_clip):
+    """One way in: a plain dict is refused with the way to type it, never completed silently."""
+    with pytest.raises(TypeError, match="build_method takes a typed MethodConfig, not dict.*method_config"):
+        build_method({"name": "coop"}, tiny_clip, make_tasks(1))
+    for factory, block in ((method_config, {"name": "coop"}), (dataset_config, {"name": "toy"}),
+                           (train_config, {"lr": 0.1})):
+        with pytest.raises(TypeError, match="block must be an omegaconf DictConfig.*not dict"):
+            factory(block)
+    assert train_config(OmegaConf.create({"lr": 0.1})).lr == 0.1

@@ -8,7 +8,7 @@ import yaml
 from bench.errors import ConfigError
 from bench.methods import METHODS
 from bench.methods.settings import CoOpConfig
-from bench.schema import TrainConfig
+from bench.schema import SearchSettings, SweepPreset, TrainConfig
 from bench.search_space import Choice, LogUniform, SearchSpace, Uniform, as_overrides
 from bench.sweep import SweepError, expand_grid, load_preset, plan
 
@@ -112,3 +112,17 @@ def test_paper_search_is_todays_grid(tmp_path):
                                     "grid": {"method": ["method=coop"], "seed": [1, 2]}}))
     assert expand_grid(load_preset(str(path))) == [["dataset=toy", "method=coop", "seed=1"],
                                                    ["dataset=toy", "method=coop", "seed=2"]]
+
+
+def test_the_grid_takes_each_runs_method_and_protocol_from_hydra():
+    """The trials draw from the method the run composes to, and `method: all` follows the protocol
+    the command line sets, even where neither appears in the preset's own overrides."""
+    searched = SweepPreset(name="x", fixed=["dataset=toy", "method=coop"], grid={"seed": [1]},
+                           search=SearchSettings(trials=2, seed=0))
+    runs = expand_grid(searched, ["method=vpt"])  # the command line's method wins, as in Hydra
+    drawn = [as_overrides(METHODS["vpt"].search_space.draw(0, "vpt", t)) for t in range(2)]
+    assert [run[3:-2] for run in runs] == drawn and [run[-1] for run in runs] == ["method=vpt"] * 2
+    every = SweepPreset(name="y", fixed=["dataset=toy"], grid={"method": "all"})
+    held_out = expand_grid(every, ["protocol=leave_one_out", "dataset.target=sketch"])
+    assert held_out and all("method.mode=st" not in " ".join(run) for run in held_out)
+    assert any("method.mode=st" in " ".join(run) for run in expand_grid(every))
