@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import submitit
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, compose_config
@@ -32,7 +33,7 @@ from bench.atomic_io import write_json_atomic
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
-from bench.planning import checked_configs, plan_runs
+from bench.planning import plan_runs
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.schema import SearchSettings, SweepPreset
@@ -108,11 +109,12 @@ def trials(overrides: list[str], method: str, search: SearchSettings) -> list[li
 
 def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, then a search
-    trial's drawn settings, extra last).  The protocol (for `method: all`) and each point's
-    method (for its search space) are what Hydra composes from the overrides."""
+    trial's drawn settings, extra last).  The protocol (for `method: all`) is what Hydra
+    composes from the fixed and extra overrides; each point's method (for its search space) the
+    group Hydra's parser reads from its overrides."""
     extra = list(extra)
-    protocol = compose_config([*preset.fixed, *extra]).protocol
-    grid = {key: every_method_and_mode(protocol) if key == "method" and values == "all" else values
+    base = compose_config([*preset.fixed, *extra])  # the protocol and the default method, as Hydra composes them
+    grid = {key: every_method_and_mode(base.protocol) if key == "method" and values == "all" else values
             for key, values in preset.grid.items()}
     # a value with `=` is overrides (`method=coop method.mode=st`); one without is its key's value, kept
     # whole ("Real World" is one domain, quoted for Hydra)
@@ -127,8 +129,17 @@ def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
         points.append(overrides)
     if preset.search is None:
         return [point + extra for point in points]
-    methods = [cfg.method.name for cfg in checked_configs([point + extra for point in points])]
+    methods = [chosen_method(point + extra, str(base.method.name)) for point in points]
     return [run + extra for point, method in zip(points, methods) for run in trials(point, method, preset.search)]
+
+
+def chosen_method(overrides: list[str], default: str) -> str:
+    """The `method` config group these overrides choose, read by Hydra's own override parser
+    as Hydra applies them (the last choice wins; quoting, `+method=` and `method =` alike), else
+    `default`.  Composing each grid point would say the same at 0.12 s a point."""
+    choices = [o.get_value_element_as_str() for o in OverridesParser.create().parse_overrides(list(overrides))
+               if o.key_or_group == "method" and not o.is_delete()]
+    return choices[-1] if choices else default
 
 
 def sweep_dir(cfg_results_dir: str, name: str) -> Path:
