@@ -32,6 +32,16 @@ DATASET_CONFIGS = Path(CONFIG_DIR) / "dataset"
 USAGE = "usage: python -m bench.check dataset=<name> [dataset.key=value ...]"
 
 
+def dataset_dotlist(overrides: Sequence[str]) -> list[str]:
+    """`key=value` (or `dataset.key=value`) overrides as OmegaConf's dotlist.  One without `=` is
+    an error: OmegaConf would read `num_classes` as num_classes=null without a word."""
+    bare = [o for o in overrides if "=" not in o]
+    if bare:
+        raise DatasetError(f"The dataset override(s) {', '.join(map(repr, bare))} have no '=', so they set nothing "
+                           "(or null). Write each as key=value, e.g. --set num_classes=3 or dataset.num_classes=3.")
+    return [o[len("dataset."):] if o.startswith("dataset.") else o for o in overrides]
+
+
 def load_dataset_config(name: str, overrides: Sequence[str] = ()) -> DatasetConfig:
     """``configs/dataset/<name>.yaml`` with ``key=value`` (or ``dataset.key=value``) overrides, checked."""
     path = DATASET_CONFIGS / f"{name}.yaml"
@@ -41,7 +51,7 @@ def load_dataset_config(name: str, overrides: Sequence[str] = ()) -> DatasetConf
             f"No dataset config '{name}': {path} does not exist. Available: {choices}. "
             f"Use dataset=<one of them>, or add a YAML to {DATASET_CONFIGS}."
         )
-    dotlist = [o[len("dataset."):] if o.startswith("dataset.") else o for o in overrides]
+    dotlist = dataset_dotlist(overrides)
     try:
         cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(dotlist))
         OmegaConf.resolve(cfg)

@@ -31,7 +31,11 @@ CURVE_COLUMNS = ("kind", "epoch", "step", "loss", "lr")
 
 
 class CurveLogger(TrainObserver):
-    """Writes the learning curves of one run to CSV (and TensorBoard)."""
+    """Writes the learning curves of one run to CSV (and TensorBoard).  The loss summed since the
+    last step row is kept in the loop's checkpoints, so after a resume the first row still covers
+    `every_steps` steps, as in the uninterrupted run."""
+
+    checkpoint_name = "curves"
 
     def __init__(self, csv_path: Path, tasks: Sequence[str], every_steps: int = 0,
                  tensorboard_dir: Path | None = None):
@@ -71,6 +75,12 @@ class CurveLogger(TrainObserver):
             values[f"val {task}"] = accuracy
         self._write(values)
 
+    def state_dict(self) -> dict:
+        return {"loss_sum": None if self.loss_sum is None else float(self.loss_sum), "losses": self.losses}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.loss_sum, self.losses = state["loss_sum"], state["losses"]
+
     def on_end(self) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -83,7 +93,8 @@ class CurveLogger(TrainObserver):
             prefix = "epoch" if values["kind"] == "epoch" else "step"
             for key, value in values.items():
                 if key not in ("kind", "epoch", "step") and value is not None:
-                    self.writer.add_scalar(f"{prefix}/{key.replace(' ', '/')}", value, values["step"])
+                    # "val Real World" -> val/Real World: the first space only, a task name keeps its own
+                    self.writer.add_scalar(f"{prefix}/{key.replace(' ', '/', 1)}", value, values["step"])
             self.writer.flush()
 
 

@@ -62,10 +62,12 @@ class TrainOutcome:
 
 @dataclass
 class EpochProgress:
-    """The running sums of an epoch, kept in a mid-epoch checkpoint."""
+    """The running sums of an epoch, kept in a mid-epoch checkpoint: the finite losses' sum and
+    count (the epoch's loss is their mean; NaN when no step had a finite loss, never 0)."""
 
     loss_sum: float = 0.0
     unreadable: int = 0
+    losses: int = 0
 
 
 #: the parts of a checkpoint that are other objects' states, by the name of what they restore
@@ -203,6 +205,7 @@ class Trainer:
         self.scheduler.step(epoch)
         self.method.train()
         loss_sum = torch.full((), state.partial.loss_sum, device=self.device)
+        losses = torch.full((), state.partial.losses, dtype=torch.long, device=self.device)
         unreadable = state.partial.unreadable
         trained = skipped = 0  # this process's images trained and unreadable since the last save point
         started = time.perf_counter()
@@ -218,7 +221,8 @@ class Trainer:
             loss = train_step(self.method, batch, self.optimizer, self.scaler, self.device, self.cfg,
                               self.n_tasks, fixed_train, observe=self.observe_losses)
             if loss is not None:
-                loss_sum = loss_sum + self.nonfinite.observe(loss, outcome.steps_run + 1)
+                finite_loss, finite = self.nonfinite.observe(loss, outcome.steps_run + 1)
+                loss_sum, losses = loss_sum + finite_loss, losses + finite
                 trained += len(batch.labels)
             outcome.steps_run += 1
             for observer in self.observers:
@@ -228,7 +232,7 @@ class Trainer:
                 started = time.perf_counter()
                 unreadable += self._add_images(trained, skipped)
                 trained = skipped = 0
-                state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable)
+                state.step, state.partial = step, EpochProgress(loss_sum.item(), unreadable, int(losses.item()))
                 self._save()
             if self._at_max_steps():
                 break
@@ -238,7 +242,8 @@ class Trainer:
         unreadable += self._add_images(trained, skipped)
         outcome.unreadable_images += unreadable
         state.partial = EpochProgress()
-        return {"epoch": epoch + 1, "loss": loss_sum.item() / max(step, 1),
+        finite_steps = int(losses.item())
+        return {"epoch": epoch + 1, "loss": loss_sum.item() / finite_steps if finite_steps else float("nan"),
                 "lr": self.optimizer.param_groups[0]["lr"], "unreadable": unreadable}
 
     def _at_max_steps(self) -> bool:

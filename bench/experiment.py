@@ -133,6 +133,9 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
                   observers=_observers(plan, curves_path(cfg.runtime.results_dir, plan.run_id),
                                        data.eval_task_names("val")))
 
+    if outcome.nonfinite_steps:  # in the record too, not only on the console
+        warnings = [*warnings, f"{outcome.nonfinite_steps} training step(s) had a NaN or inf loss; their updates "
+                    "were skipped (an epoch with no finite loss has loss NaN in the history)."]
     val = evaluate(method, data, "val", device, cfg.train.precision)
     eval_start = time.perf_counter()
     test = evaluate(method, data, "test", device, cfg.train.precision)
@@ -208,7 +211,7 @@ def print_summary(record: RunRecord) -> None:
           f"({params['trainable_percent']:.4f}% of CLIP)")
     for warning in record.warnings:
         print(f"WARNING: {warning}")
-    if record.nonfinite_steps:
+    if record.nonfinite_steps and not any("NaN or inf loss" in w for w in record.warnings):  # older records
         print(f"WARNING: {record.nonfinite_steps} step(s) had a non-finite loss; their updates were skipped.")
     if record.unreadable_images:
         print(f"WARNING: {record.unreadable_images} unreadable images were skipped during training.")

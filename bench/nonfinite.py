@@ -38,15 +38,15 @@ class NonFiniteGuard:
         self.streak = torch.zeros((), dtype=torch.long, device=device)
         self.stopped_at = torch.zeros((), dtype=torch.long, device=device)
 
-    def observe(self, loss: torch.Tensor, run_step: int) -> torch.Tensor:
+    def observe(self, loss: torch.Tensor, run_step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Count `loss` (the detached loss of run step `run_step`); returns it with NaN/inf as 0,
-        for the epoch's loss sum."""
+        for the epoch's loss sum, and 1 if it was finite else 0, for the epoch's loss count."""
         finite = torch.isfinite(loss)
         self.total = self.total + (~finite).long()
         self.streak = torch.where(finite, torch.zeros_like(self.streak), self.streak + 1)
         reached = (self.streak >= self.limit) & (self.stopped_at == 0)
         self.stopped_at = torch.where(reached, torch.full_like(self.stopped_at, run_step), self.stopped_at)
-        return torch.where(finite, loss, torch.zeros_like(loss))
+        return torch.where(finite, loss, torch.zeros_like(loss)), finite.long()
 
     @property
     def count(self) -> int:

@@ -22,7 +22,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from bench.check import load_dataset_config
+from bench.check import dataset_dotlist, load_dataset_config
 from bench.datasets.archives import DATASETS, extract, list_urls
 from bench.datasets.dataset_report import check_dataset
 from bench.datasets.published_counts import Expected
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None, expected: Expected | None = None) ->
         print("error: --root DIR is required (the folder to extract into)", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
+        dataset_dotlist(args.set)  # every --set before a file is written
         extract(args.name, args.archive, args.root, progress=False if args.no_progress else None)
         report = check_dataset(load_dataset_config(args.name, [f"root={args.root}", *args.set]), expected=expected)
     except UserError as error:

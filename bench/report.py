@@ -213,15 +213,17 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
 
 
 def write_report(records, problems, out_dir, datasets=None, split="test", expected=None, selection="val",
-                 baseline="zeroshot", curves_from=None, figures: FigureDrawer | None = None) -> list[Path]:
+                 baseline="zeroshot", curves_from=None, figures: FigureDrawer | None = None,
+                 baseline_required: bool = False) -> list[Path]:
     """Write <dataset>.md/.csv/.tex, _acc_vs_params.png and _acc_vs_time.png for each dataset
     (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths.
     The figures are drawn by `figures` (the command's forked processes; None: here, one by one),
-    and are on disk once the drawer's `with` block has ended."""
+    and are on disk once the drawer's `with` block has ended.  `baseline_required` (a baseline the
+    user named): a table without that row is an error, raised before any file is written."""
     if figures is None:
         with FigureDrawer(1) as here:
             return write_report(records, problems, out_dir, datasets, split, expected, selection, baseline,
-                                curves_from, here)
+                                curves_from, here, baseline_required)
     out_dir = Path(out_dir)
     check_writable({"--out": out_dir}, "the report")
     written = []
@@ -234,10 +236,20 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
             f"No complete record of dataset {', '.join(unknown) or 'any'} to report: the complete records "
             f"cover {', '.join(sorted(fingerprints)) or 'no dataset'}. Pass --dataset with one of those keys "
             "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
+    summaries = {}
+    for dataset in chosen:  # every table first: a bad --baseline stops the report before it writes
+        held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
+        summaries[dataset] = summarize(records, dataset, "test" if held_out else split, selection, baseline,
+                                       held_out_rows if held_out else select_trials)
+        if baseline_required and summaries[dataset].attrs.get("baseline_index") is None:
+            rows = summaries[dataset]
+            named = sorted({*rows["method"], *(rows["method"] + ":" + rows["mode"]), *rows["label"]})
+            raise ReportError(f"--baseline {baseline} names no row of the {dataset} table, so its paired differences "
+                              f"would silently disappear. Its rows can be named as {', '.join(named)}. Pass one of "
+                              "those (a method, method:mode or a row's label), or --baseline none for no differences.")
     for dataset in chosen:
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
-        summary = summarize(records, dataset, "test" if held_out else split, selection, baseline,
-                            held_out_rows if held_out else select_trials)
+        summary = summaries[dataset]
         table = display_table(summary)
         mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
         oracle = selection == "test" or (held_out and any(r.selection == "oracle" for r in mine_records))
@@ -295,6 +307,20 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
     return path
 
 
+def read_expected(path: str) -> list[dict]:
+    """A sweep's expected.json (`bench.sweep` writes it): a list of runs, each with its run_id."""
+    try:
+        expected = json.loads(Path(path).read_text())
+        if not isinstance(expected, list) or not all(isinstance(e, dict) and "run_id" in e for e in expected):
+            raise ValueError("not a list of runs with a run_id each")
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).splitlines()[0]
+        raise ReportError(f"--expected {path} cannot be read as a sweep's list of expected runs ({reason}). Pass "
+                          "the expected.json that bench.sweep wrote into results/sweeps/<preset>/, or leave "
+                          "--expected out.") from None
+    return expected
+
+
 @guarded
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n")[0])
@@ -306,9 +332,10 @@ def main(argv=None) -> int:
     parser.add_argument("--selection", default="val", choices=("val", "oracle"),
                         help="across search trials: val (the best validation average, the result) | oracle (the "
                              "best test average: an upper bound, labelled so)")
-    parser.add_argument("--baseline", default="zeroshot",
-                        help="the reference row of the paired differences: a method (zeroshot), method:mode "
-                             "(coop:mt) or a row's label; none: no differences")
+    parser.add_argument("--baseline", default=None,
+                        help="the reference row of the paired differences: a method, method:mode (coop:mt) or a "
+                             "row's label, which must be in every table; none: no differences; default: zeroshot "
+                             "where a table has it")
     parser.add_argument("--curves", action="store_true", help="also plot the learning curves (<dataset>_curves.png)")
     parser.add_argument("overrides", nargs="*",
                         help="Hydra-style key=value (runs=, out=, dataset=, split=, expected=, selection=, baseline=)")
@@ -331,11 +358,12 @@ def main(argv=None) -> int:
         print(f"{len(records)} complete record(s) in {args.runs}, {len(problems)} skipped")
         for line in _problem_lines(problems):
             print(f"  skipped {line[2:]}")
-        expected = json.loads(Path(args.expected).read_text()) if args.expected else None
+        expected = read_expected(args.expected) if args.expected else None
         written = write_report(records, problems, args.out, args.dataset, args.split, expected,
                                "test" if args.selection == "oracle" else "val",
-                               None if args.baseline == "none" else args.baseline,
-                               args.runs if args.curves else None, figures)
+                               None if args.baseline == "none" else args.baseline or "zeroshot",
+                               args.runs if args.curves else None, figures,
+                               baseline_required=args.baseline not in (None, "none"))
     if expected is not None:
         gone = missing_runs(expected, records, problems)
         print(f"\n{len(gone)} of {len(expected)} expected run(s) missing or failed")

@@ -7,6 +7,7 @@ Each case states its input, the exit code and the first words of the one-paragra
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -117,6 +118,48 @@ def test_report_with_an_empty_selection_is_an_error(finished, tmp_path):
                                               "records cover imagefolder.")
 
 
+def report_here(argv, capsys) -> tuple[int, str]:
+    """`python -m bench.report` in this process (it imports no torch: nothing to gain from a child)."""
+    from bench.report import main
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_report_with_a_baseline_that_names_no_row_is_an_error(finished, tmp_path, capsys):
+    root, _ = finished
+    out = tmp_path / "out"
+    code, text = report_here(["--runs", str(root / "runs"), "--out", str(out), "--baseline", "nosuch"], capsys)
+    assert code == 2 and not list(out.glob("*"))  # found before anything is written
+    assert "--baseline nosuch names no row of the imagefolder table, so its paired differences would silently " \
+           "disappear. Its rows can be named as " in text and "coop, coop:mt" in text
+    assert report_here(["--runs", str(root / "runs"), "--out", str(out), "--baseline", "coop"], capsys)[0] == 0
+    assert "Δ vs" in (out / "imagefolder.md").read_text()
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"run_id": "x"}'], ids=["missing", "malformed", "not-a-list"])
+def test_report_with_an_unreadable_expected_file_is_an_error(finished, tmp_path, capsys, content):
+    root, _ = finished
+    expected = tmp_path / "expected.json"
+    if content is not None:
+        expected.write_text(content)
+    code, text = report_here(["--runs", str(root / "runs"), "--out", str(tmp_path / "out"),
+                              "--expected", str(expected)], capsys)
+    assert code == 2 and f"--expected {expected} cannot be read as a sweep's list of expected runs (" in text
+    assert "Traceback" not in text
+
+
+def test_prepare_refuses_a_set_without_an_equals_sign_before_writing(tmp_path, capsys):
+    from bench.prepare import main
+    root = tmp_path / "root"
+    assert main(["officehome", "--root", str(root), "--set", "num_classes"]) == 2
+    assert "The dataset override(s) 'num_classes' have no '=', so they set nothing (or null)." in capsys.readouterr().err
+    assert not root.exists()
+
+
 def test_report_to_a_read_only_folder_is_an_error(finished, tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
@@ -181,6 +224,21 @@ def test_a_diverging_run_stops_naming_step_precision_and_lr(tmp_path, capsys):
     # the last checkpoint: step 2, the streak's first step, whose update was skipped; nothing after it
     assert saved["outcome"]["steps_run"] == 2 and saved["outcome"]["nonfinite_steps"] == 1
     assert all(torch.isfinite(v).all() for v in saved["trainable"].values() if torch.is_tensor(v))
+
+
+def test_an_epoch_without_a_finite_loss_records_nan_and_a_warning(tmp_path, capsys):
+    """lr 1e38: step 1 is finite, and every later loss is not (each update skipped, under the
+    limit of 10): epoch 2 has no finite loss, so its loss is NaN, not 0, and the record says why."""
+    make_imagefolder(tmp_path / "data", ["d1", "d2"], ["circle", "square", "star"], n_per_class=8)
+    code, out = launch(folder(tmp_path, "train.lr=1e38", "train.epochs=2", "train.steps_per_epoch=2",
+                              "train.warmup_epochs=0", "train.max_nonfinite_steps=10", "train.selection=last"), capsys)
+    assert code == 0, out
+    record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
+    losses = [row["loss"] for row in record["history"]]
+    assert record["nonfinite_steps"] == 3 and math.isfinite(losses[0]) and math.isnan(losses[1])
+    assert record["warnings"] == ["3 training step(s) had a NaN or inf loss; their updates were skipped (an epoch "
+                                  "with no finite loss has loss NaN in the history)."]
+    assert out.count("NaN or inf loss") == 1  # the summary prints it once
 
 
 def test_a_single_non_finite_step_is_skipped_and_counted(tmp_path):

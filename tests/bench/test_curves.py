@@ -80,6 +80,37 @@ def test_tensorboard_event_files_read_back_with_tensorboards_reader(piped_run):
     assert [e.value for e in events.Scalars("epoch/val/average")] == pytest.approx(csv_average)
 
 
+def test_a_task_name_with_a_space_keeps_it_in_its_tensorboard_tag(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = CurveLogger(tmp_path / "run.curves.csv", ["Real World"], tensorboard_dir=tmp_path / "tb")
+    logger.on_start(0)
+    logger.on_epoch_end(3, {"epoch": 1, "loss": 2.5, "lr": 0.1, "val": {"Real World": 40.0, "average": 40.0}})
+    logger.on_end()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert "epoch/val/Real World" in events.Tags()["scalars"]  # not epoch/val/Real/World
+
+
+def test_the_loss_since_the_last_step_row_survives_a_resume(tmp_path):
+    """A checkpoint between two step rows keeps the loss summed so far (the logger's state): the
+    row after the resume covers every_steps steps, as the uninterrupted run's does."""
+    def logged(resume_after=None):
+        path = tmp_path / f"{resume_after}.curves.csv"
+        logger = CurveLogger(path, [], every_steps=3)
+        logger.on_start(0)
+        for step in range(1, 7):
+            logger.on_step(step, 1, torch.tensor(float(step)), 0.1)
+            if step == resume_after:  # a checkpoint, then a new process from it
+                state = logger.state_dict()
+                logger = CurveLogger(path, [], every_steps=3)
+                logger.load_state_dict(state)
+                logger.on_start(step)
+        return [(r["step"], r["loss"]) for r in csv.DictReader(path.open(newline=""))]
+    assert logged() == logged(resume_after=4) == [("3", "2.0"), ("6", "5.0")]
+
+
 def test_a_resumed_run_drops_the_rows_after_its_checkpoint(tmp_path):
     path = tmp_path / "run.curves.csv"
     first = CurveLogger(path, ["A"], every_steps=1)

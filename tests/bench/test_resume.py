@@ -16,7 +16,8 @@ from helpers import REPO, SMALL_TOY_EVAL, runtime_overrides
 from bench.sweep import compose_config
 
 RUN = ["dataset=toy", "method=coop", "train.epochs=2", "train.steps_per_epoch=6", "train.batch_size=4",
-       "runtime.checkpoint_every_steps=1", "runtime.progress=false", "runtime.num_workers=0", *SMALL_TOY_EVAL]
+       "runtime.checkpoint_every_steps=1", "runtime.log_every_steps=4", "runtime.progress=false",
+       "runtime.num_workers=0", *SMALL_TOY_EVAL]
 
 
 def comparable(record):
@@ -24,10 +25,16 @@ def comparable(record):
         "history": [{k: v for k, v in epoch.items()} for epoch in record["history"]]}
 
 
+def curves(root, run_id) -> list[str]:
+    return (root / "results" / "runs" / f"{run_id}.curves.csv").read_text().splitlines()
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     from bench.experiment import run_experiment
-    return run_experiment(compose_config(RUN + runtime_overrides(tmp_path_factory.mktemp("reference")))).to_dict()
+    root = tmp_path_factory.mktemp("reference")
+    record = run_experiment(compose_config(RUN + runtime_overrides(root))).to_dict()
+    return {**record, "curves": curves(root, record["run_id"])}
 
 
 @pytest.mark.parametrize("kill_at_step", [3, 7])  # mid first epoch; first step after an epoch end
@@ -48,6 +55,8 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
     resumed = run_experiment(compose_config(RUN + runtime_overrides(killed))).to_dict()
     assert comparable(resumed) == comparable(reference)
     assert resumed["resumes"] == 1 and reference["resumes"] == 0
+    # every step row covers its 4 steps, the one across the kill too (the loss sum is in the checkpoint)
+    assert curves(killed, reference["run_id"]) == reference["curves"]
     # time is accumulated over both processes (the killed one up to its last checkpoint)
     assert resumed["train_time_s"] > checkpoint["outcome"]["train_seconds"] > 0
     assert resumed["wall_time_s"] > checkpoint["outcome"]["earlier_wall_s"] > 0
