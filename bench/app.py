@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -63,21 +64,37 @@ def compose_config(overrides: Sequence[str], config_name: str = "config") -> Dic
 def check_command_line(overrides: Sequence[str], config_name: str = "config") -> RunConfig:
     """Compose and check the config of a command line before Hydra sets up its job, so a
     misspelt key or value is one paragraph and exit 2, not a traceback or a late crash."""
+    return check(compose_command_line(overrides, config_name))
+
+
+def compose_command_line(overrides: Sequence[str], config_name: str = "config") -> DictConfig:
+    """`compose_config`, with Hydra's errors (an unknown key, a bad group choice, a parse error)
+    turned into one ConfigError paragraph with the fix ("did you mean train.epochs")."""
     try:
-        cfg = compose_config(overrides, config_name)
+        return compose_config(overrides, config_name)
     except (HydraException, OmegaConfBaseException) as error:
         text = " ".join(str(error).split()).split(" Config search path")[0]
         unknown = re.search(r"Could not override '([^']+)'", text)
         if unknown:
-            method = next((o.split("=", 1)[1] for o in overrides if o.startswith("method=")), None)
-            method = method if method is not None else compose_config([]).method.name
+            method = chosen_method(overrides) or str(compose_config([]).method.name)
             schema = METHODS[method].config_class if method in METHODS else MethodConfig
             raise unknown_setting(unknown.group(1), RunConfig, {"method": schema}) from None
         raise ConfigError(f"The command line could not be applied: {text}.{_quoting_hint(overrides, text)} "
                           "`python -m bench.run --help` "
                           "lists the config groups and their choices; bench/schema.py lists every "
                           "setting with its type and default.") from None
-    return check(cfg)
+
+
+def chosen_method(overrides: Sequence[str]) -> str | None:
+    """The `method` config group these overrides choose, read by Hydra's own override parser as
+    Hydra applies them (the last choice wins; quoting and `+method=` alike); None: the config's
+    default.  Composing would say the same at 0.12 s a command line."""
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.lstrip("+~").startswith("hydra")])
+    except HydraException:
+        return None  # a line Hydra cannot parse: composing it reports why
+    choices = [o.get_value_element_as_str() for o in parsed if o.key_or_group == "method" and not o.is_delete()]
+    return choices[-1] if choices else None
 
 
 _PARSE_ERRORS = ("missing EQUAL", "mismatched input", "no viable alternative", "LexerNoViableAlt",

@@ -18,6 +18,7 @@ import math
 
 import pandas as pd
 
+from bench.errors import UserError
 from bench.identity import experiment_id_of
 from bench.methods import METHODS
 from bench.records import RunRecord
@@ -213,6 +214,7 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
                                 if settings[key].get(name) != settings[other].get(name)} - set(_LABEL_SKIP))
             if differing:
                 label += " (" + ", ".join(f"{name}={settings[key].get(name)}" for name in differing) + ")"
+        _one_record_per_seed(label, members)
         row = {"method": first.method, "mode": first.mode, "model": first.model, "label": label,
                "n": len(members), "trials": len({r.trial for r in behind}) if first.trial is not None else 1}
         accuracy = lambda r, col: (r.accuracy.get(split) or {}).get(col, float("nan"))  # noqa: E731
@@ -236,6 +238,26 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
                                   r["label"]), axis=1)
     df = df.loc[sorted(df.index, key=lambda i: sort_key[i])].reset_index(drop=True)
     return _with_differences(df, per_seed, baseline)
+
+
+class DuplicateSeedsError(UserError):
+    """Several records of one row and seed: a mean, SE or interval would count that seed twice."""
+
+
+def _one_record_per_seed(label: str, members: list[RunRecord]) -> None:
+    """A row's n is its number of seeds: two records of one experiment and seed are an error
+    naming them (the same run id in two files, or runs that differ only in what the row does not
+    show, e.g. the world size of a run with per-step randomness), never two observations."""
+    by_seed: dict[int, list[str]] = {}
+    for r in members:
+        by_seed.setdefault(r.seed, []).append(r.run_id)
+    twice = {seed: ids for seed, ids in by_seed.items() if len(ids) > 1}
+    if twice:
+        listed = "; ".join(f"seed {seed}: run ids {', '.join(ids)}" for seed, ids in sorted(twice.items()))
+        raise DuplicateSeedsError(
+            f"The row {label} has more than one record of a seed ({listed}), so its mean, SE and interval would "
+            "count that seed more than once. Keep one record per seed in the runs folder (move the others, e.g. "
+            "a copied file or a run repeated on another number of processes, out of --runs) and report again.")
 
 
 def _mean(values) -> float:

@@ -8,6 +8,7 @@ showing a traceback.
 from __future__ import annotations
 
 import functools
+import os
 import shlex
 import signal
 import sys
@@ -61,10 +62,18 @@ _START_OVER = ("runtime.resume=false", "runtime.skip_done=false")
 
 
 def resume_command() -> str:
-    """The command line of this process, as the command that resumes it."""
+    """The command line of this process, as the command that resumes it; in a worker that
+    torchrun started (TORCHELASTIC_RUN_ID set), the torchrun command, which restarts every rank."""
     argv = list(getattr(sys, "orig_argv", [sys.executable, *sys.argv]))
     argv[0] = "python" if "python" in argv[0] else argv[0]
-    return shlex.join([a for a in argv if a.lower() not in _START_OVER])
+    argv = [a for a in argv if a.lower() not in _START_OVER]
+    if "TORCHELASTIC_RUN_ID" in os.environ and "-m" in argv:  # torchrun runs `python -u -m bench.run ...`
+        launcher = ["torchrun", f"--nproc_per_node={os.environ['LOCAL_WORLD_SIZE']}"]
+        nodes = int(os.environ["GROUP_WORLD_SIZE"]) if "GROUP_WORLD_SIZE" in os.environ else 1
+        if nodes > 1:  # its rendezvous options are the launcher's own, not visible to a worker
+            launcher += [f"--nnodes={nodes}", "<the same rendezvous options>"]
+        return shlex.join(launcher + argv[argv.index("-m"):])
+    return shlex.join(argv)
 
 
 def interrupted_line(stop: KeyboardInterrupt) -> str:

@@ -15,7 +15,7 @@ from typing import Sequence
 
 from omegaconf import OmegaConf
 
-from bench.app import CONFIG_DIR, SECTIONS, compose_config, method_card
+from bench.app import CONFIG_DIR, SECTIONS, compose_command_line, method_card
 from bench.config_checks import bounds_in_words, describe
 
 #: config groups a user picks (the others in configs/ are internal wiring)
@@ -53,7 +53,7 @@ def settings_lines(schema: type, values, prefix: str) -> list[str]:
 
 def help_text(overrides: Sequence[str]) -> str:
     """The help for a command line (its `method=`, `dataset=`, `model=` choices applied)."""
-    cfg = compose_config([o for o in overrides if not o.startswith("-")])
+    cfg = compose_command_line([o for o in overrides if not o.startswith("-")])  # a bad choice: one paragraph
     method = method_card(str(cfg.method.name))
     groups = [f"  {group}: " + ", ".join(sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml")))
               for group in USER_GROUPS]

@@ -5,7 +5,8 @@ holds the owner's pid, host and process start time (JSON).  Of two processes sta
 once exactly one gets it; the other stops with "run <id> is already running (pid, host)"
 (exit 2) instead of training the same run twice.  The kernel releases a flock when its
 process dies, so a killed run leaves no lock that blocks its relaunch (its stale file is
-taken over, logged).  Readers that only look (`holder`) decide staleness from the file:
+taken over, logged); a forked child (a data-loader worker, which would outlive a killed run
+for seconds) closes its inherited copy at once, so the lock dies with the run's process.  Readers that only look (`holder`) decide staleness from the file:
 on the same host exactly (the pid is dead, or now belongs to a later process); a lock
 from another host cannot be checked from here, so it counts as held.  `bench.sweep` reads the same
 file to report RUNNING and never to relaunch a run that is running.
@@ -24,6 +25,19 @@ from bench.errors import RunBusyError, StorageError
 
 log = logging.getLogger(__name__)
 LOCK_NAME = "run.lock"
+#: the locks this process holds: a forked child (a data-loader worker) drops its copies at once,
+#: so a lock dies with the run's own process, not with the last of its orphaned workers
+_HELD: set["RunLock"] = set()
+
+
+def _drop_inherited_locks() -> None:
+    for lock in list(_HELD):
+        os.close(lock.fd)
+        lock.fd = None  # this copy of the object is the child's: it never releases the parent's file
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def lock_path(checkpoint_dir: str | Path, run_id: str) -> Path:
@@ -127,8 +141,10 @@ class RunLock:
             raise StorageError(f"Cannot create the run lock {self.path} ({error.strerror}). Point "
                                "runtime.checkpoint_dir at a writable folder.") from None
         self.fd = fd
+        _HELD.add(self)
 
     def release(self) -> None:
+        _HELD.discard(self)
         if self.fd is not None:
             self.path.unlink(missing_ok=True)  # while still holding it: the next owner makes a new file
             os.close(self.fd)

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 from bench import datasets as datasets_package
 from bench import methods as methods_package
 from bench import world as process_world
-from bench.app import check, compose_config, method_card
+from bench.app import check, compose_command_line, method_card
 from bench.atomic_io import write_json_atomic
 from bench.datasets import MultiDomainDataset, build_dataset
 from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
@@ -92,14 +92,14 @@ def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
 
 
 def plan_runs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PACKAGE_ROOTS) -> list[RunPlan]:
-    """`plan_run(check(compose_config(overrides)))` for each override list, the checked configs
+    """`plan_run(check(compose_command_line(overrides)))` for each override list, the checked configs
     kept in the plan cache (module docstring) and each dataset listed once."""
     listed: dict = {}
     return [plan_run(cfg, listed) for cfg in checked_configs(command_lines, roots)]
 
 
 def checked_configs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path] = PACKAGE_ROOTS) -> list[RunConfig]:
-    """`check(compose_config(overrides))` for each override list, through the plan cache: what
+    """`check(compose_command_line(overrides))` for each override list, through the plan cache: what
     Hydra composes, never a reading of the override strings."""
     cache_file = config_cache_dir() / f"{configs_fingerprint(roots)}.json"
     try:
@@ -113,7 +113,7 @@ def checked_configs(command_lines: Sequence[Sequence[str]], roots: Sequence[Path
             values = cache[key]
             cfg = instantiate(RunConfig, values, {"method": method_card(values["method"]["name"]).config_class})
         else:
-            cfg = check(compose_config(list(overrides)))
+            cfg = check(compose_command_line(list(overrides)))
             cache[key], changed = dataclasses.asdict(cfg), True
         configs.append(cfg)
     if changed:

@@ -27,6 +27,7 @@ from bench.datasets.archives import DATASETS, extract, list_urls
 from bench.datasets.dataset_report import check_dataset
 from bench.datasets.published_counts import Expected
 from bench.errors import EXIT_USER_ERROR, UserError
+from bench.input_checks import check_writable
 
 
 def parser() -> argparse.ArgumentParser:
@@ -53,7 +54,8 @@ def main(argv: Sequence[str] | None = None, expected: Expected | None = None) ->
         print("error: --root DIR is required (the folder to extract into)", file=sys.stderr)
         return EXIT_USER_ERROR
     try:
-        dataset_dotlist(args.set)  # every --set before a file is written
+        dataset_dotlist(args.set)  # every --set, and the root, before a file is written
+        check_writable({"--root": args.root}, "bench.prepare")
         extract(args.name, args.archive, args.root, progress=False if args.no_progress else None)
         report = check_dataset(load_dataset_config(args.name, [f"root={args.root}", *args.set]), expected=expected)
     except UserError as error:

@@ -231,10 +231,14 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     keys = sorted({table_key(r, fingerprints) for r in records})
     chosen = [k for k in keys if not datasets or k in datasets or k.split("-")[0] in datasets]
     unknown = [d for d in datasets or [] if not any(k == d or k.split("-")[0] == d for k in keys)]
+    if not keys:  # nothing at all: no keys to offer
+        raise ReportError("There is no complete record to report (every record is missing, unfinished or skipped "
+                          "above). Run the experiments first (python -m bench.run ..., or python -m bench.sweep "
+                          "PRESET run), or point --runs at the folder of their records.")
     if unknown or not chosen:
         raise ReportError(
             f"No complete record of dataset {', '.join(unknown) or 'any'} to report: the complete records "
-            f"cover {', '.join(sorted(fingerprints)) or 'no dataset'}. Pass --dataset with one of those keys "
+            f"cover {', '.join(sorted(fingerprints))}. Pass --dataset with one of those keys "
             "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
     summaries = {}
     for dataset in chosen:  # every table first: a bad --baseline stops the report before it writes

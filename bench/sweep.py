@@ -25,10 +25,9 @@ import sys
 from pathlib import Path
 
 import submitit
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bench.app import CONFIG_DIR, compose_config
+from bench.app import CONFIG_DIR, chosen_method, compose_command_line, compose_config
 from bench.atomic_io import write_json_atomic
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
@@ -54,7 +53,17 @@ def load_preset(name: str) -> SweepPreset:
         choices = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise SweepError(f"Unknown sweep preset '{name}'. Presets in configs/sweep/: {', '.join(choices)}. "
                          "Add a YAML there with `fixed:` overrides and a `grid:` of override lists.")
-    return preset_from(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    try:
+        values = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except Exception as error:  # noqa: BLE001 - yaml's and OmegaConf's many error types for a bad file
+        detail = " ".join(str(error).split())[:300]
+        raise SweepError(f"Sweep preset {path} cannot be read as YAML ({type(error).__name__}: {detail}). Fix the "
+                         "file: a preset is a mapping with `name`, a `fixed` list of overrides and a `grid` of "
+                         "axes (see configs/sweep/toy_smoke.yaml).") from None
+    if not isinstance(values, dict):
+        raise SweepError(f"Sweep preset {path} is not a mapping of name, fixed and grid (see "
+                         "configs/sweep/toy_smoke.yaml).")
+    return preset_from(values, str(path))
 
 
 def preset_from(values: dict, source: str) -> SweepPreset:
@@ -111,9 +120,9 @@ def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
     """Every run of the preset as a list of Hydra overrides (preset order, then a search
     trial's drawn settings, extra last).  The protocol (for `method: all`) is what Hydra
     composes from the fixed and extra overrides; each point's method (for its search space) the
-    group Hydra's parser reads from its overrides."""
+    group Hydra's parser reads from its overrides (`bench.app.chosen_method`)."""
     extra = list(extra)
-    base = compose_config([*preset.fixed, *extra])  # the protocol and the default method, as Hydra composes them
+    base = compose_command_line([*preset.fixed, *extra])  # the protocol and the default method, as Hydra composes them
     grid = {key: every_method_and_mode(base.protocol) if key == "method" and values == "all" else values
             for key, values in preset.grid.items()}
     # a value with `=` is overrides (`method=coop method.mode=st`); one without is its key's value, kept
@@ -129,17 +138,8 @@ def expand_grid(preset: SweepPreset, extra: list[str] = ()) -> list[list[str]]:
         points.append(overrides)
     if preset.search is None:
         return [point + extra for point in points]
-    methods = [chosen_method(point + extra, str(base.method.name)) for point in points]
+    methods = [chosen_method(point + extra) or str(base.method.name) for point in points]
     return [run + extra for point, method in zip(points, methods) for run in trials(point, method, preset.search)]
-
-
-def chosen_method(overrides: list[str], default: str) -> str:
-    """The `method` config group these overrides choose, read by Hydra's own override parser
-    as Hydra applies them (the last choice wins; quoting, `+method=` and `method =` alike), else
-    `default`.  Composing each grid point would say the same at 0.12 s a point."""
-    choices = [o.get_value_element_as_str() for o in OverridesParser.create().parse_overrides(list(overrides))
-               if o.key_or_group == "method" and not o.is_delete()]
-    return choices[-1] if choices else default
 
 
 def sweep_dir(cfg_results_dir: str, name: str) -> Path:
@@ -423,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="launch: submit the missing runs (submitit) | status | list | run: run the "
                              "missing runs here, one after another | cancel: stop the running and pending jobs")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides applied to every run")
-    parser.add_argument("--cluster", default=None, help="slurm | local | debug (default: slurm if available)")
+    parser.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                        help="slurm | local | debug (default: slurm if available)")
     parser.add_argument("--param", action="append", default=[],
                         help="submitit parameter KEY=VALUE, e.g. --param slurm_partition=gpu --param gpus_per_node=1")
     parser.add_argument("--parallel", default="auto",

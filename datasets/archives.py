@@ -30,11 +30,14 @@ import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from tqdm import tqdm
 
 from bench import faults
+from bench.atomic_io import atomic_write
+from bench.errors import StorageError
 
 from .base import DatasetError
 
@@ -209,10 +212,10 @@ def _extract_zip(name: str, archive: str, writer: _Writer, progress: bool) -> st
                            "Download it again and rerun the command: it resumes.") from None
     written, skipped, conflicts = (now - was for now, was in zip(
         (writer.result.written, writer.result.skipped, len(writer.result.conflicts)), before))
-    if not conflicts:
+    if not conflicts:  # atomically: a full disk leaves no empty marker to be read as "done"
         os.makedirs(os.path.dirname(marker), exist_ok=True)
-        with open(marker, "w") as handle:
-            json.dump({**_stamp(archive), "files": len(members)}, handle)
+        stamp = json.dumps({**_stamp(archive), "files": len(members)})
+        atomic_write(Path(marker), lambda tmp: tmp.write_text(stamp))
     return (f"{os.path.basename(archive)}: {written:,} files written, {skipped:,} already there"
             + (f", {conflicts:,} different files left alone" if conflicts else ""))
 
@@ -250,8 +253,15 @@ def extract(name: str, archives: Sequence[str], root: str, progress: Optional[bo
     result = Extracted()
     writer = _Writer(root, result)
     for archive in archives:
-        line = (_extract_zip(name, archive, writer, progress) if zipfile.is_zipfile(archive)
-                else _copy_list(name, archive, writer))
+        try:
+            line = (_extract_zip(name, archive, writer, progress) if zipfile.is_zipfile(archive)
+                    else _copy_list(name, archive, writer))
+        except (OSError, StorageError) as error:  # a full disk, a read-only folder, an I/O error
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).split(";")[0]
+            raise DatasetError(f"Writing under {root} failed while extracting {os.path.basename(archive)} "
+                               f"({reason}); the files extracted so far are kept and no partial marker is left. "
+                               "Free space on that disk (or make the folder writable, or choose another --root) and "
+                               "rerun the same command: it goes on where it stopped.") from None
         result.lines.append(line)
         log(line)
     if result.conflicts:

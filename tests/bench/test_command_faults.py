@@ -121,12 +121,7 @@ def test_report_with_an_empty_selection_is_an_error(finished, tmp_path):
 def report_here(argv, capsys) -> tuple[int, str]:
     """`python -m bench.report` in this process (it imports no torch: nothing to gain from a child)."""
     from bench.report import main
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    out = capsys.readouterr()
-    return code, out.out + out.err
+    return command_here(main, argv, capsys)
 
 
 def test_report_with_a_baseline_that_names_no_row_is_an_error(finished, tmp_path, capsys):
@@ -138,6 +133,12 @@ def test_report_with_a_baseline_that_names_no_row_is_an_error(finished, tmp_path
            "disappear. Its rows can be named as " in text and "coop, coop:mt" in text
     assert report_here(["--runs", str(root / "runs"), "--out", str(out), "--baseline", "coop"], capsys)[0] == 0
     assert "Δ vs" in (out / "imagefolder.md").read_text()
+
+
+def test_report_over_no_record_offers_no_keys(tmp_path, capsys):
+    (tmp_path / "runs").mkdir()
+    code, text = report_here(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")], capsys)
+    assert code == 2 and "There is no complete record to report" in text and "--dataset" not in text
 
 
 @pytest.mark.parametrize("content", [None, "{not json", '{"run_id": "x"}'], ids=["missing", "malformed", "not-a-list"])
@@ -158,6 +159,57 @@ def test_prepare_refuses_a_set_without_an_equals_sign_before_writing(tmp_path, c
     assert main(["officehome", "--root", str(root), "--set", "num_classes"]) == 2
     assert "The dataset override(s) 'num_classes' have no '=', so they set nothing (or null)." in capsys.readouterr().err
     assert not root.exists()
+
+
+def command_here(main, argv, capsys) -> tuple[int, str]:
+    """A command's `main(argv)` in this process (exit code, stdout + stderr)."""
+    try:
+        code = main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+@pytest.mark.parametrize("action", ["list", "status"])
+def test_sweep_with_a_misspelt_override_says_what_bench_run_says(action, capsys):
+    from bench.sweep import main
+    code, text = command_here(main, ["toy_smoke", action, "train.epoch=1"], capsys)
+    assert code == 2 and "Traceback" not in text and "+train.epoch" not in text
+    assert "train.epoch" in text and "Did you mean train.epochs?" in text
+
+
+def test_sweep_preset_that_is_not_yaml_and_an_unknown_cluster_are_one_paragraph(tmp_path, capsys):
+    from bench.sweep import main
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nfixed: [dataset=toy\ngrid: {seed: [1]}\n")
+    code, text = command_here(main, [str(broken), "list"], capsys)
+    assert code == 2 and f"Sweep preset {broken} cannot be read as YAML (" in text and "Traceback" not in text
+    code, text = command_here(main, ["toy_smoke", "launch", "--cluster", "nope"], capsys)
+    assert code == 2 and "invalid choice: 'nope' (choose from 'slurm', 'local', 'debug')" in text
+
+
+def test_the_resume_line_of_a_torchrun_worker_is_the_torchrun_command(monkeypatch):
+    from bench.errors import resume_command
+    monkeypatch.setattr(sys, "orig_argv", ["/usr/bin/python3", "-u", "-m", "bench.run", "method=coop",
+                                           "runtime.resume=false"])
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "r1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.delenv("GROUP_WORLD_SIZE", raising=False)
+    assert resume_command() == "torchrun --nproc_per_node=2 -m bench.run method=coop"
+    monkeypatch.setenv("GROUP_WORLD_SIZE", "2")
+    assert resume_command().startswith("torchrun --nproc_per_node=2 --nnodes=2 '<the same rendezvous options>' -m")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    assert resume_command() == "python -u -m bench.run method=coop"
+
+
+def test_run_help_with_an_unknown_method_is_one_paragraph(capsys):
+    from bench.help import help_text
+    from bench.errors import guarded
+    with pytest.raises(SystemExit) as stop:
+        guarded(help_text)(["method=nosuch"])
+    text = capsys.readouterr().err
+    assert stop.value.code == 2 and "The command line could not be applied" in text and "nosuch" in text
 
 
 def test_report_to_a_read_only_folder_is_an_error(finished, tmp_path):

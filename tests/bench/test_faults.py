@@ -459,3 +459,34 @@ def test_image_check_is_cached_by_size_and_mtime(tmp_path, toy_copy, monkeypatch
     Path(paths[4]).write_bytes(b"")  # changed size: checked again
     monkeypatch.undo()
     assert image_scan.scan(paths, cache) == {paths[4]: "empty file"}
+
+
+FORKED_WORKER_OUTLIVES_ITS_RUN = """
+import os, signal, sys, time
+from bench.lock import RunLock
+RunLock(sys.argv[1], "r1").acquire()
+if os.fork() == 0:  # as a data-loader worker is forked, with the run's open files
+    open(sys.argv[2] + ".tmp", "w").write(str(os.getpid()))
+    os.replace(sys.argv[2] + ".tmp", sys.argv[2])
+    time.sleep(120)
+    os._exit(0)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.01)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_runs_lock_is_free_while_its_forked_worker_still_lives(tmp_path):
+    from bench.lock import RunLock
+    pid_file = tmp_path / "worker.pid"
+    proc = subprocess.run([sys.executable, "-c", FORKED_WORKER_OUTLIVES_ITS_RUN, str(tmp_path), str(pid_file)],
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
+    worker = int(pid_file.read_text())
+    try:
+        assert proc.returncode == -signal.SIGKILL
+        os.kill(worker, 0)  # the orphaned worker is alive ...
+        lock = RunLock(tmp_path, "r1")
+        lock.acquire()  # ... and the relaunch gets the lock at once, not after the worker dies
+        lock.release()
+    finally:
+        os.kill(worker, signal.SIGKILL)

@@ -11,6 +11,7 @@ format, regenerate the expected files with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -22,6 +23,7 @@ import pytest
 from helpers import REPO
 
 from bench import report
+from bench.comparison import DuplicateSeedsError
 from bench.records import RunRecord
 from bench.report_plots import FigureDrawer
 
@@ -139,6 +141,14 @@ def test_std_is_the_sample_std_over_seeds():
     assert vpt["n"] == 1 and math.isnan(vpt["A std"])
     table = report.display_table(summary)
     assert table.loc[0, "A"] == "72.00 ± 1.15" and table.loc[1, "A"] == "50.00 ± –"  # mean ± se: 2 / sqrt(3)
+
+
+def test_two_records_of_one_seed_are_an_error_naming_them_not_two_observations():
+    one = _record(1, 70.0)
+    for twin in (one, dataclasses.replace(one, run_id="coopmt1-on-2-processes")):  # a copy; another run id
+        with pytest.raises(DuplicateSeedsError, match=r"The row CoOp has more than one record of a seed \(seed 1: "
+                                                      rf"run ids coopmt1, {twin.run_id}\)"):
+            report.summarize([one, twin, _record(2, 72.0)], "toy")
 
 
 def test_row_order_methods_then_modes():

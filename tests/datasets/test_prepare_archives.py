@@ -258,3 +258,26 @@ def test_urls_are_printed_without_extracting_and_progress_shows_on_request(tmp_p
     assert "/domainnet/txt/clipart_train.txt" in out
     extract("officehome", [str(officehome_zip(tmp_path))], str(tmp_path / "oh"), progress=True, log=lambda line: None)
     assert "OfficeHomeDataset_10072016.zip: " in capsys.readouterr().err  # tqdm's bar, on stderr
+
+
+def test_out_of_space_on_the_completion_marker_is_exit_2_and_leaves_no_marker(tmp_path, capsys, monkeypatch):
+    """The marker says "this archive is done": written atomically, a full disk leaves none to be
+    believed, and the rerun finishes (the files already there are not redone)."""
+    from bench import faults
+    archive, root = officehome_zip(tmp_path), tmp_path / "oh"
+    faults.reset()
+    monkeypatch.setenv("CPB_FAULT", "enospc_at_write:1")  # the process's first atomic write: the marker
+    code, out = _prepare(capsys, "officehome", "--archive", archive, "--root", root)
+    assert code == 2 and "Writing under" in out and "No space left on" in out and "Traceback" not in out
+    assert not [p for p in root.rglob("*") if "marker" in p.name or p.suffix == ".json"]
+    monkeypatch.delenv("CPB_FAULT")
+    faults.reset()
+    code, out = _prepare(capsys, "officehome", "--archive", archive, "--root", root, "--set", "num_classes=null")
+    assert code == 1 and "0 files written, 25 already there" in out  # complete; short of the published counts
+
+
+def test_a_root_that_cannot_be_written_is_exit_2_before_extracting(tmp_path, capsys):
+    archive, blocker = officehome_zip(tmp_path), tmp_path / "a-file"
+    blocker.write_text("not a folder")  # as a read-only folder would, even for root
+    code, out = _prepare(capsys, "officehome", "--archive", archive, "--root", blocker / "oh")
+    assert code == 2 and f"--root={blocker / 'oh'} is not writable" in out and "Traceback" not in out
