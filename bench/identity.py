@@ -97,6 +97,16 @@ def data_fingerprint(dataset, content: bool = False, cache_dir: str | None = Non
     return hasher.hexdigest()[:16] + ("-content" if content else "")
 
 
+def with_skipped(fingerprint: str, root, skipped) -> str:
+    """`fingerprint` naming also the images a run leaves out (`dataset.unreadable=skip`): they
+    belong to the data it saw, so a copy whose damaged files kept their sizes is other data.
+    Unchanged when nothing is skipped."""
+    if not skipped:
+        return fingerprint
+    relative = sorted(os.path.relpath(p, root) if os.path.isabs(p) else p for p in skipped)
+    return f"{fingerprint}-skips-{_digest(chr(10).join(relative))[:8]}"
+
+
 def files_sha256(paths, cache_dir: str | None, cache_name: str) -> dict[str, str]:
     """{absolute path: SHA-256 of its content} for the files of `paths` that exist, cached in
     `cache_dir/cache_name` by (absolute path, size, mtime): read and written once per call."""

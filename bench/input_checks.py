@@ -46,6 +46,14 @@ def check_writable(folders: Mapping[str, str | Path], user: str = "the run") -> 
                 "folder>.") from None
 
 
+def unreadable_images(dataset, cache_dir: str | Path | None, workers: int = 8) -> dict[str, str]:
+    """{path: why} of the images the splits list that cannot be read (the start-up scan,
+    datasets/image_scan.py; its verdicts cached in `cache_dir` by path, size and mtime)."""
+    paths = [p for task in dataset.tasks for split in SPLITS for p, _ in task.split(split)]
+    cache = cache_file_for(cache_dir, dataset.root) if cache_dir else None
+    return scan(paths, cache, workers)
+
+
 def screen_images(dataset, policy: str, cache_dir: str | Path | None, workers: int = 8):
     """(dataset without the unreadable images, {split: {task: number left out}}).
 
@@ -53,9 +61,7 @@ def screen_images(dataset, policy: str, cache_dir: str | Path | None, workers: i
     if policy not in POLICIES:
         raise ConfigError(f"dataset.unreadable={policy!r}: use error (stop and list unreadable images, "
                           "the default) or skip (leave them out and count them in the record).")
-    paths = [p for task in dataset.tasks for split in SPLITS for p, _ in task.split(split)]
-    cache = cache_file_for(cache_dir, dataset.root) if cache_dir else None
-    bad = scan(paths, cache, workers)
+    bad = unreadable_images(dataset, cache_dir, workers)
     skipped = {split: {task.name: sum(p in bad for p, _ in task.split(split)) for task in dataset.tasks}
                for split in SPLITS}
     if bad and policy == "error":

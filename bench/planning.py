@@ -36,7 +36,9 @@ from bench import world as process_world
 from bench.app import check, compose_command_line, method_card
 from bench.atomic_io import write_json_atomic
 from bench.datasets import MultiDomainDataset, build_dataset
-from bench.identity import data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint
+from bench.identity import (data_fingerprint, experiment_id_of, identity, run_id_of, weights_fingerprint,
+                            with_skipped)
+from bench.input_checks import unreadable_images
 from bench.methods import METHODS
 from bench.protocols import check_target
 from bench.schema import RunConfig, RuntimeConfig, defaults_of
@@ -74,8 +76,10 @@ def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
     data_key = json.dumps(["data", dataclasses.asdict(cfg.dataset), cfg.runtime.cache_dir], sort_keys=True)
     if data_key not in listed:
         dataset = build_dataset(cfg.dataset)
-        listed[data_key] = dataset, data_fingerprint(dataset, cfg.dataset.fingerprint == "content",
-                                                     cfg.runtime.cache_dir)
+        fingerprint = data_fingerprint(dataset, cfg.dataset.fingerprint == "content", cfg.runtime.cache_dir)
+        if cfg.dataset.unreadable == "skip":  # what the run will leave out is part of its data (cached scan)
+            fingerprint = with_skipped(fingerprint, dataset.root, unreadable_images(dataset, cfg.runtime.cache_dir))
+        listed[data_key] = dataset, fingerprint
     dataset, data = listed[data_key]
     if cfg.protocol == "leave_one_out":  # dataset.domains null: the listed domains are known only now
         check_target(cfg.dataset.target, dataset.task_names)

@@ -478,3 +478,8 @@ def test_content_fingerprint_tells_a_damaged_copy_from_the_clean_one(tmp_path):
                   for root in (tmp_path / "a", tmp_path / "b")] for kind in ("listing", "content")}
     assert ids["listing"][0] == ids["listing"][1]  # the default reads paths and sizes only
     assert ids["content"][0] != ids["content"][1]
+    # ... but with dataset.unreadable=skip the images a run leaves out are part of its data
+    skip = [plan_run(check(compose_config(folder(root, "dataset.unreadable=skip")))) for root in (tmp_path / "a",
+                                                                                                  tmp_path / "b")]
+    assert skip[0].run_id != skip[1].run_id
+    assert "-skips-" in skip[1].identity["data_fingerprint"] and "-skips-" not in skip[0].identity["data_fingerprint"]

@@ -35,7 +35,7 @@ def test_plan_runs_names_the_runs_plan_run_names_cold_and_from_the_cache(officeh
     alone = [plan_run(check(compose_config(line))) for line in lines]
     cold = plan_runs(lines)
     assert len({p.run_id for p in cold}) == len(lines) and list(config_cache_dir().glob("*.json"))
-    monkeypatch.setattr(planning, "compose_config", lambda overrides: pytest.fail("composed again"))
+    monkeypatch.setattr(planning, "compose_command_line", lambda overrides: pytest.fail("composed again"))
     warm = plan_runs(lines)
     for plans in (cold, warm):
         for plan, reference in zip(plans, alone):
