@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 
 import submitit
@@ -32,7 +33,7 @@ from bench.atomic_io import write_json_atomic
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
-from bench.planning import plan_runs
+from bench.planning import config_cache_dir, plan_runs
 from bench.protocols import UNSEEN_TARGET_MODES
 from bench.records import load_complete_record
 from bench.schema import SearchSettings, SweepPreset
@@ -238,9 +239,51 @@ def run_here(name: str, extra: list[str]) -> dict[str, int]:
     return counts
 
 
+def launches_file(name: str) -> Path:
+    """The launches of a preset, each with its overrides, kept outside any results folder (an
+    override may move that folder): `<runtime.cache_dir>/sweep-launches/<preset>.json`."""
+    return config_cache_dir().parent / "sweep-launches" / f"{Path(name).stem}.json"
+
+
+def remember_launch(name: str, extra: list[str]) -> None:
+    path = launches_file(name)
+    try:
+        launches = json.loads(path.read_text())
+    except (OSError, ValueError):
+        launches = []
+    launches = [entry for entry in launches if entry["overrides"] != list(extra)]
+    launches.append({"overrides": list(extra), "launched": time.strftime("%Y-%m-%d %H:%M:%S")})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(launches, path)
+    except (OSError, UserError):
+        log.warning("Could not note this launch in %s: status and cancel need its overrides again.", path)
+
+
+def launch_overrides(name: str, extra: list[str]) -> list[str]:
+    """The overrides `status` and `cancel` look at: `extra` when given; without any, those of the
+    preset's launch if it was launched only with overrides (the latest, said on the console), so
+    a sweep launched with `seed=3` is found again by `status` alone."""
+    if extra:
+        return extra
+    try:
+        launches = json.loads(launches_file(name).read_text())
+    except (OSError, ValueError):
+        return extra
+    if not launches or any(entry["overrides"] == [] for entry in launches):
+        return extra
+    latest = launches[-1]
+    others = [" ".join(entry["overrides"]) for entry in launches[:-1]]
+    print(f"sweep {Path(name).stem}: the launch of {latest['launched']} with {' '.join(latest['overrides'])} "
+          f"(it was launched with overrides only; pass overrides to choose"
+          + (f" another: {'; '.join(others)})" if others else " others)"))
+    return list(latest["overrides"])
+
+
 def launch(name: str, extra: list[str], cluster: str | None, executor_params: dict,
            parallel: str = "auto", threads_per_run: int = 4) -> list[dict]:
     runs, folder = plan(name, extra)
+    remember_launch(name, extra)
     name = folder.name
     write_json_atomic(runs, folder / "expected.json")
     jobs_file = folder / "jobs.json"
@@ -338,7 +381,7 @@ def _local_state(job, job_id: str) -> tuple[str, str]:
 def cancel(name: str, extra: list[str]) -> list[str]:
     """Stop the sweep's running and pending jobs: SLURM's `scancel`, or SIGTERM to a local job
     (it stops at once with its last checkpoint kept; `launch` resumes it).  The job ids stopped."""
-    runs, folder = plan(name, extra)
+    runs, folder = plan(name, launch_overrides(name, extra))
     jobs_file = folder / "jobs.json"
     jobs = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
     stopped: list[str] = []
@@ -359,7 +402,7 @@ def cancel(name: str, extra: list[str]) -> list[str]:
 
 
 def status(name: str, extra: list[str]) -> dict[str, list[dict]]:
-    runs, folder = plan(name, extra)
+    runs, folder = plan(name, launch_overrides(name, extra))
     jobs_file = folder / "jobs.json"
     jobs = json.loads(jobs_file.read_text()) if jobs_file.exists() else {}
     states: dict[str, list[dict]] = {}

@@ -54,3 +54,18 @@ def test_every_shipped_preset_is_a_valid_sweep_preset():
     for path in sorted((Path(CONFIG_DIR) / "sweep").glob("*.yaml")):
         preset = load_preset(path.stem)
         assert preset.name == path.stem and expand_grid(preset)
+
+
+def test_status_without_overrides_finds_the_launch_made_with_them(tmp_path, capsys):
+    """A sweep launched with `seed=7` is the one `status` (and `cancel`) shows without overrides,
+    and says so; once the preset was also launched plainly, a plain `status` means that one."""
+    from bench.sweep import remember_launch, status
+    preset = tmp_path / "remembered.yaml"
+    preset.write_text("name: remembered\nfixed: [dataset=toy]\ngrid: {method: [method=zeroshot]}\n")
+    remember_launch(str(preset), ["seed=7"])  # what `launch` notes before it submits
+    runs = [run for members in status(str(preset), []).values() for run in members]
+    assert "with seed=7 (it was launched with overrides only" in capsys.readouterr().out
+    assert [r["seed"] for r in runs] == [7]
+    remember_launch(str(preset), [])
+    runs = [run for members in status(str(preset), []).values() for run in members]
+    assert "launched with overrides only" not in capsys.readouterr().out and [r["seed"] for r in runs] == [1]
