@@ -190,6 +190,45 @@ def _members(name: str, archive: str) -> list[tuple[zipfile.ZipInfo, str]]:
     return chosen
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def archive_layout(names: Sequence[str]) -> Optional[str]:
+    """The dataset a zip's member names are laid out as: officehome (OfficeHomeDataset_10072016/
+    or Office-Home's domain folders), domainnet (DomainNet's domain folders or split lists), or
+    None (neither)."""
+    tops = {n.split("/")[1] if n.startswith(OFFICEHOME_TOP + "/") and n.count("/") > 1 else n.split("/")[0]
+            for n in names if n.split("/")[0]}
+    # "clipart" is a domain of both: DomainNet's folders are lower-case, Office-Home's capitalised
+    office = {t for t in tops if t.lower() in OFFICEHOME_DOMAINS and (t.lower() not in DOMAINNET_DOMAINS or t[0].isupper())}
+    if office or OFFICEHOME_TOP in {n.split("/")[0] for n in names}:
+        return "officehome"
+    if any(t in DOMAINNET_DOMAINS for t in tops) or any(_is_list_file(n.split("/")[-1]) for n in names):
+        return "domainnet"
+    return None
+
+
+def check_layout(name: str, archive: str) -> None:
+    """Refuse a zip that is not one of `name`'s, by its layout, naming what it is."""
+    with zipfile.ZipFile(archive) as zf:
+        names = zf.namelist()
+    layout = archive_layout(names)
+    images = sum(n.lower().endswith(IMAGE_SUFFIXES) for n in names)
+    lists = any(_is_list_file(n.split("/")[-1]) for n in names)
+    wanted = "officehome" if name == "officehome" else "domainnet"
+    if layout == wanted and (images or lists):
+        return
+    what = ({"officehome": "Office-Home's archive (OfficeHomeDataset_10072016/<domain>/...)",
+             "domainnet": "a DomainNet archive (<domain>/<class>/... or split lists)"}[layout] if layout
+            else f"no dataset's layout ({len(names):,} members, {images:,} images; first: {names[:2]})")
+    if layout == wanted:
+        what = f"{what}, but it holds no image"
+    raise DatasetError(f"{archive} is {what}, not an archive of {name}; nothing was extracted. {name} comes as: "
+                       f"{'; '.join(URLS[name])}." + (f" Prepare it with: python -m bench.prepare {layout} "
+                                                    f"--archive {archive} --root <its own folder>."
+                                                    if layout and layout != wanted else ""))
+
+
 def _extract_zip(name: str, archive: str, writer: _Writer, progress: bool) -> str:
     members = _members(name, archive)
     marker = _marker(writer.root, archive)
@@ -245,9 +284,18 @@ def extract(name: str, archives: Sequence[str], root: str, progress: Optional[bo
             f"have): {'; '.join(URLS[name])}.")
     for archive in archives:
         if not (zipfile.is_zipfile(archive) or _is_list_file(os.path.basename(archive))):
+            with open(archive, "rb") as handle:
+                starts_as_zip = handle.read(4) == b"PK\x03\x04"
+            if starts_as_zip:  # a zip's directory is at its end: a cut download has none
+                raise DatasetError(
+                    f"{archive} starts as a zip archive but its end (the zip's directory) is missing: the "
+                    f"download is incomplete ({os.path.getsize(archive):,} bytes). Resume it (wget -c URL, or "
+                    f"curl -C - -O URL) or download it again, then rerun; {name} comes as: {'; '.join(URLS[name])}.")
             raise DatasetError(
                 f"{archive} is neither a zip archive nor a split list (<domain>_train.txt or "
                 f"<domain>_test.txt); {name} comes as: {'; '.join(URLS[name])}.")
+        if zipfile.is_zipfile(archive):
+            check_layout(name, archive)  # every archive before a file is written
     root = os.path.abspath(os.path.expanduser(root))
     os.makedirs(root, exist_ok=True)
     result = Extracted()

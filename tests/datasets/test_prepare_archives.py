@@ -281,3 +281,31 @@ def test_a_root_that_cannot_be_written_is_exit_2_before_extracting(tmp_path, cap
     blocker.write_text("not a folder")  # as a read-only folder would, even for root
     code, out = _prepare(capsys, "officehome", "--archive", archive, "--root", blocker / "oh")
     assert code == 2 and f"--root={blocker / 'oh'} is not writable" in out and "Traceback" not in out
+
+
+def test_the_wrong_archive_is_named_by_its_layout_before_anything_is_written(tmp_path, capsys):
+    office = officehome_zip(tmp_path)
+    (clipart,) = [f for f in domainnet_files(tmp_path, ["clipart"]) if f.suffix == ".zip"]
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "no images here")
+    for name, archive, message in (
+            ("domainnet", office, "is Office-Home's archive (OfficeHomeDataset_10072016/<domain>/...), not an "
+                                  "archive of domainnet; nothing was extracted."),
+            ("officehome", clipart, "is a DomainNet archive (<domain>/<class>/... or split lists), not an archive "
+                                    "of officehome; nothing was extracted."),
+            ("officehome", empty, "is no dataset's layout (1 members, 0 images")):
+        root = tmp_path / f"root-{name}-{archive.stem}"
+        code, out = _prepare(capsys, name, "--archive", archive, "--root", root)
+        assert code == 2 and message in out, out
+        assert not root.exists() or not [p for p in root.rglob("*") if p.is_file()]
+    code, out = _prepare(capsys, "domainnet", "--archive", office, "--root", tmp_path / "r")
+    assert "Prepare it with: python -m bench.prepare officehome" in out
+
+
+def test_a_cut_download_is_named_incomplete_with_how_to_resume(tmp_path, capsys):
+    archive = officehome_zip(tmp_path)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # the zip's directory is at the end
+    code, out = _prepare(capsys, "officehome", "--archive", archive, "--root", tmp_path / "r")
+    assert code == 2 and "starts as a zip archive but its end (the zip's directory) is missing: the download is " \
+                         "incomplete" in out and "wget -c" in out
