@@ -1,4 +1,4 @@
-"""Gradient-driven task grouping (MmAP, Xin et al., AAAI 2024): warm-up affinities and the
+"""Gradient-driven task grouping (MmAP, Du et al., AAAI 2024): warm-up affinities and the
 best partition of tasks into groups.
 
 Warm-up: one prompt shared by all tasks is trained for `warmup_epochs` (at most

@@ -1,4 +1,4 @@
-"""MmAP: Multi-modal Alignment Prompt (Xin, Du, Wang, Yan, Ding; "MmAP: Multi-modal
+"""MmAP: Multi-modal Alignment Prompt (Du, Yan, Wang, Ding, Xin; "MmAP: Multi-modal
 Alignment Prompt for Cross-domain Multi-task Learning", AAAI 2024, arXiv 2312.08636).
 
 One MmAP has, for each prompted layer j = 0..D-1, a source prompt S_j (n x d_s) and two
