@@ -37,12 +37,13 @@ def method_label(name: str) -> str:
     return METHODS[name].label if name in METHODS else name
 
 
-def _flat(tree, prefix: str = "") -> dict:
+def flat_settings(tree, prefix: str = "") -> dict:
+    """{"train.lr": 0.002, ...}: a nested config as dotted keys (lists and dicts as JSON)."""
     if not isinstance(tree, dict):
         return {prefix[:-1]: json.dumps(tree) if isinstance(tree, (list, dict)) else tree}
     out = {}
     for key, value in tree.items():
-        out.update(_flat(value, f"{prefix}{key}."))
+        out.update(flat_settings(value, f"{prefix}{key}."))
     return out
 
 
@@ -76,6 +77,18 @@ def _on_gpu(record: RunRecord) -> bool:
     return bool(record.device) and not str(record.device).startswith(("cpu", "mps"))
 
 
+#: where a record's peak memory was measured (bench/device.py): accelerator memory torch allocated on a
+#: GPU, the resident memory of the whole process on the CPU (or MPS); "" where the record names no device
+MEMORY_MEASURES = {"GPU": "the peak accelerator memory torch allocated on the GPU (torch.cuda.max_memory_allocated)",
+                   "RSS": "the peak resident memory of the run's whole process on the CPU (ru_maxrss: interpreter, "
+                          "model and data loading), not accelerator memory"}
+
+
+def memory_measure(record: RunRecord) -> str:
+    """"GPU" or "RSS" (`MEMORY_MEASURES`), "" when the record does not say where it ran."""
+    return ("GPU" if _on_gpu(record) else "RSS") if record.device else ""
+
+
 def gpu_hours(record: RunRecord) -> float:
     """The run's GPU-hours: its wall time over every resume times its processes (world size,
     1 unless the record says otherwise); 0 for a run on the CPU."""
@@ -88,7 +101,7 @@ def search_group(record: RunRecord) -> tuple:
     data, weights and every setting their method's search space does not draw (so a sweep
     relaunched with other fixed settings never mixes its trials with the earlier ones)."""
     drawn = METHODS[record.method].search_space.settings if record.method in METHODS else {}
-    fixed = {k: v for k, v in _flat(record.config).items() if k not in drawn and k != "seed"}
+    fixed = {k: v for k, v in flat_settings(record.config).items() if k not in drawn and k != "seed"}
     return (record.sweep, record.method, record.mode, record.model, record.data_fingerprint,
             record.weights_fingerprint, stable_key(tuple(sorted(fixed.items()))))
 
@@ -146,6 +159,12 @@ def held_out_rows(records: list[RunRecord], selection: str = "val") -> tuple[lis
     return rows, behind
 
 
+def row_of(record: RunRecord, held_out: bool) -> str:
+    """The experiment (the summary's `experiment` column) of the row a record stands behind: as
+    `experiment_key`, for a leave-one-out table without its held-out domain (`held_out_rows`)."""
+    return experiment_key(_without_target(record) if held_out else record)
+
+
 def _without_target(record: RunRecord) -> RunRecord:
     config = copy.deepcopy(record.config)
     config.get("dataset", {}).pop("target", None)
@@ -180,9 +199,10 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
     mode, model, label, n, trials, "<task> mean|std|se|ci_low|ci_high" per task and for
     "Average", the paired difference of the average against the `baseline` row ("delta
     mean|se|ci_low|ci_high|n", "delta significant"), trainable, trainable_percent, the costs
-    (train_time_s, gpu_hours over every run behind the row, images_per_s, peak_memory_mb) and
-    experiment.  `select`: the rows' records from the table's (`select_trials`; a leave-one-out
-    table: `held_out_rows`, a column per held-out domain)."""
+    (train_time_s, gpu_hours over every run behind the row, images_per_s, peak_memory_mb and
+    peak_memory_of: where it was measured, `memory_measure`) and experiment.  `select`: the
+    rows' records from the table's (`select_trials`; a leave-one-out table: `held_out_rows`, a
+    column per held-out domain)."""
     fingerprints = data_fingerprints(records)
     recs, trials = select([r for r in records if table_key(r, fingerprints) == dataset], selection)
     tasks: list[str] = []
@@ -194,7 +214,7 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
     keys = ["method", "mode", "model", "label"]
     if not groups:
         return pd.DataFrame(columns=keys + ["n"])
-    settings = {key: _flat({**members[0].config, "weights": members[0].weights_fingerprint})
+    settings = {key: flat_settings({**members[0].config, "weights": members[0].weights_fingerprint})
                 for key, members in groups.items()}
     out, per_seed = [], {}
     for key, members in groups.items():
@@ -230,6 +250,8 @@ def summarize(records: list[RunRecord], dataset: str, split: str = "test", selec
         row["images_per_s"] = _mean([r.train_images_per_s for r in members])
         memory = [r.peak_memory_mb for r in members if r.peak_memory_mb is not None]
         row["peak_memory_mb"] = max(memory) if memory else float("nan")
+        measures = {memory_measure(r) for r in members if r.peak_memory_mb is not None}
+        row["peak_memory_of"] = measures.pop() if len(measures) == 1 else "mixed" if measures else ""
         row["experiment"] = key
         out.append(row)
     df = pd.DataFrame(out)

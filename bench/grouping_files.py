@@ -26,7 +26,9 @@ def write_grouping(folder: Path, grouping: dict) -> None:
     _heatmap(folder / "affinity.png", names, affinity, grouping["strategy"])
 
 
-def _heatmap(path: Path, names, affinity, title: str) -> None:
+def affinity_figure(names, affinity, title: str):
+    """The heatmap of a grouping's task affinities (a pyplot-free Figure): this run's
+    affinity.png, and the results page's copy (bench/report_plots.py)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # deferred: only runs that group plot
     from matplotlib.figure import Figure
     fig = Figure(figsize=(1.2 + 0.7 * len(names), 1 + 0.6 * len(names)))
@@ -41,4 +43,9 @@ def _heatmap(path: Path, names, affinity, title: str) -> None:
     ax.set_title(f"task affinity ({title})")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
+    return fig
+
+
+def _heatmap(path: Path, names, affinity, title: str) -> None:
+    fig = affinity_figure(names, affinity, title)
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100))

@@ -47,15 +47,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.comparison import (MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints, experiment_key,  # noqa: F401
-                              gpu_hours, held_out_rows, method_label, method_order, select_trials, summarize,
-                              table_key)  # (tests and tools use them)
+from bench.comparison import (MEMORY_MEASURES, MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints,  # noqa: F401
+                              experiment_key, gpu_hours, held_out_rows, method_label, method_order, select_trials,
+                              summarize, table_key)  # (tests and tools use them)
 from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
-from bench.report_plots import (FigureDrawer, figure_processes, method_style, plot_acc_vs_params,  # noqa: F401
-                                plot_acc_vs_time, plot_curves, plot_held_out, point_label)
+from bench.report_page import ComparisonPage, figures_of, finish_page, render_comparison_page, render_index
+from bench.report_plots import (Drawn, FigureDrawer, figure_processes, method_style,  # noqa: F401
+                                plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
@@ -138,12 +139,42 @@ def _cost(value: float, digits: int = 3) -> str:
     return NO_STD if pd.isna(value) else f"{value:.{digits}g}"
 
 
+def _memory_measures(summary: pd.DataFrame) -> set[str]:
+    return {m for m, mb in zip(summary["peak_memory_of"], summary["peak_memory_mb"]) if pd.notna(mb)}
+
+
+def memory_column(summary: pd.DataFrame) -> str:
+    """The peak-memory column's name, saying what it measures where every row measured it alike
+    (`MEMORY_MEASURES`): "Peak GPU MB", "Peak RSS MB"; else "Peak MB" (each cell then names its
+    measure, e.g. "1234 (RSS)")."""
+    measures = _memory_measures(summary)
+    return f"Peak {measures.pop()} MB" if len(measures) == 1 and "" not in measures and "mixed" not in measures \
+        else "Peak MB"
+
+
+def memory_caption(summary: pd.DataFrame) -> str:
+    """What the peak-memory column measures, and where."""
+    measures = _memory_measures(summary)
+    column = memory_column(summary)
+    if column != "Peak MB":
+        return f"{column}: {MEMORY_MEASURES[column.split()[1]]}"
+    unsaid = ("on a GPU the peak accelerator memory torch allocated, on the CPU the peak resident memory of the "
+              "process (bench/device.py)")
+    if measures <= {""}:
+        return f"Peak MB: the peak memory the records give, which do not say where their runs ran ({unsaid})"
+    notes = [f"({m}) {MEMORY_MEASURES[m]}" for m in sorted(measures & set(MEMORY_MEASURES))]
+    notes += ["(mixed) the runs of the row ran on both, its largest value"] if "mixed" in measures else []
+    notes += [f"no mark: the records do not say where they ran ({unsaid})"] if "" in measures else []
+    return "Peak MB: " + "; ".join(notes)
+
+
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The human table: Method, Mode, [Model], per task and Average "mean ± se", the 95 % interval
     of the average, its paired difference against the baseline, Params, % CLIP, the costs, n."""
     cols = [c[: -len(" mean")] for c in summary.columns if c.endswith(" mean") and not c.startswith("delta")]
     multi_model = summary["model"].nunique() > 1
     ref = summary.attrs.get("baseline_index")
+    memory = memory_column(summary)
     rows = []
     for i, r in summary.iterrows():
         row = {"Method": r["label"], "Mode": str(r["mode"]).upper()}
@@ -158,7 +189,8 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["Train s"] = _cost(r["train_time_s"])
         row["GPU-h"] = _cost(r["gpu_hours"])
         row["img/s"] = _cost(r["images_per_s"])
-        row["Peak MB"] = _cost(r["peak_memory_mb"], 4)
+        row[memory] = _cost(r["peak_memory_mb"], 4) + (f" ({r['peak_memory_of']})" if memory == "Peak MB"
+                                                       and r["peak_memory_of"] and pd.notna(r["peak_memory_mb"]) else "")
         row["n"] = int(r["n"])
         rows.append(row)
     return pd.DataFrame(rows)
@@ -208,22 +240,24 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
                  "share of the whole model; Train s: training "
                  "time per run (over its resumes); GPU-h: GPU-hours of every run behind the row (search "
                  "trials included, times the processes of a run; – on CPU); img/s: training images per "
-                 "second; Peak MB: peak accelerator memory; n: seeds averaged.")
+                 f"second; {memory_caption(summary)}; n: seeds averaged.")
     return " ".join(parts)
 
 
 def write_report(records, problems, out_dir, datasets=None, split="test", expected=None, selection="val",
                  baseline="zeroshot", curves_from=None, figures: FigureDrawer | None = None,
-                 baseline_required: bool = False) -> list[Path]:
-    """Write <dataset>.md/.csv/.tex, _acc_vs_params.png and _acc_vs_time.png for each dataset
-    (and _curves.png with `curves_from`, the folder of the runs' curves CSVs); return the paths.
-    The figures are drawn by `figures` (the command's forked processes; None: here, one by one),
-    and are on disk once the drawer's `with` block has ended.  `baseline_required` (a baseline the
-    user named): a table without that row is an error, raised before any file is written."""
+                 baseline_required: bool = False, runs_dir=None) -> list[Path]:
+    """Write <dataset>.md/.csv/.tex/.html, _acc_vs_params.png and _acc_vs_time.png for each dataset
+    (and _curves.png with `curves_from`, the folder of the runs' curves CSVs) and index.html;
+    return the paths.  The figures and pages are drawn by `figures` (the command's forked
+    processes; None: here, one by one), and are on disk once the drawer's `with` block has ended.
+    `baseline_required` (a baseline the user named): a table without that row is an error, raised
+    before any file is written.  `runs_dir`: the records' folder, whose files beside each record
+    the page lists (None: not looked up)."""
     if figures is None:
         with FigureDrawer(1) as here:
             return write_report(records, problems, out_dir, datasets, split, expected, selection, baseline,
-                                curves_from, here, baseline_required)
+                                curves_from, here, baseline_required, runs_dir)
     out_dir = Path(out_dir)
     check_writable({"--out": out_dir}, "the report")
     written = []
@@ -240,7 +274,7 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
             f"No complete record of dataset {', '.join(unknown) or 'any'} to report: the complete records "
             f"cover {', '.join(sorted(fingerprints))}. Pass --dataset with one of those keys "
             "(the config name, e.g. officehome), or run the experiments first (python -m bench.run ...).")
-    summaries = {}
+    summaries, pages = {}, []
     for dataset in chosen:  # every table first: a bad --baseline stops the report before it writes
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
         summaries[dataset] = summarize(records, dataset, "test" if held_out else split, selection, baseline,
@@ -264,8 +298,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]
         mine = [e for e in expected or [] if e.get("dataset", dataset) == dataset]
+        gone = missing_runs(mine, records, problems) if mine else None
         if mine:
-            gone = missing_runs(mine, records, problems)
             md += ["## Missing or failed runs", ""]
             md += [f"- `{m['run_id']}` {m.get('method')} {m.get('mode')} seed={m.get('seed')}: {m['reason']}"
                    for m in gone] or ["none"]
@@ -274,41 +308,50 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         paths["md"].write_text("\n".join(md))
         summary.to_csv(paths["csv"], index=False, float_format="%.6g")
         paths["tex"].write_text(_latex(table, f"{title}. {text}"))
+        drawn = {}  # the figures' SVG, for the page
         paths["png"] = out_dir / f"{dataset}_acc_vs_params.png"
-        figures.draw(plot_acc_vs_params, summary, paths["png"], title)
+        drawn["acc_vs_params"] = figures.draw(plot_acc_vs_params, summary, paths["png"], title)
         paths["time png"] = out_dir / f"{dataset}_acc_vs_time.png"
-        figures.draw(plot_acc_vs_time, summary, paths["time png"], title)
+        drawn["acc_vs_time"] = figures.draw(plot_acc_vs_time, summary, paths["time png"], title)
         if held_out:
             paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
-            figures.draw(plot_held_out, summary, paths["held-out png"], title)
+            drawn["held_out"] = figures.draw(plot_held_out, summary, paths["held-out png"], title)
         if curves_from is not None:
-            path = write_curves(summary, mine_records, selection, Path(curves_from), out_dir / f"{dataset}_curves.png",
-                                f"{dataset}: learning curves (mean ± se over seeds)", figures)
-            paths.update({"curves": path} if path else {})
+            curves = write_curves(summary, mine_records, selection, Path(curves_from),
+                                  out_dir / f"{dataset}_curves.png", f"{dataset}: learning curves (mean ± se over seeds)",
+                                  figures)
+            if curves:
+                paths["curves"], drawn["curves"] = curves
+        paths["html"] = out_dir / f"{dataset}.html"
+        page = ComparisonPage(dataset, title, text, summary, table, mine_records, selection, held_out,
+                              figures_of(drawn, "test" if held_out else split), problems, gone,
+                              None if runs_dir is None else Path(runs_dir))
+        figures.then(finish_page, paths["html"], figures.draw(render_comparison_page, page), drawn)
+        pages.append((paths["html"].name, title))
         print(f"\n{title}\n{table.to_markdown(index=False, disable_numparse=True)}")
         written += paths.values()
-    return written
+    earlier = sorted(p.name for p in out_dir.glob("*.html") if p.name != "index.html" and p.name not in dict(pages))
+    figures.then(finish_page, out_dir / "index.html",
+                 figures.draw(render_index, pages + [(name, f"{name} (an earlier report)") for name in earlier]), {})
+    return written + [out_dir / "index.html"]
 
 
 def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str, runs_dir: Path, path: Path,
-                 title: str, figures: FigureDrawer) -> Path | None:
-    """The learning curves of every row with a curves CSV (its selected runs' epochs)."""
+                 title: str, figures: FigureDrawer) -> tuple[Path, Drawn] | None:
+    """The learning curves of every row with a curves CSV (its selected runs' epochs): the PNG's
+    path and its drawing (the SVG for the page)."""
     chosen, _ = select_trials(records, selection)
     by_row: dict[str, list] = {}
     for r in chosen:
         frame = read_epoch_curves(curves_path(runs_dir, r.run_id))
         if frame is not None:
             by_row.setdefault(experiment_key(r), []).append(frame)
-    multi_model = summary["model"].nunique() > 1
-    curves = {point_label(row, multi_model): (row, by_row[row["experiment"]])
-              for _, row in summary.iterrows() if row["experiment"] in by_row}
-    if not curves:
+    if not any(experiment in by_row for experiment in summary["experiment"]):
         print(f"no learning curves beside the records in {runs_dir} (runs before curves were written?)")
         return None
     tasks = [c[: -len(" mean")] for c in summary.columns
              if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
-    figures.draw(plot_curves, curves, tasks, path, title)
-    return path
+    return path, figures.draw(plot_curves, summary, by_row, tasks, path, title)
 
 
 def read_expected(path: str) -> list[dict]:
@@ -367,7 +410,7 @@ def main(argv=None) -> int:
                                "test" if args.selection == "oracle" else "val",
                                None if args.baseline == "none" else args.baseline or "zeroshot",
                                args.runs if args.curves else None, figures,
-                               baseline_required=args.baseline not in (None, "none"))
+                               baseline_required=args.baseline not in (None, "none"), runs_dir=args.runs)
     if expected is not None:
         gone = missing_runs(expected, records, problems)
         print(f"\n{len(gone)} of {len(expected)} expected run(s) missing or failed")

@@ -92,8 +92,8 @@ def test_hydra_style_arguments(tmp_path):
     proc = _run_cli(f"runs={RECORDS}", f"out={tmp_path}", "dataset=minidomainnet", "split=val")
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "minidomainnet.csv", "minidomainnet.md", "minidomainnet.tex", "minidomainnet_acc_vs_params.png",
-        "minidomainnet_acc_vs_time.png"]
+        "index.html", "minidomainnet.csv", "minidomainnet.html", "minidomainnet.md", "minidomainnet.tex",
+        "minidomainnet_acc_vs_params.png", "minidomainnet_acc_vs_time.png"]
     assert "# minidomainnet: val accuracy (%)" in (tmp_path / "minidomainnet.md").read_text()
 
 

@@ -1,0 +1,386 @@
+"""The results page: one self-contained HTML file per table (`results/<key>.html`) and
+`results/index.html` linking them, written by `bench.report` beside the Markdown.
+
+A page opens offline from disk or any static host: no CDN, no server, no file beside it.  Its
+figures are matplotlib's SVG, inline; its data is in the page; a few lines of plain JavaScript
+sort the table by any column (numerically on the mean of an accuracy column).
+
+A page is data, rendered by one Jinja2 template (bench/templates/page.html.j2) that knows
+nothing of comparisons: a `Page` holds `Table`s, a table is a caption, `Column`s, `Row`s of
+`Cell`s, `Figure`s and `Section`s (lists such as the missing runs), and a row's detail is a
+list of `Block`s (a small table, an SVG, a paragraph), opened in place under the row.  The
+comparison table (`comparison_table`) is one such table; another kind of table (the
+sequential protocol's) is rendered by building its own `Table`.
+
+The figures are drawn in the report's drawing processes (bench/report_plots.py), as is the
+page: `render_comparison_page` runs there too, and leaves a slot (`Figure.slot`) for each
+figure; `finish_page` puts the figures' SVG into their slots once they are drawn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.comparison import flat_settings, row_of, select_trials
+from bench.curves import curves_path, tensorboard_path, warmup_curves_path
+from bench.errors import UserError
+from bench.methods import METHODS
+from bench.records import RunRecord
+from bench.report_plots import affinity_svg, point_label, swatches
+
+NO_VALUE = "–"
+
+
+@dataclasses.dataclass
+class Cell:
+    text: str
+    sort: float | str | None = None   # the value the column sorts by (None: last)
+    best: bool = False
+
+
+@dataclasses.dataclass
+class Column:
+    name: str
+    numeric: bool = False
+    best: str | None = None           # "max", "min" (among positive values) or None: no best marked
+
+
+@dataclasses.dataclass
+class Block:
+    """A piece of a row's detail: kind "table" (headers, rows), "svg" (svg, alt) or "text"."""
+
+    title: str
+    kind: str
+    headers: list[str] = dataclasses.field(default_factory=list)
+    rows: list[list[str]] = dataclasses.field(default_factory=list)
+    svg: str = ""
+    alt: str = ""
+    text: str = ""
+    collapsed: bool = False           # shown behind its own <details>
+
+
+@dataclasses.dataclass
+class Row:
+    cells: list[Cell]
+    label: str
+    swatch: str = ""                  # the row's marker and line in the figures (SVG)
+    detail: list[Block] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Figure:
+    name: str
+    title: str
+    alt: str
+
+    @property
+    def slot(self) -> str:
+        return f"<!--figure:{self.name}-->"
+
+
+@dataclasses.dataclass
+class Section:
+    title: str
+    items: list[str]
+
+
+@dataclasses.dataclass
+class Table:
+    id: str
+    title: str
+    caption: str
+    columns: list[Column]
+    rows: list[Row]
+    figures: list[Figure] = dataclasses.field(default_factory=list)
+    sections: list[Section] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Page:
+    title: str
+    tables: list[Table] = dataclasses.field(default_factory=list)
+    links: list[tuple[str, str]] = dataclasses.field(default_factory=list)   # (href, text)
+    intro: str = ""
+
+
+def render(page: Page) -> str:
+    """The page's HTML (bench/templates/page.html.j2)."""
+    return _template().render(page=page)
+
+
+@functools.cache
+def _template():
+    import jinja2  # imported by the drawing process that renders, not by the report command
+    import markupsafe
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
+                                     autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                                     undefined=jinja2.StrictUndefined)
+    environment.filters["markup"] = markupsafe.Markup  # the SVG that matplotlib wrote, as it is
+    return environment.get_template("page.html.j2")
+
+
+def finish_page(path: Path, html, figures: dict[str, Any]) -> None:
+    """Write the rendered page (a `Drawn` HTML text) to `path` with each figure's SVG (`Drawn`
+    SVG texts by name) in its slot."""
+    text = html.result()
+    for name, drawn in figures.items():
+        text = text.replace(f"<!--figure:{name}-->", drawn.result())
+    Path(path).write_text(text)
+
+
+def render_index(pages: list[tuple[str, str]]) -> str:
+    """results/index.html: a link to every page, (file name, title) each."""
+    return render(Page("Results", links=pages, intro=(
+        "One page per table: its comparison (sortable by any column), its figures and, under each "
+        "row, its runs and settings. Each page is a single file that opens offline.")))
+
+
+# ---- the comparison table's page ---------------------------------------------------------------
+@dataclasses.dataclass
+class ComparisonPage:
+    """What `bench.report` knows of one table, for its page (built there, rendered in a drawing
+    process): the numeric summary and the displayed table (bench/comparison.py, bench/report.py),
+    the table's records, and where the records' files lie (None: not looked up)."""
+
+    key: str
+    title: str
+    caption: str
+    summary: pd.DataFrame
+    table: pd.DataFrame
+    records: list[RunRecord]
+    selection: str
+    held_out: bool
+    figures: list[Figure]
+    problems: list[dict]
+    missing: list[dict] | None      # None: no --expected
+    runs_dir: Path | None
+
+
+#: the table's numeric columns: the summary column each sorts by, and which value is best
+_NUMERIC = {"95 % CI": ("Average ci_low", None), "Params": ("trainable", "min"), "% CLIP": ("trainable_percent", "min"),
+            "Train s": ("train_time_s", "min"), "GPU-h": ("gpu_hours", "min"), "img/s": ("images_per_s", "max"),
+            "n": ("n", None)}
+
+
+def _sorted_by(name: str, summary: pd.DataFrame) -> tuple[str, str | None] | None:
+    if f"{name} mean" in summary.columns:
+        return f"{name} mean", "max"
+    if name.startswith("Δ"):
+        return "delta mean", "max"
+    if name.startswith("Peak"):
+        return "peak_memory_mb", "min"
+    return _NUMERIC.get(name)
+
+
+def _number(value) -> float | None:
+    return None if value is None or pd.isna(value) else float(value)
+
+
+def _mark_best(columns: list[Column], rows: list[Row]) -> None:
+    for i, column in enumerate(columns):
+        values = [row.cells[i].sort for row in rows if isinstance(row.cells[i].sort, float)]
+        if column.best == "min":  # a row that trains nothing, or took no time, is no contender
+            values = [v for v in values if v > 0]
+        if not column.best or not values:
+            continue
+        best = max(values) if column.best == "max" else min(values)
+        for row in rows:
+            row.cells[i].best = row.cells[i].sort == best
+
+
+def comparison_table(spec: ComparisonPage) -> Table:
+    summary, table = spec.summary, spec.table
+    columns, numeric = [], []
+    for name in table.columns:
+        by = _sorted_by(name, summary)
+        columns.append(Column(name, by is not None, by[1] if by else None))
+        numeric.append(by[0] if by else None)
+    details = row_details(spec)
+    multi_model = summary["model"].nunique() > 1
+    rows = []
+    for (_, shown), (_, numbers), swatch in zip(table.iterrows(), summary.iterrows(), swatches(summary)):
+        cells = [Cell(str(shown[name]), _number(numbers[by]) if by else str(shown[name]))
+                 for name, by in zip(table.columns, numeric)]
+        label = point_label(numbers, multi_model)
+        rows.append(Row(cells, label, swatch, details.get(numbers["experiment"], [])))
+    _mark_best(columns, rows)
+    sections = []
+    if spec.missing is not None:
+        sections.append(Section("Missing or failed runs", [
+            f"{m['run_id']} {m.get('method')} {m.get('mode')} seed={m.get('seed')}: {m['reason']}"
+            for m in spec.missing] or ["none"]))
+    if spec.problems:
+        sections.append(Section("Skipped records", [f"{p['file']}: {p['reason']}" for p in spec.problems]))
+    caption = spec.caption + (" Bold: the best value of its column (the highest accuracy, difference and "
+                              "speed; the fewest parameters, seconds, GPU-hours and megabytes among the rows "
+                              "that use any). Click a column's heading to sort by it; open a row's runs "
+                              "and settings below it.")
+    return Table(spec.key, spec.title, caption, columns, rows, _described(spec.figures, summary), sections)
+
+
+def render_comparison_page(spec: ComparisonPage) -> str:
+    """The page of one comparison table, with a slot for each figure (`finish_page`)."""
+    return render(Page(spec.title, [comparison_table(spec)], [("index.html", "all tables")]))
+
+
+def _described(figures: list[Figure], summary: pd.DataFrame) -> list[Figure]:
+    """The figures with their text alternative: what they plot and each row's numbers."""
+    multi_model = summary["model"].nunique() > 1
+    points = "; ".join(f"{point_label(r, multi_model)}: {r['Average mean']:.2f} %" for _, r in summary.iterrows())
+    return [dataclasses.replace(f, alt=f"{f.alt} Average accuracy per row: {points}.") for f in figures]
+
+
+def row_details(spec: ComparisonPage) -> dict[str, list[Block]]:
+    """{experiment: the blocks of its row's detail}: its runs, its settings (those that differ from
+    the method's defaults first) and, for a grouping method (MmAP), each run's task groups and
+    affinity heatmap."""
+    kept, _ = select_trials(spec.records, spec.selection)
+    selected = {r.run_id for r in kept}
+    runs: dict[str, list[RunRecord]] = {}
+    for r in spec.records:
+        runs.setdefault(row_of(r, spec.held_out), []).append(r)
+    out = {}
+    for experiment, members in runs.items():
+        members.sort(key=lambda r: (r.seed, r.trial if r.trial is not None else -1, r.target or ""))
+        chosen = [r for r in members if r.run_id in selected] or members
+        out[experiment] = [_runs_block(members, selected, spec), *_config_blocks(chosen[0], members),
+                           *_grouping_blocks(chosen)]
+    return out
+
+
+def _accuracy(record: RunRecord, split: str, task: str) -> str:
+    value = (record.accuracy.get(split) or {}).get(task)
+    return NO_VALUE if value is None else f"{value:.2f}"
+
+
+def _runs_block(members: list[RunRecord], selected: set[str], spec: ComparisonPage) -> Block:
+    tasks = [t for t in dict.fromkeys(t for r in members for t in r.tasks)]
+    search = any(r.trial is not None for r in members)
+    headers = ["run id", "seed", *(["trial", "selected", "drawn settings"] if search else []),
+               *(["held-out domain"] if spec.held_out else []),
+               *[f"{t} test / val" for t in [*tasks, "average"]], "epoch", "wall s", "warnings", "kept on disk"]
+    rows = []
+    for r in members:
+        drawn = METHODS[r.method].search_space.settings if r.method in METHODS else {}
+        settings = flat_settings(r.config)
+        rows.append([r.run_id, str(r.seed),
+                     *([NO_VALUE if r.trial is None else str(r.trial), "yes" if r.run_id in selected else "no",
+                        ", ".join(f"{k}={_short(settings.get(k))}" for k in drawn) or NO_VALUE] if search else []),
+                     *([r.target or NO_VALUE] if spec.held_out else []),
+                     *[f"{_accuracy(r, 'test', t)} / {_accuracy(r, 'val', t)}" for t in [*tasks, "average"]],
+                     NO_VALUE if r.selected_epoch is None else str(r.selected_epoch),
+                     NO_VALUE if r.wall_time_s is None else f"{r.wall_time_s:.3g}",
+                     "; ".join(_warnings(r)) or "none", _kept(r, spec.runs_dir)])
+    what = "trials (the selected one per seed: selected)" if search else "runs, one per seed"
+    return Block(f"Its {what}: test / validation accuracy (%) per task", "table", headers, rows)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _warnings(record: RunRecord) -> list[str]:
+    notes = list(record.warnings)
+    if record.nonfinite_steps and not any("NaN or inf loss" in w for w in notes):
+        notes.append(f"{record.nonfinite_steps} step(s) with a non-finite loss skipped")
+    if record.unreadable_images:
+        notes.append(f"{record.unreadable_images} unreadable image(s) skipped")
+    return notes
+
+
+def _kept(record: RunRecord, runs_dir: Path | None) -> str:
+    """The checkpoint the run kept (runtime.keep_checkpoint) and its files beside the record."""
+    kept = [f"checkpoint: {record.checkpoint_kept or 'not recorded'}"]
+    if runs_dir is not None:
+        files = [p.name for p in (curves_path(runs_dir, record.run_id), warmup_curves_path(runs_dir, record.run_id),
+                                  tensorboard_path(runs_dir, record.run_id)) if p.exists()]
+        kept.append("beside the record: " + (", ".join(files) if files else "nothing"))
+    return "; ".join(kept)
+
+
+def _config_blocks(record: RunRecord, members: list[RunRecord]) -> list[Block]:
+    """The row's resolved settings (of `record`, its first selected run): those that differ from
+    what the method runs with by default on this dataset first, then every one."""
+    settings = {k: v for k, v in flat_settings(record.config).items() if k != "seed"}
+    varying = sorted({k for r in members for k, v in flat_settings(r.config).items()
+                      if k != "seed" and v != settings.get(k)})
+    shown = {k: (_short(v) if k not in varying else "varies by run: see the runs") for k, v in settings.items()}
+    defaults, why = method_defaults(record.method, record.mode, record.key, record.protocol, record.target)
+    if defaults is None:
+        first = Block(f"Settings that differ from the defaults of {record.method}: unknown ({why})", "text",
+                      text="Every setting is listed below.")
+    else:
+        differing = [[k, shown[k], _short(defaults[k]) if k in defaults else "(none)"]
+                     for k in shown if defaults.get(k, object()) != settings[k]]
+        first = Block(f"Settings that differ from the defaults of method={record.method} method.mode={record.mode} "
+                      f"dataset={record.key} (`python -m bench.run` with only those)", "table",
+                      ["setting", "this row", "default"], differing or [["(none)", "", ""]])
+    return [first, Block("Every setting of the run (its identity config)", "table", ["setting", "value"],
+                         [[k, v] for k, v in shown.items()], collapsed=True)]
+
+
+@functools.cache
+def method_defaults(method: str, mode: str, dataset: str, protocol: str, target: str | None) -> tuple[dict | None, str]:
+    """(the settings `python -m bench.run method=<method> method.mode=<mode> dataset=<dataset>`
+    (and the protocol and held-out domain of a record that names them) would run with, flat, as
+    a record keeps them; None and why where they cannot be composed, e.g. a plug-in method)."""
+    from bench.app import check_command_line  # deferred: Hydra's composition, in the page's drawing process
+    from bench.identity import identity_config  # deferred: as above
+    try:
+        cfg = check_command_line([f"method={method}", f"method.mode={mode}", f"dataset={dataset}",
+                                  f"protocol={protocol}", *([f"dataset.target={target}"] if target else [])])
+    except UserError as error:
+        return None, str(error).split(". ")[0]
+    return flat_settings(identity_config(cfg)), ""
+
+
+def _grouping_blocks(chosen: list[RunRecord]) -> list[Block]:
+    blocks = []
+    for r in chosen:
+        grouping = r.extras.get("grouping") if isinstance(r.extras, dict) else None
+        if not grouping:
+            continue
+        groups = " | ".join(", ".join(map(str, g)) for g in grouping.get("groups") or [])
+        text = f"Groups ({grouping.get('strategy')}): {groups}."
+        if grouping.get("affinity") is None:
+            blocks.append(Block(f"Task groups of seed {r.seed}", "text", text=text + " (given, not computed: no "
+                                                                                     "affinities)"))
+            continue
+        names, affinity = grouping["tasks"], grouping["affinity"]
+        pairs = "; ".join(f"{a}-{b} {affinity[i][j]:.2f}" for i, a in enumerate(names)
+                          for j, b in enumerate(names) if j > i)
+        blocks.append(Block(f"Task groups and affinities of seed {r.seed}", "svg",
+                            svg=affinity_svg(names, affinity, str(grouping.get("strategy")), f"affinity-{r.run_id}"),
+                            alt=f"Heatmap of the task affinities of run {r.run_id}: {pairs}.", text=text))
+    return blocks
+
+
+#: how the figures tell rows apart (bench/report_plots.py), under each figure
+ENCODING = ("Colour and marker: the method; filled: MT, hollow: ST, black edge: grouped. A further row of one method "
+            "and mode (another setting, a search) has its own line style (dashed, dotted, ...) and a mark inside its "
+            "marker (a dot, a plus, ...), as in the key beside each row of the table; points on one spot are "
+            "drawn side by side.")
+FIGURE_TITLES = {"acc_vs_params": "Average accuracy against trainable parameters (log scale).",
+                 "acc_vs_time": "Average accuracy against training time per run (log scale).",
+                 "curves": "Learning curves (mean ± standard error over seeds).",
+                 "held_out": "Test accuracy on each held-out domain."}
+
+
+def figures_of(names, split: str) -> list[Figure]:
+    """The page's figures drawn under `names` (bench/report.py), titled and described."""
+    return [Figure(name, f"{FIGURE_TITLES[name]} {ENCODING}", figure_alt(name, split)) for name in names]
+
+
+def figure_alt(kind: str, split: str) -> str:
+    """The start of a figure's text alternative (`_described` adds each row's numbers)."""
+    return {"acc_vs_params": f"Average {split} accuracy against trainable parameters (log scale), a point per row "
+                             "with its standard error; a row that trains nothing is a horizontal line.",
+            "acc_vs_time": f"Average {split} accuracy against training time per run (log scale), a point per row; a "
+                           "row without a training time is a horizontal line.",
+            "curves": "Learning curves: the training loss and each task's validation accuracy against the epoch, "
+                      "the mean over the seeds of each row with a band of one standard error.",
+            "held_out": "Test accuracy on each held-out domain, a line per row with standard errors."}[kind]
