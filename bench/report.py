@@ -54,7 +54,8 @@ from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
-from bench.report_page import ComparisonPage, figures_of, finish_page, render_comparison_page, render_index
+from bench.report_page import (ComparisonPage, figures_of, finish_page, render_comparison_page, render_index,
+                               warm_up)
 from bench.report_plots import (Drawn, FigureDrawer, figure_processes, method_style,  # noqa: F401
                                 plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label)
 from bench.statistics import ONE_SEED
@@ -400,7 +401,7 @@ def main(argv=None) -> int:
     if not Path(args.runs).is_dir():
         print(f"No result folder {args.runs}: run experiments first (python -m bench.run ...) or pass --runs.")
         return 2
-    with FigureDrawer(figure_processes()) as figures:  # its processes start now, beside the reading
+    with FigureDrawer(figure_processes(), warm_up) as figures:  # its processes start now, beside the reading
         records, problems = load_records(args.runs)
         print(f"{len(records)} complete record(s) in {args.runs}, {len(problems)} skipped")
         for line in _problem_lines(problems):

@@ -30,7 +30,7 @@ from bench.curves import curves_path, tensorboard_path, warmup_curves_path
 from bench.errors import UserError
 from bench.methods import METHODS
 from bench.records import RunRecord
-from bench.report_plots import affinity_svg, point_label, swatches
+from bench.report_plots import affinity_svg, import_matplotlib, point_label, swatches
 
 NO_VALUE = "–"
 
@@ -121,6 +121,14 @@ def _template():
                                      undefined=jinja2.StrictUndefined)
     environment.filters["markup"] = markupsafe.Markup  # the SVG that matplotlib wrote, as it is
     return environment.get_template("page.html.j2")
+
+
+def warm_up() -> None:
+    """What a drawing process that renders pages imports while the report reads its records:
+    matplotlib, the template, and Hydra's composition through the plan cache (`method_defaults`)."""
+    import_matplotlib()
+    _template()
+    import bench.planning  # noqa: F401  # deferred: Hydra and the plan cache, in the drawing processes only
 
 
 def finish_page(path: Path, html, figures: dict[str, Any]) -> None:
@@ -240,6 +248,7 @@ def row_details(spec: ComparisonPage) -> dict[str, list[Block]]:
     affinity heatmap."""
     kept, _ = select_trials(spec.records, spec.selection)
     selected = {r.run_id for r in kept}
+    defaults = method_defaults(spec.records)
     runs: dict[str, list[RunRecord]] = {}
     for r in spec.records:
         runs.setdefault(row_of(r, spec.held_out), []).append(r)
@@ -247,7 +256,8 @@ def row_details(spec: ComparisonPage) -> dict[str, list[Block]]:
     for experiment, members in runs.items():
         members.sort(key=lambda r: (r.seed, r.trial if r.trial is not None else -1, r.target or ""))
         chosen = [r for r in members if r.run_id in selected] or members
-        out[experiment] = [_runs_block(members, selected, spec), *_config_blocks(chosen[0], members),
+        out[experiment] = [_runs_block(members, selected, spec),
+                           *_config_blocks(chosen[0], members, defaults[defaults_command(chosen[0])]),
                            *_grouping_blocks(chosen)]
     return out
 
@@ -265,11 +275,9 @@ def _runs_block(members: list[RunRecord], selected: set[str], spec: ComparisonPa
                *[f"{t} test / val" for t in [*tasks, "average"]], "epoch", "wall s", "warnings", "kept on disk"]
     rows = []
     for r in members:
-        drawn = METHODS[r.method].search_space.settings if r.method in METHODS else {}
-        settings = flat_settings(r.config)
         rows.append([r.run_id, str(r.seed),
                      *([NO_VALUE if r.trial is None else str(r.trial), "yes" if r.run_id in selected else "no",
-                        ", ".join(f"{k}={_short(settings.get(k))}" for k in drawn) or NO_VALUE] if search else []),
+                        _drawn(r)] if search else []),
                      *([r.target or NO_VALUE] if spec.held_out else []),
                      *[f"{_accuracy(r, 'test', t)} / {_accuracy(r, 'val', t)}" for t in [*tasks, "average"]],
                      NO_VALUE if r.selected_epoch is None else str(r.selected_epoch),
@@ -277,6 +285,13 @@ def _runs_block(members: list[RunRecord], selected: set[str], spec: ComparisonPa
                      "; ".join(_warnings(r)) or "none", _kept(r, spec.runs_dir)])
     what = "trials (the selected one per seed: selected)" if search else "runs, one per seed"
     return Block(f"Its {what}: test / validation accuracy (%) per task", "table", headers, rows)
+
+
+def _drawn(record: RunRecord) -> str:
+    """The settings a search trial drew (its method's search space), as `key=value, ...`."""
+    drawn = METHODS[record.method].search_space.settings if record.method in METHODS else {}
+    settings = flat_settings(record.config)
+    return ", ".join(f"{k}={_short(settings.get(k))}" for k in drawn if k in settings) or NO_VALUE
 
 
 def _short(value) -> str:
@@ -302,40 +317,55 @@ def _kept(record: RunRecord, runs_dir: Path | None) -> str:
     return "; ".join(kept)
 
 
-def _config_blocks(record: RunRecord, members: list[RunRecord]) -> list[Block]:
+def _config_blocks(record: RunRecord, members: list[RunRecord], composed: tuple[dict | None, str]) -> list[Block]:
     """The row's resolved settings (of `record`, its first selected run): those that differ from
     what the method runs with by default on this dataset first, then every one."""
     settings = {k: v for k, v in flat_settings(record.config).items() if k != "seed"}
-    varying = sorted({k for r in members for k, v in flat_settings(r.config).items()
-                      if k != "seed" and v != settings.get(k)})
+    alike = all(r.trial is None and r.target is None for r in members)  # one experiment: the seed alone differs
+    varying = set() if alike else {k for r in members for k, v in flat_settings(r.config).items()
+                                   if k != "seed" and v != settings.get(k)}
     shown = {k: (_short(v) if k not in varying else "varies by run: see the runs") for k, v in settings.items()}
-    defaults, why = method_defaults(record.method, record.mode, record.key, record.protocol, record.target)
+    defaults, why = composed
     if defaults is None:
         first = Block(f"Settings that differ from the defaults of {record.method}: unknown ({why})", "text",
                       text="Every setting is listed below.")
     else:
         differing = [[k, shown[k], _short(defaults[k]) if k in defaults else "(none)"]
                      for k in shown if defaults.get(k, object()) != settings[k]]
-        first = Block(f"Settings that differ from the defaults of method={record.method} method.mode={record.mode} "
-                      f"dataset={record.key} (`python -m bench.run` with only those)", "table",
+        first = Block(f"Settings that differ from the defaults: from `python -m bench.run "
+                      f"{' '.join(defaults_command(record))}`", "table",
                       ["setting", "this row", "default"], differing or [["(none)", "", ""]])
     return [first, Block("Every setting of the run (its identity config)", "table", ["setting", "value"],
                          [[k, v] for k, v in shown.items()], collapsed=True)]
 
 
-@functools.cache
-def method_defaults(method: str, mode: str, dataset: str, protocol: str, target: str | None) -> tuple[dict | None, str]:
-    """(the settings `python -m bench.run method=<method> method.mode=<mode> dataset=<dataset>`
-    (and the protocol and held-out domain of a record that names them) would run with, flat, as
-    a record keeps them; None and why where they cannot be composed, e.g. a plug-in method)."""
-    from bench.app import check_command_line  # deferred: Hydra's composition, in the page's drawing process
-    from bench.identity import identity_config  # deferred: as above
+def defaults_command(record: RunRecord) -> tuple[str, ...]:
+    """The command line whose config a row's settings are compared with: the record's method, mode,
+    dataset (and protocol and held-out domain where it names them), nothing else."""
+    return (f"method={record.method}", f"method.mode={record.mode}", f"dataset={record.key}",
+            *([f"protocol={record.protocol}"] if record.protocol != "multitask" else []),
+            *([f"dataset.target={record.target}"] if record.target else []))
+
+
+def method_defaults(records: list[RunRecord]) -> dict[tuple, tuple[dict | None, str]]:
+    """{`defaults_command`: (the settings `python -m bench.run <that command>` runs with, flat as a
+    record keeps them, or None, and why not: e.g. a plug-in method this process has not
+    imported)}.  Composed by Hydra through the plan cache (bench/planning.py), so a report
+    composes each command once per state of the code and configs."""
+    from bench.identity import identity_config  # deferred: in the page's drawing process only
+    from bench.planning import checked_configs  # deferred: as above (Hydra's composition)
+    commands = sorted({defaults_command(r) for r in records})
     try:
-        cfg = check_command_line([f"method={method}", f"method.mode={mode}", f"dataset={dataset}",
-                                  f"protocol={protocol}", *([f"dataset.target={target}"] if target else [])])
-    except UserError as error:
-        return None, str(error).split(". ")[0]
-    return flat_settings(identity_config(cfg)), ""
+        configs = dict(zip(commands, checked_configs([list(c) for c in commands])))
+    except UserError:  # one of them does not compose: find which, one by one
+        configs = {}
+        for command in commands:
+            try:
+                configs[command] = checked_configs([list(command)])[0]
+            except UserError as error:
+                configs[command] = str(error).split(". ")[0]
+    return {command: (None, cfg) if isinstance(cfg, str) else (flat_settings(identity_config(cfg)), "")
+            for command, cfg in configs.items()}
 
 
 def _grouping_blocks(chosen: list[RunRecord]) -> list[Block]:

@@ -111,16 +111,22 @@ def row_styles(summary: pd.DataFrame) -> list[RowStyle]:
     return styles
 
 
-def _mark(ax, x, y, style: RowStyle, ms: float, **options) -> tuple:
-    """The row's marker at (x, y) (with its face) and its inner mark: the legend handle(s).
-    `options` go to the marker's line (ls, lw); `transform` and `scalex` to both."""
+def _mark(where, x, y, style: RowStyle, ms: float, **options) -> tuple:
+    """The row's marker at (x, y) (with its face) and its inner mark, drawn on the Axes `where` (or
+    as artists of the Figure `where`): the legend handle(s).  `options` go to the marker's line
+    (ls, lw); `transform` and `scalex` to both."""
+    if hasattr(where, "plot"):
+        plot = lambda *args, **kwargs: where.plot(*args, **kwargs)[0]  # noqa: E731
+    else:
+        from matplotlib.lines import Line2D  # deferred: as in method_style
+        plot = lambda *args, **kwargs: where.add_artist(Line2D(*args, **kwargs))  # noqa: E731
     shared = {k: options.pop(k) for k in ("transform", "scalex") if k in options}
-    line, = ax.plot(x, y, marker=style.marker, ms=ms, color=style.color, ls=options.pop("ls", "none"),
-                    **style.face, **options, **shared)
+    line = plot(x, y, marker=style.marker, ms=ms, color=style.color, ls=options.pop("ls", "none"),
+                **style.face, **options, **shared)
     if not style.inner_mark:
         return (line,)
-    inner, = ax.plot(x, y, marker=style.inner_mark, ms=ms * _INNER_SIZE.get(style.inner_mark, 0.65),
-                     color=style.inner_color, ls="none", mew=1.5, zorder=line.get_zorder() + 0.1, **shared)
+    inner = plot(x, y, marker=style.inner_mark, ms=ms * _INNER_SIZE.get(style.inner_mark, 0.65),
+                 color=style.inner_color, ls="none", mew=1.5, zorder=line.get_zorder() + 0.1, **shared)
     return (line, inner)
 
 
@@ -128,6 +134,13 @@ def _legend(target, handles: list[tuple], labels: list[str], **options) -> None:
     from matplotlib.legend_handler import HandlerTuple  # deferred: as in method_style
     target.legend(handles, labels, handler_map={tuple: HandlerTuple(ndivide=1, pad=0)}, fontsize=8, frameon=False,
                   **options)
+
+
+def _lay_out(fig) -> None:
+    """Place the axes once (tight layout), then keep them: a figure left with its layout engine lays
+    itself out again, in one more draw, every time it is saved (twice here: PNG and SVG)."""
+    fig.tight_layout()
+    fig.set_layout_engine("none")
 
 
 def new_figure(**options):
@@ -168,6 +181,28 @@ def dodged(values: list[float]) -> list[float]:
     return out
 
 
+def _count(value: float) -> str:
+    """A tick label in plain text (8K, 3M, 20; no mathtext to typeset)."""
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:g}{unit}"
+    return f"{value:g}"
+
+
+def _plain_log_ticks(axis) -> None:
+    """Label a log axis in plain text: its decades, and 2 and 5 times them where it spans less than
+    two decades (matplotlib's default typesets 10^3 and 2x10^3 as mathtext, which is slow to
+    draw and crowds a narrow axis)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter  # deferred: as in method_style
+    low, high = sorted(axis.get_view_interval())
+    axis.set_major_formatter(FuncFormatter(lambda value, _: _count(value)))
+    if low > 0 and high / low < 100:
+        mantissa = lambda value: round(value / 10 ** math.floor(math.log10(value) + 1e-9), 6)  # noqa: E731
+        axis.set_minor_formatter(FuncFormatter(lambda value, _: _count(value) if mantissa(value) in (2, 5) else ""))
+    else:
+        axis.set_minor_formatter(NullFormatter())
+
+
 def figure_acc_vs(summary: pd.DataFrame, title: str, x: str, xlabel: str):
     """Average accuracy (error bars: standard error over seeds) against the column `x` (log
     scale); a row with no positive x (zero-shot: nothing trained) is a horizontal line."""
@@ -189,12 +224,13 @@ def figure_acc_vs(summary: pd.DataFrame, title: str, x: str, xlabel: str):
             segment.set_linestyle(style.linestyle)
         handles.append(_mark(ax, [place], [mean], style, 9))
     ax.set_xscale("log")
+    _plain_log_ticks(ax.xaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("Average accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    _lay_out(fig)
     return fig
 
 
@@ -240,7 +276,7 @@ def figure_curves(summary: pd.DataFrame, curves: dict[str, list[pd.DataFrame]], 
         ax.axis("off")
     _legend(fig, list(legend.values()), list(legend), loc="upper left", bbox_to_anchor=(1.0, 0.95))
     fig.suptitle(title)
-    fig.tight_layout()
+    _lay_out(fig)
     return fig
 
 
@@ -273,7 +309,7 @@ def figure_held_out(summary: pd.DataFrame, title: str):
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    fig.tight_layout()
+    _lay_out(fig)
     return fig
 
 
@@ -282,16 +318,14 @@ def plot_held_out(summary: pd.DataFrame, path, title: str) -> str:
 
 
 def swatches(summary: pd.DataFrame) -> list[str]:
-    """Per row, its marker and line as a small SVG (the page's key to the figures)."""
+    """Per row, its marker and line as a small SVG (the page's key to the figures): artists of a
+    bare figure, no Axes (an Axes costs 10 ms a row)."""
+    from matplotlib.lines import Line2D  # deferred: as in method_style
     out = []
     for i, style in enumerate(row_styles(summary)):
         fig = new_figure(figsize=(0.45, 0.22))
-        ax = fig.add_axes((0, 0, 1, 1))
-        ax.set_axis_off()
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.plot([0.02, 0.98], [0.5, 0.5], ls=style.linestyle, lw=1.2, color=style.color)
-        _mark(ax, [0.5], [0.5], style, 8)
+        fig.add_artist(Line2D([0.02, 0.98], [0.5, 0.5], ls=style.linestyle, lw=1.2, color=style.color))
+        _mark(fig, [0.5], [0.5], style, 8, transform=fig.transFigure)
         out.append(svg_text(fig, f"swatch{i}"))
     return out
 
@@ -311,7 +345,7 @@ def figure_processes() -> int:
     return max(1, min(MAX_FIGURE_PROCESSES, cores))
 
 
-def _import_matplotlib() -> None:
+def import_matplotlib() -> None:
     new_figure()
 
 
@@ -331,18 +365,18 @@ class FigureDrawer:
     the caller goes on writing its tables, or one after the other here with processes=1.  A
     figure is about 0.6 s of Agg drawing and PNG encoding, all CPU, and each is a file of its own,
     so on 2 cores two figures take the time of one; the files are the same bytes either way
-    (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s)
-    while the caller reads its records.  A figure that fails raises when the `with` block ends.
+    (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s;
+    `warm_up`: what else they had better import) while the caller reads its records.  A figure that fails raises when the `with` block ends.
     `then(finish, ...)`: call `finish` here once every drawing is done (a page's figures go
     into it then)."""
 
-    def __init__(self, processes: int):
+    def __init__(self, processes: int, warm_up: Callable[[], None] = import_matplotlib):
         self._pool = None
         self._pending: list[Future] = []
         self._then: list[tuple[Callable[..., None], tuple]] = []
         if processes > 1:
             self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=_import_matplotlib)
+                                             initializer=warm_up)
             self._pending.append(self._pool.submit(int))  # forks every process now (a fork pool starts them all)
 
     def draw(self, plot: Callable[..., Any], *args) -> Drawn:
