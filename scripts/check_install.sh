@@ -26,4 +26,7 @@ print("installed package:", os.path.dirname(bench.__file__))
 PY
 python -m bench.run runtime.progress=false train.epochs=1 runtime.results_dir="$scratch/runs" \
     runtime.checkpoint_dir="$scratch/ckpt" hydra.run.dir="$scratch/hydra" | tail -3
+# the report's page needs its template, a package data file of the wheel
+python -m bench.report --runs "$scratch/runs" --out "$scratch/report" | tail -1
+grep -q "<table class=\"sortable\">" "$scratch/report/toy.html" || { echo "no results page from the wheel"; exit 1; }
 echo "non-editable install: OK"

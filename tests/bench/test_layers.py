@@ -26,7 +26,7 @@ LAYERS = (
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.comparison", "bench.speed",
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_page", "bench.comparison", "bench.speed",
                   "bench.check", "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
 )
 
