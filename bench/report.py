@@ -8,9 +8,12 @@
 Per dataset key (the config name: officehome, minidomainnet, toy) it writes results/<key>.md
 (Markdown), .csv (one column per statistic), .tex (booktabs), <key>_acc_vs_params.png (average
 accuracy vs trainable parameters, log x, as in Fig. 1 of the MmAP paper), its twin
-<key>_acc_vs_time.png and, with --curves, <key>_curves.png (bench/report_plots.py).  Records of
-one dataset key with different data (their data fingerprints differ: another root, split or
-few-shot subset) go to separate tables, <key>-<fingerprint>.*.
+<key>_acc_vs_time.png and, with --curves, <key>_curves.png (bench/report_plots.py), and
+<key>.html, the table's results page (bench/comparison_page.py: one self-contained file with
+the sortable table, the figures as SVG and each row's runs and settings), with
+results/index.html linking the pages.  Records of one dataset key with different data (their
+data fingerprints differ: another root, split or few-shot subset) go to separate tables,
+<key>-<fingerprint>.*.
 
 The rows and their numbers come from bench/comparison.py: one row per experiment (DomainBed's
 grouping: runs whose identity differs only in the seed; when two rows share method and mode,
@@ -29,10 +32,13 @@ Conventions:
 - trainable parameters are taken from the records (identical over seeds), shown as
   8.2K / 3.56M / 149.6M, and as a percentage of the whole CLIP model with two significant
   digits (0.0055); costs: training time per run, GPU-hours of every run behind the row
-  (search trials included), training images/s, peak memory.
+  (search trials included), training images/s, peak memory named by what it measured where
+  the runs ran ("Peak GPU MB": accelerator memory torch allocated; "Peak RSS MB": the
+  process's resident memory on the CPU; "Peak MB" with the measure in each cell when mixed).
 - rows: methods in registry order (methods/__init__.py), then unknown ones alphabetically;
   modes st, mt, grouped, then others; then the label. Reruns with the same run_id: the last
-  file wins.  Every method keeps one colour and marker in every plot (registry order).
+  file wins.  Every method keeps one colour and marker in every plot (registry order); a
+  further row of one method and mode its own line style and inner mark (bench/report_plots.py).
 - records that are not valid JSON, are not status "complete" or miss required keys are
   skipped and named in the printed output and in every Markdown file; never fatal.
 """
@@ -54,8 +60,8 @@ from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
-from bench.report_page import (ComparisonPage, figures_of, finish_page, render_comparison_page, render_index,
-                               warm_up)
+from bench.comparison_page import ComparisonPage, figures_of, render_comparison_page, warm_up
+from bench.report_page import finish_page, render_index
 from bench.report_plots import (Drawn, FigureDrawer, figure_processes, method_style,  # noqa: F401
                                 plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label)
 from bench.statistics import ONE_SEED
@@ -190,8 +196,8 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
         row["Train s"] = _cost(r["train_time_s"])
         row["GPU-h"] = _cost(r["gpu_hours"])
         row["img/s"] = _cost(r["images_per_s"])
-        row[memory] = _cost(r["peak_memory_mb"], 4) + (f" ({r['peak_memory_of']})" if memory == "Peak MB"
-                                                       and r["peak_memory_of"] and pd.notna(r["peak_memory_mb"]) else "")
+        named = memory == "Peak MB" and r["peak_memory_of"] and pd.notna(r["peak_memory_mb"])  # a mixed table
+        row[memory] = _cost(r["peak_memory_mb"], 4) + (f" ({r['peak_memory_of']})" if named else "")
         row["n"] = int(r["n"])
         rows.append(row)
     return pd.DataFrame(rows)

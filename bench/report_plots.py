@@ -366,7 +366,8 @@ class FigureDrawer:
     figure is about 0.6 s of Agg drawing and PNG encoding, all CPU, and each is a file of its own,
     so on 2 cores two figures take the time of one; the files are the same bytes either way
     (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s;
-    `warm_up`: what else they had better import) while the caller reads its records.  A figure that fails raises when the `with` block ends.
+    `warm_up`: what else they had better import) while the caller reads its records.  A figure
+    that fails raises when the `with` block ends.
     `then(finish, ...)`: call `finish` here once every drawing is done (a page's figures go
     into it then)."""
 

@@ -26,8 +26,9 @@ LAYERS = (
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
     ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_page", "bench.comparison", "bench.speed",
-                  "bench.check", "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_page",
+                  "bench.comparison_page", "bench.comparison", "bench.speed", "bench.check", "bench.prepare",
+                  "bench.pretrain_toy", "bench.help", "bench"]),
 )
 
 

@@ -25,7 +25,8 @@ def _record(seed, acc, method="coop", mode="mt", lr=0.002, trial=None, device="c
         "dataset": "toy", "model": "ViT-B-16", "seed": seed, "tasks": TASKS,
         "accuracy": {split: {"A": acc, "B": acc + 2, "average": acc + 1} for split in ("val", "test")},
         "params": {"trainable": 8192, "total": 10 ** 8, "trainable_percent": 0.008}, "config": config,
-        "data_fingerprint": "d", "weights_fingerprint": "w", "trial": trial, "sweep": "s" if trial is not None else None,
+        "data_fingerprint": "d", "weights_fingerprint": "w", "trial": trial,
+        "sweep": "s" if trial is not None else None,
         "device": device, "peak_memory_mb": memory, "train_time_s": train_time})
 
 
