@@ -295,7 +295,7 @@ def figure_held_out(summary: pd.DataFrame, title: str):
     ax = fig.subplots()
     multi_model = summary["model"].nunique() > 1
     handles, labels = [], []
-    width = 0.5 / max(1, len(summary))
+    width = min(0.06, 0.4 / max(1, len(summary)))  # the shift between neighbouring rows
     for i, ((_, r), style) in enumerate(zip(summary.iterrows(), row_styles(summary))):
         x = [d + (i - (len(summary) - 1) / 2) * width for d in range(len(domains))]
         means = [r[f"{d} mean"] for d in domains]
