@@ -3,12 +3,14 @@ page (bench/report_page.py) filled with the table's columns and rows, its figure
 each row, its runs, its settings (those that differ from its method's defaults first) and, for
 a method that groups its tasks (MmAP), each run's groups and affinity heatmap.
 
-`ComparisonPage` is what `bench.report` hands over; `render_comparison_page` runs in one of
-the report's drawing processes (`warm_up`: what they import while the report reads its records).
+`ComparisonPage` is what `bench.report` hands over; `render_comparison_page` runs in the
+report's own process while its drawing processes draw the figures and each row's marker
+(`SWATCHES`), which go into the page's slots when they are done (bench/report_page.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -18,18 +20,12 @@ from bench.curves import curves_path, tensorboard_path, warmup_curves_path
 from bench.errors import UserError
 from bench.methods import METHODS
 from bench.records import RunRecord
-from bench.report_page import Block, Cell, Column, Figure, Page, Row, Section, Table, mark_best, render, template
-from bench.report_plots import affinity_svg, import_matplotlib, point_label, swatches
+from bench.report_page import Block, Cell, Column, Figure, Page, Row, Section, Table, mark_best, render, slot
+from bench.report_plots import affinity_svg, point_label
 
 NO_VALUE = "–"
-
-
-def warm_up() -> None:
-    """What a drawing process that renders pages imports while the report reads its records:
-    matplotlib, the template, and Hydra's composition through the plan cache (`method_defaults`)."""
-    import_matplotlib()
-    template()
-    import bench.planning  # noqa: F401  # deferred: Hydra and the plan cache, in the drawing processes only
+#: the name under which the rows' markers are drawn (bench/report_plots.py `swatches`), one slot a row
+SWATCHES = "swatches"
 
 
 @dataclasses.dataclass
@@ -82,11 +78,11 @@ def comparison_table(spec: ComparisonPage) -> Table:
     details = row_details(spec)
     multi_model = summary["model"].nunique() > 1
     rows = []
-    for (_, shown), (_, numbers), swatch in zip(table.iterrows(), summary.iterrows(), swatches(summary)):
+    for i, ((_, shown), (_, numbers)) in enumerate(zip(table.iterrows(), summary.iterrows())):
         cells = [Cell(str(shown[name]), _number(numbers[by]) if by else str(shown[name]))
                  for name, by in zip(table.columns, numeric)]
         label = point_label(numbers, multi_model)
-        rows.append(Row(cells, label, swatch, details.get(numbers["experiment"], [])))
+        rows.append(Row(cells, label, slot(SWATCHES, i), details.get(numbers["experiment"], [])))
     mark_best(columns, rows)
     sections = []
     if spec.missing is not None:
@@ -121,6 +117,7 @@ def row_details(spec: ComparisonPage) -> dict[str, list[Block]]:
     kept, _ = select_trials(spec.records, spec.selection)
     selected = {r.run_id for r in kept}
     defaults = method_defaults(spec.records)
+    beside = set(os.listdir(spec.runs_dir)) if spec.runs_dir is not None and spec.runs_dir.is_dir() else None
     runs: dict[str, list[RunRecord]] = {}
     for r in spec.records:
         runs.setdefault(row_of(r, spec.held_out), []).append(r)
@@ -128,7 +125,7 @@ def row_details(spec: ComparisonPage) -> dict[str, list[Block]]:
     for experiment, members in runs.items():
         members.sort(key=lambda r: (r.seed, r.trial if r.trial is not None else -1, r.target or ""))
         chosen = [r for r in members if r.run_id in selected] or members
-        out[experiment] = [_runs_block(members, selected, spec),
+        out[experiment] = [_runs_block(members, selected, spec.held_out, beside),
                            *_config_blocks(chosen[0], members, defaults[defaults_command(chosen[0])]),
                            *_grouping_blocks(chosen)]
     return out
@@ -139,22 +136,22 @@ def _accuracy(record: RunRecord, split: str, task: str) -> str:
     return NO_VALUE if value is None else f"{value:.2f}"
 
 
-def _runs_block(members: list[RunRecord], selected: set[str], spec: ComparisonPage) -> Block:
+def _runs_block(members: list[RunRecord], selected: set[str], held_out: bool, beside: set[str] | None) -> Block:
     tasks = [t for t in dict.fromkeys(t for r in members for t in r.tasks)]
     search = any(r.trial is not None for r in members)
     headers = ["run id", "seed", *(["trial", "selected", "drawn settings"] if search else []),
-               *(["held-out domain"] if spec.held_out else []),
+               *(["held-out domain"] if held_out else []),
                *[f"{t} test / val" for t in [*tasks, "average"]], "epoch", "wall s", "warnings", "kept on disk"]
     rows = []
     for r in members:
         rows.append([r.run_id, str(r.seed),
                      *([NO_VALUE if r.trial is None else str(r.trial), "yes" if r.run_id in selected else "no",
                         _drawn(r)] if search else []),
-                     *([r.target or NO_VALUE] if spec.held_out else []),
+                     *([r.target or NO_VALUE] if held_out else []),
                      *[f"{_accuracy(r, 'test', t)} / {_accuracy(r, 'val', t)}" for t in [*tasks, "average"]],
                      NO_VALUE if r.selected_epoch is None else str(r.selected_epoch),
                      NO_VALUE if r.wall_time_s is None else f"{r.wall_time_s:.3g}",
-                     "; ".join(_warnings(r)) or "none", _kept(r, spec.runs_dir)])
+                     "; ".join(_warnings(r)) or "none", _kept(r, beside)])
     what = "trials (the selected one per seed: selected)" if search else "runs, one per seed"
     return Block(f"Its {what}: test / validation accuracy (%) per task", "table", headers, rows)
 
@@ -179,13 +176,13 @@ def _warnings(record: RunRecord) -> list[str]:
     return notes
 
 
-def _kept(record: RunRecord, runs_dir: Path | None) -> str:
-    """The checkpoint the run kept (runtime.keep_checkpoint) and its files beside the record."""
+def _kept(record: RunRecord, beside: set[str] | None) -> str:
+    """The checkpoint the run kept (runtime.keep_checkpoint) and its files among `beside`, the
+    names in the records' folder (None: not looked up)."""
     kept = [f"checkpoint: {record.checkpoint_kept or 'not recorded'}"]
-    if runs_dir is not None:
-        files = [p.name for p in (curves_path(runs_dir, record.run_id), warmup_curves_path(runs_dir, record.run_id),
-                                  tensorboard_path(runs_dir, record.run_id)) if p.exists()]
-        kept.append("beside the record: " + (", ".join(files) if files else "nothing"))
+    if beside is not None:
+        files = [path(".", record.run_id).name for path in (curves_path, warmup_curves_path, tensorboard_path)]
+        kept.append("beside the record: " + (", ".join(f for f in files if f in beside) or "nothing"))
     return "; ".join(kept)
 
 

@@ -56,14 +56,15 @@ import pandas as pd
 from bench.comparison import (MEMORY_MEASURES, MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints,  # noqa: F401
                               experiment_key, gpu_hours, held_out_rows, method_label, method_order, select_trials,
                               summarize, table_key)  # (tests and tools use them)
+from bench.comparison_page import SWATCHES, ComparisonPage, figures_of, render_comparison_page
 from bench.curves import curves_path, read_epoch_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
-from bench.comparison_page import ComparisonPage, figures_of, render_comparison_page, warm_up
 from bench.report_page import finish_page, render_index
 from bench.report_plots import (Drawn, FigureDrawer, figure_processes, method_style,  # noqa: F401
-                                plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label)
+                                plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label,
+                                swatches)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
@@ -333,13 +334,16 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         page = ComparisonPage(dataset, title, text, summary, table, mine_records, selection, held_out,
                               figures_of(drawn, "test" if held_out else split), problems, gone,
                               None if runs_dir is None else Path(runs_dir))
-        figures.then(finish_page, paths["html"], figures.draw(render_comparison_page, page), drawn)
-        pages.append((paths["html"].name, title))
+        drawn[SWATCHES] = figures.draw(swatches, summary)
+        pages.append((paths["html"], page, drawn))
         print(f"\n{title}\n{table.to_markdown(index=False, disable_numparse=True)}")
         written += paths.values()
-    earlier = sorted(p.name for p in out_dir.glob("*.html") if p.name != "index.html" and p.name not in dict(pages))
+    for path, page, drawn in pages:  # rendered here while every figure is being drawn; written once they are
+        figures.then(finish_page, path, render_comparison_page(page), drawn)
+    links = [(path.name, page.title) for path, page, _ in pages]
+    earlier = sorted(p.name for p in out_dir.glob("*.html") if p.name != "index.html" and p.name not in dict(links))
     figures.then(finish_page, out_dir / "index.html",
-                 figures.draw(render_index, pages + [(name, f"{name} (an earlier report)") for name in earlier]), {})
+                 render_index(links + [(name, f"{name} (an earlier report)") for name in earlier]), {})
     return written + [out_dir / "index.html"]
 
 
@@ -407,7 +411,7 @@ def main(argv=None) -> int:
     if not Path(args.runs).is_dir():
         print(f"No result folder {args.runs}: run experiments first (python -m bench.run ...) or pass --runs.")
         return 2
-    with FigureDrawer(figure_processes(), warm_up) as figures:  # its processes start now, beside the reading
+    with FigureDrawer(figure_processes()) as figures:  # its processes start now, beside the reading
         records, problems = load_records(args.runs)
         print(f"{len(records)} complete record(s) in {args.runs}, {len(problems)} skipped")
         for line in _problem_lines(problems):

@@ -12,9 +12,9 @@ list of `Block`s (a small table, an SVG, a paragraph), opened in place under the
 comparison table (bench/comparison_page.py) is one such table; another kind of table (the
 sequential protocol's) is rendered by building its own `Table`.
 
-The figures are drawn in the report's drawing processes (bench/report_plots.py), as is the
-page: its rendering runs there too, and leaves a slot (`Figure.slot`) for each figure;
-`finish_page` puts the figures' SVG into their slots once they are drawn.
+The figures are drawn in the report's drawing processes (bench/report_plots.py); the page is
+rendered meanwhile, with a `slot` for each figure (and for each row's marker), and
+`finish_page` puts their SVG into the slots once they are drawn.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class Block:
 class Row:
     cells: list[Cell]
     label: str
-    swatch: str = ""                  # the row's marker and line in the figures (SVG)
+    swatch: str = ""                  # the row's marker and line in the figures (SVG, or its `slot`)
     detail: list[Block] = dataclasses.field(default_factory=list)
 
 
@@ -69,7 +69,12 @@ class Figure:
 
     @property
     def slot(self) -> str:
-        return f"<!--figure:{self.name}-->"
+        return slot(self.name)
+
+
+def slot(name: str, index: int | None = None) -> str:
+    """Where a drawing goes into a rendered page (`finish_page`): a figure, or one of a list."""
+    return f"<!--drawn:{name}-->" if index is None else f"<!--drawn:{name}:{index}-->"
 
 
 @dataclasses.dataclass
@@ -104,7 +109,7 @@ def render(page: Page) -> str:
 
 @functools.cache
 def template():
-    import jinja2  # imported by the drawing process that renders, not by the report command
+    import jinja2  # imported by a report that writes a page, once its figures are being drawn
     import markupsafe
     environment = jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
                                      autoescape=True, trim_blocks=True, lstrip_blocks=True,
@@ -113,13 +118,14 @@ def template():
     return environment.get_template("page.html.j2")
 
 
-def finish_page(path: Path, html, figures: dict[str, Any]) -> None:
-    """Write the rendered page (a `Drawn` HTML text) to `path` with each figure's SVG (`Drawn`
-    SVG texts by name) in its slot."""
-    text = html.result()
-    for name, drawn in figures.items():
-        text = text.replace(f"<!--figure:{name}-->", drawn.result())
-    Path(path).write_text(text)
+def finish_page(path: Path, html: str, drawn: dict[str, Any]) -> None:
+    """Write the rendered page to `path` with each drawing in its `slot`: `drawn` maps a name to
+    its `Drawn` (bench/report_plots.py), an SVG text or a list of them."""
+    for name, drawing in drawn.items():
+        result = drawing.result()
+        for index, svg in ([(None, result)] if isinstance(result, str) else enumerate(result)):
+            html = html.replace(slot(name, index), svg)
+    Path(path).write_text(html)
 
 
 def render_index(pages: list[tuple[str, str]]) -> str:

@@ -345,7 +345,7 @@ def figure_processes() -> int:
     return max(1, min(MAX_FIGURE_PROCESSES, cores))
 
 
-def import_matplotlib() -> None:
+def _import_matplotlib() -> None:
     new_figure()
 
 
@@ -365,19 +365,18 @@ class FigureDrawer:
     the caller goes on writing its tables, or one after the other here with processes=1.  A
     figure is about 0.6 s of Agg drawing and PNG encoding, all CPU, and each is a file of its own,
     so on 2 cores two figures take the time of one; the files are the same bytes either way
-    (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s;
-    `warm_up`: what else they had better import) while the caller reads its records.  A figure
-    that fails raises when the `with` block ends.
+    (tests/bench/test_report.py).  The processes start at once and import matplotlib (0.5 s)
+    while the caller reads its records.  A figure that fails raises when the `with` block ends.
     `then(finish, ...)`: call `finish` here once every drawing is done (a page's figures go
     into it then)."""
 
-    def __init__(self, processes: int, warm_up: Callable[[], None] = import_matplotlib):
+    def __init__(self, processes: int):
         self._pool = None
         self._pending: list[Future] = []
         self._then: list[tuple[Callable[..., None], tuple]] = []
         if processes > 1:
             self._pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
-                                             initializer=warm_up)
+                                             initializer=_import_matplotlib)
             self._pending.append(self._pool.submit(int))  # forks every process now (a fork pool starts them all)
 
     def draw(self, plot: Callable[..., Any], *args) -> Drawn:
