@@ -3,7 +3,7 @@
 `CurveLogger` is a `TrainObserver` (bench/observers.py) of the loop's steps and epochs, and
 writes them:
 
-* `<run id>.curves.csv` beside the run's record, one row per logged step with the columns
+* `<run id>.curves.csv`, one row per logged step with the columns
   `CURVE_COLUMNS` and then `val <task>` per task and `val average`: a row at every epoch end
   (kind `epoch`: the epoch's mean training loss and its validation accuracies) and, with
   `runtime.log_every_steps=k`, one every k steps (kind `step`: the mean loss since the last
@@ -12,6 +12,10 @@ writes them:
 * with `runtime.logger=tensorboard`, the same scalars as TensorBoard event files in
   `<run id>.tb/` (torch.utils.tensorboard; the `tensorboard` extra).
 
+While a run trains, these files are beside its checkpoint (`<checkpoint_dir>/<run id>/`, where a
+resume continues them); once its record is written, `publish_curves` moves them beside the record,
+so the results folder holds the curves of finished runs only.
+
 A resumed run first drops the rows logged after its checkpoint, so the file holds each step
 once however often the run was interrupted.  Only the loss of a logged step is read from
 the device (one synchronisation every k steps, none in between).
@@ -19,12 +23,15 @@ the device (one synchronisation every k steps, none in between).
 from __future__ import annotations
 
 import csv
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, StorageError
 from bench.observers import TrainObserver
 
 CURVE_COLUMNS = ("kind", "epoch", "step", "loss", "lr")
@@ -120,6 +127,38 @@ def warmup_curves_path(results_dir: Path | str, run_id: str) -> Path:
 
 def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.tb"
+
+
+def publish_curves(live_folder: Path, results_dir: Path | str, run_id: str) -> None:
+    """Move a finished run's curves (CSV, warm-up CSV, TensorBoard folder) from beside its
+    checkpoint to beside its record; each arrives whole (a rename, or a copy renamed into place
+    across file systems).  Called after the record is written, and again by a relaunch that
+    finds the record, which finishes a move that a kill cut short."""
+    for where in (curves_path, warmup_curves_path, tensorboard_path):
+        source, target = where(live_folder, run_id), where(results_dir, run_id)
+        if not source.exists():
+            continue
+        try:
+            _move(source, target)
+        except OSError as error:
+            raise StorageError(f"The run's record is written, but its learning curves could not be moved from "
+                               f"{source} to {target} ({error.strerror}). Free space or fix the permissions "
+                               "there, then relaunch the same command: it finds the record and moves them.") from None
+
+
+def _move(source: Path, target: Path) -> None:
+    if target.is_dir():  # a rerun's (runtime.skip_done=false) TensorBoard folder replaces the earlier one
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, partial)
+        os.replace(partial, target)
+        (shutil.rmtree if source.is_dir() else os.unlink)(source)
 
 
 def read_epoch_curves(path: Path) -> pd.DataFrame | None:

@@ -28,7 +28,7 @@ from tabulate import tabulate
 from bench import distributed, faults
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
-from bench.curves import CurveLogger, curves_path, tensorboard_path, warmup_curves_path
+from bench.curves import CurveLogger, curves_path, publish_curves, tensorboard_path, warmup_curves_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
@@ -78,6 +78,7 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
             log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
                      done.run_id, plan.record_path)
             if world.is_writer:
+                publish_curves(plan.run_folder, cfg.runtime.results_dir, plan.run_id)  # a move a kill cut short
                 print_summary(done)
             return done
         return _train_and_record(plan)  # (its _start_over_if_asked lines the ranks up on one checkpoint)
@@ -130,7 +131,7 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
     outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
                   progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
-                  observers=_observers(plan, curves_path(cfg.runtime.results_dir, plan.run_id),
+                  observers=_observers(plan, curves_path(plan.run_folder, plan.run_id),
                                        data.eval_task_names("val")))
 
     if outcome.nonfinite_steps:  # in the record too, not only on the console
@@ -150,6 +151,7 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     if distributed.current().is_writer:
         save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
         write_record(record, plan.record_path)
+        publish_curves(plan.run_folder, cfg.runtime.results_dir, plan.run_id)  # beside the record, now it is
         for path in (plan.checkpoint_path, plan.warmup_checkpoint_path):  # only once the record is safe
             remove_checkpoint(cfg.runtime.keep_checkpoint, path)
         print_summary(record)
@@ -163,7 +165,7 @@ def _warm_up(plan: RunPlan, method: Method, data: MultiTaskData, device: torch.d
     cfg = plan.cfg
     warm_up(method, data, cfg.train, device, plan.warmup_checkpoint_path, plan.run_id, cfg.runtime.progress,
             cfg.runtime.checkpoint_every_steps,
-            _observers(plan, warmup_curves_path(cfg.runtime.results_dir, plan.run_id), (), tensorboard=False))
+            _observers(plan, warmup_curves_path(plan.run_folder, plan.run_id), (), tensorboard=False))
     extras = method.record_extras()
     if "grouping" in extras and distributed.current().is_writer:  # a method that groups its tasks (MmAP)
         write_grouping(plan.checkpoint_path.parent / "grouping", extras["grouping"])
@@ -174,7 +176,7 @@ def _observers(plan: RunPlan, curves: Path, val_tasks, tensorboard: bool = True)
     `val_tasks` validated at each epoch end; TensorBoard with runtime.logger=tensorboard) and
     the fault point of the reliability tests, last."""
     runtime = plan.cfg.runtime
-    board = tensorboard_path(runtime.results_dir, plan.run_id) if tensorboard and runtime.logger == "tensorboard" \
+    board = tensorboard_path(plan.run_folder, plan.run_id) if tensorboard and runtime.logger == "tensorboard" \
         else None
     curve_logger = [CurveLogger(curves, list(val_tasks), runtime.log_every_steps, board)]
     return [*(curve_logger if distributed.current().is_writer else []), faults.StepFaults()]

@@ -63,6 +63,11 @@ class RunPlan:
     checkpoint_path: Path
 
     @property
+    def run_folder(self) -> Path:
+        """`<checkpoint_dir>/<run id>/`: the run's checkpoints, lock and, while it trains, its curves."""
+        return self.checkpoint_path.parent
+
+    @property
     def warmup_checkpoint_path(self) -> Path:
         """The checkpoint of the run's warm-up (MmAP's grouping), beside the training one."""
         return self.checkpoint_path.with_name("warmup.pt")

@@ -105,7 +105,8 @@ class RuntimeConfig:
     trial: Optional[int] = setting(None, "trial number of a hyper-parameter search (set by bench.sweep; "
                                    "bench/search_space.py); null: not a search trial", min=0)
     logger: Literal["csv", "tensorboard"] = setting(
-        "csv", "learning curves: csv: <run id>.curves.csv beside the record | tensorboard: also TensorBoard "
+        "csv", "learning curves: csv: <run id>.curves.csv (beside the checkpoint while training, then beside the "
+               "record) | tensorboard: also TensorBoard "
                "event files under <run id>.tb/ (pip install 'clip-prompt-bench[tensorboard]')")
     log_every_steps: int = setting(0, "also log the training loss and lr every k steps (0: epoch ends only)", min=0)
     cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, chosen_method, compose_command_line, compose_config
 from bench.atomic_io import write_json_atomic
+from bench import faults
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
@@ -164,17 +165,34 @@ class SweepDrain(submitit.helpers.Checkpointable):
     run lock), a finished one is read back (its record), so together they drain the list."""
 
     def __call__(self, runs: list[list[str]], threads: int) -> dict:
-        import torch  # deferred: a worker trains; `status`, `list` and `cancel` never import torch
-
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         # submitit's job environment bypasses SIGTERM (on SLURM it precedes a requeue); a local
-        # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C
+        # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C: from
+        # the first line, not after the seconds of importing torch
         signal.signal(signal.SIGTERM, raise_on_signal)
-        torch.set_num_threads(threads)
         try:
+            _die_with_controller()
+            import torch  # deferred: a worker trains; `status`, `list` and `cancel` never import torch
+
+            logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+            torch.set_num_threads(threads)
             return drain(runs)
         except KeyboardInterrupt as stop:  # submitit records an Exception as the job's error, not this
             raise JobInterrupted(f"Interrupted by {stop}; `bench.sweep PRESET launch` resumes it") from None
+
+
+def _die_with_controller() -> None:
+    """SIGTERM this worker when its submitit controller dies (Linux's parent-death signal): a
+    `kill -9` of the controller, whose pid is the job id `status` watches, then stops the worker
+    at its last checkpoint instead of leaving it training runs that `status` calls FAILED."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # deferred: Linux only
+
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the controller died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class JobInterrupted(RuntimeError):
@@ -186,7 +204,8 @@ def drain(runs: list[list[str]]) -> dict[str, int]:
     from bench.experiment import run_experiment  # deferred: torch and open_clip, for the runs only
 
     counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
-    for overrides in runs:
+    for index, overrides in enumerate(runs, start=1):
+        faults.before_run(index)
         try:
             run_experiment(compose_config(overrides))
             counts["complete"] += 1

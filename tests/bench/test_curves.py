@@ -143,3 +143,20 @@ def test_a_fresh_start_replaces_old_curves_and_a_step_without_images_is_not_a_lo
     with path.open(newline="") as file:
         assert list(csv.DictReader(file)) == []
     assert read_epoch_curves(path) is None and read_epoch_curves(tmp_path / "absent.csv") is None
+
+
+def test_publish_curves_moves_a_finished_runs_curves_beside_its_record(tmp_path):
+    from bench.curves import publish_curves
+    live, results = tmp_path / "checkpoints" / "r1", tmp_path / "runs"
+    live.mkdir(parents=True)
+    (live / "r1.curves.csv").write_text("kind,epoch\n")
+    (live / "r1.tb").mkdir()
+    (live / "r1.tb" / "events").write_text("new")
+    (results / "r1.tb").mkdir(parents=True)
+    (results / "r1.tb" / "old-events").write_text("a rerun's earlier events")
+    publish_curves(live, results, "r1")
+    assert sorted(p.name for p in live.iterdir()) == []
+    assert (results / "r1.curves.csv").read_text() == "kind,epoch\n"
+    assert sorted(p.name for p in (results / "r1.tb").iterdir()) == ["events"]
+    publish_curves(live, results, "r1")  # nothing left to move: a no-op
+    assert (results / "r1.curves.csv").exists()

@@ -49,6 +49,9 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]  # killed exactly at that step
     assert not (killed / "results" / "runs" / f"{reference['run_id']}.json").exists()
+    # no curves without a record in the results: they wait beside the checkpoint, where the resume continues them
+    assert list((killed / "results" / "runs").glob("*")) == []
+    assert (killed / "checkpoints" / reference["run_id"] / f"{reference['run_id']}.curves.csv").exists()
     checkpoint = torch.load(killed / "checkpoints" / reference["run_id"] / "checkpoint.pt", weights_only=False)
     assert checkpoint["outcome"]["steps_run"] == kill_at_step - 1  # the last checkpoint: the step before
 
