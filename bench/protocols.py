@@ -17,7 +17,7 @@ task; zero-shot trains nothing): `st` and MmAP `grouped` keep a set per task (an
 have nothing learned to apply to the held-out domain, so they are refused at start-up
 (`UNSEEN_TARGET_MODES`).  DomainBed's leave-one-domain-out *selection* is not offered: it needs
 extra runs that hold out a second (source) domain each, i.e. a run with two held-out domains
-and a selection across runs of different data: see the README's protocol section.
+and a selection across runs of different data: see docs/protocols.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The foundation: the layers of the code, no import cycle, no import hidden in a function,
-and import names that cannot collide with another package's (README: Architecture)."""
+and import names that cannot collide with another package's (docs/architecture.md)."""
 from __future__ import annotations
 
 import ast
@@ -50,7 +50,7 @@ def layer_of(module: str) -> int:
             if module == member or module.startswith(member + "."):
                 if best is None or len(member) > len(best[1]):
                     best = (index, member)
-    assert best is not None, f"{module} is in no layer: add it to LAYERS and to README's Architecture"
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and to docs/architecture.md's layers"
     return best[0]
 
 
