@@ -476,8 +476,8 @@ def human_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-@guarded
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m bench.sweep` (the docs' commands are parsed by it in tests)."""
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
     parser.add_argument("action", choices=["launch", "status", "list", "run", "cancel"], nargs="?",
@@ -494,7 +494,21 @@ def main(argv: list[str] | None = None) -> int:
                              "cores // --threads-per-run)")
     parser.add_argument("--threads-per-run", type=int, default=4,
                         help="local sweeps on CPU: the cores one run uses, for --parallel auto (default 4)")
-    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
+    return parser
+
+
+def executor_params(items: list[str]) -> dict:
+    """The submitit parameters of `--param KEY=VALUE` options (digits as integers)."""
+    params = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        params[key] = int(value) if value.isdigit() else value
+    return params
+
+
+@guarded
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)  # overrides before or after the options
     if args.action == "list":
         runs, _ = plan(args.preset, args.overrides)
         for run in runs:
@@ -506,11 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "cancel":
         cancel(args.preset, args.overrides)
     else:
-        params = {}
-        for item in args.param:
-            key, _, value = item.partition("=")
-            params[key] = int(value) if value.isdigit() else value
-        launch(args.preset, args.overrides, args.cluster, params, args.parallel, args.threads_per_run)
+        launch(args.preset, args.overrides, args.cluster, executor_params(args.param), args.parallel,
+               args.threads_per_run)
     return 0
 
 
