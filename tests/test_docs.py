@@ -143,13 +143,14 @@ def checked_grid(preset_name: str, extra: tuple[str, ...]) -> int:
     return len(runs)
 
 
-def exit_code(function, *args) -> int:
-    """A command's main in this process, its output swallowed: its exit status."""
+def exit_code(function, *args) -> tuple[int, str]:
+    """A command's main in this process: its exit status and what it printed."""
+    printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            return function(*args) or 0
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            return function(*args) or 0, printed.getvalue()
     except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
+        return (stop.code if isinstance(stop.code, int) else 1), printed.getvalue()
 
 
 # ---- the commands -----------------------------------------------------------------------------------
@@ -192,7 +193,8 @@ def bench_sweep(args: list[str], context) -> str | None:
         checked_grid(options.preset, extra)
         return "sweep-trains"
     context.getfixturevalue("toy_dataset")  # generated once per session
-    assert exit_code(sweep.main, [*args, *runtime_overrides(context.getfixturevalue("tmp_path"))]) == 0
+    code, printed = exit_code(sweep.main, [*args, *runtime_overrides(context.getfixturevalue("tmp_path"))])
+    assert code == 0 and "method=" in printed, printed[-3000:]
     return None
 
 
@@ -213,10 +215,10 @@ class FiguresAskedFor:
         return None
 
 
-@functools.cache
 def reported(args: tuple[str, ...], runs: Path, out: Path) -> tuple[str, ...]:
     """`bench.report *args` on the records in `runs`, written to `out`: the files it wrote."""
-    assert exit_code(report.main, [*args, "--runs", str(runs), "--out", str(out)]) == 0
+    code, printed = exit_code(report.main, [*args, "--runs", str(runs), "--out", str(out)])
+    assert code == 0, printed[-3000:]
     return tuple(sorted(p.name for p in out.iterdir()))
 
 
@@ -235,14 +237,16 @@ def bench_check(args: list[str], context) -> str | None:
     """Run on a generated Office-Home tree of 3 classes standing in for the real one."""
     root = make_imagefolder(context.getfixturevalue("tmp_path") / "office_home", OH_DOMAINS, OH_CLASSES)
     args = [f"dataset.root={root}" if a.startswith("dataset.root=") else a for a in args]
-    assert exit_code(check_command.main, [*args, f"dataset.num_classes={len(OH_CLASSES)}"]) == 0
+    code, printed = exit_code(check_command.main, [*args, f"dataset.num_classes={len(OH_CLASSES)}"])
+    assert code == 0 and "Real World" in printed, printed[-3000:]
     return None
 
 
 def bench_prepare(args: list[str], context) -> str | None:
     options = prepare.parser().parse_args(args)
     if options.urls:
-        assert exit_code(prepare.main, args) == 0
+        code, printed = exit_code(prepare.main, args)
+        assert code == 0 and all(line in printed for line in list_urls(options.name)), printed[-3000:]
         return None
     downloads = "\n".join(list_urls(options.name))
     unnamed = [a for a in options.archive
