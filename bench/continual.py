@@ -13,9 +13,14 @@ Indices below are 1-based as in the papers; the code's lists are 0-based.
   (1/K) sum_k (1/k) sum_{j<=k} R[k][j], the mean over stages of the accuracy on the domains
   trained so far.
 * **forgetting** (Chaudhry et al., "Riemannian Walk for Incremental Learning", ECCV 2018):
-  (1/(K-1)) sum_{j<K} (max_{k<K} R[k][j] - R[K][j]), how far each earlier domain fell from
+  (1/(K-1)) sum_{j<K} (max_{j<=k<K} R[k][j] - R[K][j]), how far each earlier domain fell from
   its best accuracy over the stages before the last (negative only where the last stage beats
-  every earlier one on that domain).
+  every earlier one on that domain).  The max runs over the stages from the domain's own on,
+  as in Chaudhry et al., where a task's accuracy exists only once it was learned: DESIGN.md's
+  max_{k<K} read literally would also take the stages before domain j was trained (the
+  transfer entries above the diagonal), counting as forgotten an accuracy that was never learned
+  (a `st` set that scores lower after its own training than untrained would then "forget",
+  though nothing of it changes after its stage).
 * **backward transfer** (Lopez-Paz and Ranzato, "Gradient Episodic Memory for Continual
   Learning", NeurIPS 2017): (1/(K-1)) sum_{j<K} (R[K][j] - R[j][j]), what the later stages did
   to each domain since it was trained (negative: forgotten).
@@ -62,9 +67,9 @@ def average_incremental(R: Matrix) -> float:
 
 
 def forgetting(R: Matrix) -> Optional[float]:
-    """The mean over j < K of max_{k<K} R[k][j] - R[K][j] (Chaudhry et al. 2018)."""
+    """The mean over j < K of max_{j<=k<K} R[k][j] - R[K][j] (Chaudhry et al. 2018)."""
     K = _square(R)
-    return _mean([max(R[k][j] for k in range(K - 1)) - R[K - 1][j] for j in range(K - 1)])
+    return _mean([max(R[k][j] for k in range(j, K - 1)) - R[K - 1][j] for j in range(K - 1)])
 
 
 def backward_transfer(R: Matrix) -> Optional[float]:
