@@ -56,6 +56,8 @@ from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
 from bench.report_plots import (FigureDrawer, figure_processes, method_style, plot_acc_vs_params,  # noqa: F401
                                 plot_acc_vs_time, plot_curves, plot_held_out, point_label)
+from bench.report_sequential import (CAPTION as SEQUENTIAL_CAPTION, draw_figures as draw_sequential_figures,
+                                     incremental_table, is_sequential, sequential_rows, title_of as sequential_title)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
@@ -190,6 +192,9 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
             "oracle": "the epoch with the best validation average of the held-out domain: ORACLE, an upper bound"}
     if any(r.protocol == "leave_one_out" for r in records):
         rule["val"] = "the epoch with the best validation average of the source domains (training-domain validation)"
+    if any(r.protocol == "sequential" for r in records):
+        rule["val"] = "in each stage, the epoch with the best validation accuracy of that stage's domain"
+        rule["last"] = "in each stage, its last epoch"
     recorded = [f"train.selection={w} ({rule[w]})" if w in rule else f"train.selection={w}"
                 for w in within if w != "not recorded"]
     parts = ["Model selection: within a run, " + (", ".join(recorded) if recorded else "not recorded") + "."]
@@ -244,7 +249,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     for dataset in chosen:  # every table first: a bad --baseline stops the report before it writes
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
         summaries[dataset] = summarize(records, dataset, "test" if held_out else split, selection, baseline,
-                                       held_out_rows if held_out else select_trials)
+                                       held_out_rows if held_out else
+                                       sequential_rows if is_sequential(dataset) else select_trials)
         if baseline_required and summaries[dataset].attrs.get("baseline_index") is None:
             rows = summaries[dataset]
             named = sorted({*rows["method"], *(rows["method"] + ":" + rows["mode"]), *rows["label"]})
@@ -254,12 +260,15 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     for dataset in chosen:
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
         summary = summaries[dataset]
-        table = display_table(summary)
+        sequential = is_sequential(dataset)  # its own table, figures and caption (bench/report_sequential.py)
+        table = incremental_table(display_table(summary)) if sequential else display_table(summary)
         mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
         oracle = selection == "test" or (held_out and any(r.selection == "oracle" for r in mine_records))
         title = (f"{dataset}: held-out-domain test accuracy (%), leave-one-domain-out" if held_out
+                 else sequential_title(dataset, split) if sequential
                  else f"{dataset}: {split} accuracy (%)") + (" [ORACLE selection: upper bound]" if oracle else "")
-        text = (HELD_OUT_CAPTION if held_out else "") + caption(mine_records, summary, split, selection)
+        text = (HELD_OUT_CAPTION if held_out else SEQUENTIAL_CAPTION if sequential else "") + caption(
+            mine_records, summary, split, selection)
         md = [f"# {title}", "", text, "", table.to_markdown(index=False, disable_numparse=True), ""]
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]
@@ -281,6 +290,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         if held_out:
             paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
             figures.draw(plot_held_out, summary, paths["held-out png"], title)
+        if sequential:
+            paths.update(draw_sequential_figures(summary, mine_records, out_dir, dataset, title, figures))
         if curves_from is not None:
             path = write_curves(summary, mine_records, selection, Path(curves_from), out_dir / f"{dataset}_curves.png",
                                 f"{dataset}: learning curves (mean ± se over seeds)", figures)

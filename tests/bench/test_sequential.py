@@ -191,3 +191,34 @@ def test_sigkill_in_any_stage_then_resume_gives_the_same_record(tmp_path, uninte
     resumed = run_experiment(compose_config(RESUME_RUN + runtime_overrides(killed))).to_dict()
     assert _comparable(resumed) == _comparable(uninterrupted)
     assert resumed["resumes"] == 1 and uninterrupted["resumes"] == 0
+
+
+# ---- the report: the incremental table, the stages figure, the matrices; never mixed with multitask -----
+def test_the_report_writes_the_incremental_table_figure_and_heatmaps_apart_from_multitask(capsys, tmp_path):
+    from bench.report import load_records, write_report
+    for method in (["method=zeroshot"], ["method=coop"], ["method=coop", "method.mode=st"]):
+        for seed in (1, 2):
+            code, out = launch(SEQ + QUICK + method + [f"seed={seed}"] + runtime_overrides(tmp_path), capsys)
+            assert code == 0, out
+    code, out = launch(QUICK + ["method=zeroshot"] + runtime_overrides(tmp_path), capsys)  # a multitask run beside them
+    assert code == 0, out
+    records, problems = load_records(tmp_path / "results" / "runs")
+    assert len(records) == 7 and not problems
+    written = {p.name for p in write_report(records, problems, tmp_path / "out")}
+    assert {"toy.md", "toy-seq.md", "toy-seq.csv", "toy-seq.tex", "toy-seq_stages.png",
+            "toy-seq_matrices.png"} <= written
+    seq = (tmp_path / "out" / "toy-seq.md").read_text()
+    assert "domains in sequence" in seq and "the best validation accuracy of that stage's domain" in seq
+    lines = [line for line in seq.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].split("|")[1:-1]]
+    assert header[:8] == ["Method", "Mode", "Final average", "Avg incremental", "Forgetting", "BWT", "Transfer",
+                          "Transfer − ZS"]
+    assert "Δ vs Zero-shot-MT" in header and "Params" in header and header[-1] == "n"
+    rows = {tuple(c.strip() for c in line.split("|")[1:3]): dict(zip(header, (c.strip() for c in line.split("|")[1:-1])))
+            for line in lines[1:]}
+    assert set(rows) == {("Zero-shot", "MT"), ("CoOp", "MT"), ("CoOp", "ST")}
+    assert rows[("CoOp", "ST")]["Forgetting"] == "0.00 ± 0.00" and rows[("CoOp", "ST")]["n"] == "2"
+    assert rows[("Zero-shot", "MT")]["Transfer − ZS"] == "0.00 ± 0.00"
+    csv = (tmp_path / "out" / "toy-seq.csv").read_text().splitlines()[0]
+    assert "Forgetting mean" in csv and "R[4,1] se" in csv and "after 2: sketch mean" in csv
+    assert "Forgetting" not in (tmp_path / "out" / "toy.md").read_text()  # the multitask table has no sequential row
