@@ -187,6 +187,12 @@ class MethodConfig:
         refuses such a warm-up, which would see later stages' domains before stage 1."""
         return None
 
+    @classmethod
+    def without_warmup_on_every_task(cls, mode: str) -> tuple[str, ...]:
+        """Overrides under which `mode` needs no such warm-up (a sweep's `method: all` adds them
+        under protocol=sequential); () where its defaults need none."""
+        return ()
+
 
 @dataclass
 class SpeedConfig:

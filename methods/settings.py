@@ -164,6 +164,12 @@ class MmAPConfig(MethodConfig):
                 "method.grouping.strategy=one_group, singletons or manual (with method.grouping.groups), or "
                 "method.grouping.affinity_file=<a multitask run's grouping/groups.json>")
 
+    @classmethod
+    def without_warmup_on_every_task(cls, mode: str) -> tuple[str, ...]:
+        """protocol=sequential's default for grouped MmAP: one group (a shared MmAP carried through the
+        stages) beside each domain's own task MmAP (docs/protocols.md)."""
+        return ("method.grouping.strategy=one_group",) if mode == "grouped" else ()
+
 
 #: the settings worth tuning (bench/search_space.py), around the reference's:
 #: MaPLe's training, lr 0.0035; our default 8 tokens

@@ -222,3 +222,23 @@ def test_the_report_writes_the_incremental_table_figure_and_heatmaps_apart_from_
     csv = (tmp_path / "out" / "toy-seq.csv").read_text().splitlines()[0]
     assert "Forgetting mean" in csv and "R[4,1] se" in csv and "after 2: sketch mean" in csv
     assert "Forgetting" not in (tmp_path / "out" / "toy.md").read_text()  # the multitask table has no sequential row
+
+
+# ---- sweep presets -----------------------------------------------------------------------------------
+def test_seq_presets_run_every_method_and_mode_in_sequence_and_their_configs_are_valid():
+    from bench.sweep import expand_grid, load_preset
+    every = {(name, mode) for name, card in METHODS.items() for mode in card.modes}
+    for name, orders in (("toy_seq", 1), ("toy_seq_orders", 2), ("officehome_seq", 1), ("minidomainnet_seq", 2),
+                         ("domainnet_seq", 2)):
+        runs = expand_grid(load_preset(name))
+        assert all("protocol=sequential" in r for r in runs)
+        assert len(runs) == len(every) * 3 * orders
+        ran = {(next(o for o in r if o.startswith("method=")).split("=")[1],
+                next((o.split("=")[1] for o in r if o.startswith("method.mode=")), "mt")) for r in runs}
+        assert ran == every, name
+        for run in runs[:: max(1, len(runs) // 9)] + [r for r in runs if "method.mode=grouped" in r][:1]:
+            check(compose_config(run))  # every run's config is valid (MmAP grouped without an all-domain warm-up)
+    reverse = {o for r in expand_grid(load_preset("toy_seq_orders")) for o in r if o.startswith("dataset.task_order=")}
+    assert reverse == {f"dataset.task_order=[{','.join(ORDER)}]", f"dataset.task_order=[{','.join(ORDER[::-1])}]"}
+    smoke = expand_grid(load_preset("toy_seq_smoke"))
+    assert 2 <= len(smoke) <= 4
