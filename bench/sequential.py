@@ -70,21 +70,29 @@ class SequentialOutcome:
         return {split: sequential_metrics(rows) for split, rows in self.matrix.items()}
 
 
-def restore_unread(method: Method, domain: int, start: dict[str, torch.Tensor]) -> None:
-    """Put back, as they were in `start`, the trainable entries task `domain` does not read."""
-    readers = method.task_readers()
-    if not readers:
+def unread_entries(method: Method, domain: int) -> dict[str, tuple]:
+    """A copy of the trainable entries task `domain` does not read (`task_readers`): {parameter
+    name: (its rows, or ... for the whole tensor; their values)}; empty when every task reads
+    everything (mt, zero-shot)."""
+    params = dict(method.trainable_parameters())
+    saved = {}
+    for name, who in method.task_readers().items():
+        rows = (... if domain not in who else None) if isinstance(who, frozenset) else \
+            [r for r, tasks in enumerate(who) if domain not in tasks] or None
+        if rows is not None:
+            saved[name] = (rows, params[name].detach()[rows].clone())
+    return saved
+
+
+def restore_unread(method: Method, saved: dict[str, tuple]) -> None:
+    """Put the entries `unread_entries` copied back, in place."""
+    if not saved:
         return
-    state = method.trainable_state()
-    for name, who in readers.items():
-        if isinstance(who, frozenset):
-            if domain not in who:
-                state[name] = start[name].clone()
-            continue
-        for row, tasks in enumerate(who):
-            if domain not in tasks:
-                state[name][row] = start[name][row]
-    method.load_trainable_state(state)
+    params = dict(method.trainable_parameters())
+    with torch.no_grad():
+        for name, (rows, values) in saved.items():
+            params[name][rows] = values
+    method.on_state_loaded()
 
 
 class Stages:
@@ -109,7 +117,7 @@ class Stages:
         for stage in range(n_done, len(self.order)):
             started = time.perf_counter()
             domain = self.order[stage]
-            start_state = self.method.trainable_state()
+            unread = unread_entries(self.method, self.index[domain])  # as the stage finds them
             self._drop_stale_checkpoint(stage)
             if n_done and stage == n_done and not self.plan.checkpoint_path.exists():
                 boundary_resumes += 1  # resumed at a stage boundary: no Trainer counts it
@@ -120,7 +128,7 @@ class Stages:
                           run_id=stage_run_id(self.plan.run_id, stage), progress=self.cfg.runtime.progress,
                           checkpoint_every_steps=self.cfg.runtime.checkpoint_every_steps,
                           observers=self.observers(stage, steps_before))
-            restore_unread(self.method, self.index[domain], start_state)
+            restore_unread(self.method, unread)
             if trains or not result.stages:
                 val, test = self._evaluate()
             else:  # nothing trained (zero-shot, or no epoch): every row is the first one, measured once

@@ -99,8 +99,8 @@ def test_st_sets_are_bit_identical_after_later_stages_and_nothing_is_forgotten(n
     states = []  # the trainable state after each stage (once its unread entries are put back)
     restore = sequential.restore_unread
 
-    def kept(method, domain, start):
-        restore(method, domain, start)
+    def kept(method, saved):
+        restore(method, saved)
         states.append((method.task_readers(), method.trainable_state()))
     monkeypatch.setattr(sequential, "restore_unread", kept)
     record = _run([f"method={name}", "method.mode=st"], tmp_path, capsys)
@@ -128,8 +128,7 @@ def test_mt_carries_one_set_through_the_stages_and_mmap_grouped_keeps_its_groups
     states = []
     restore = sequential.restore_unread
     monkeypatch.setattr(sequential, "restore_unread",
-                        lambda method, domain, start: (restore(method, domain, start),
-                                                       states.append(method.trainable_state())))
+                        lambda method, saved: (restore(method, saved), states.append(method.trainable_state())))
     _run(["method=mmap", "method.mode=grouped", "method.grouping.strategy=manual",
           "method.grouping.groups=[[photo,clipart],[sketch,painting]]"], tmp_path / "g", capsys)
     # stage 2 (sketch) trains group 2's shared set and sketch's own; group 1 and photo's own stay as stage 1 left them
