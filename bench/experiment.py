@@ -227,6 +227,15 @@ def print_summary(record: RunRecord) -> None:
     params = record.params
     print(f"\n{record.method} ({record.mode}) on {record.dataset}, {record.model}, seed {record.seed}")
     print(tabulate(rows, headers=["task", "val acc (%)", "test acc (%)"], tablefmt="github"))
+    if record.accuracy_matrix:  # protocol=sequential: every domain after every stage, and the metrics
+        order = record.task_order
+        rows = [[f"{k + 1}: {order[k]}", *(f"{a:.2f}" for a in row)]
+                for k, row in enumerate(record.accuracy_matrix["test"])]
+        print(f"\ntest accuracy (%) after each stage ({' -> '.join(order)}):")
+        print(tabulate(rows, headers=["after stage", *order], tablefmt="github"))
+        metrics = record.sequential_metrics["test"]
+        print(", ".join(f"{name.replace('_', ' ')} {'–' if value is None else f'{value:.2f}'}"
+                        for name, value in metrics.items()))
     print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
           f"({params['trainable_percent']:.4f}% of CLIP)")
     for warning in record.warnings:
