@@ -28,7 +28,7 @@ from tabulate import tabulate
 from bench import distributed, faults
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
-from bench.curves import CurveLogger, curves_path, tensorboard_path, warmup_curves_path
+from bench.curves import CurveLogger, curves_path, stage_curves_path, tensorboard_path, warmup_curves_path
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
@@ -42,7 +42,7 @@ from bench.observers import TrainObserver
 from bench.models import build_clip
 from bench.data_warnings import degenerate_data_warnings
 from bench.protocols import resolved_task_order, task_roles
-from bench.sequential import SequentialOutcome, Stages, stage_curves_path
+from bench.sequential import SequentialOutcome, Stages
 from bench.input_checks import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import Provenance, RunRecord, image_counts, load_complete_record, write_record

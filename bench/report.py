@@ -50,7 +50,7 @@ import pandas as pd
 from bench.comparison import (MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints, experiment_key,  # noqa: F401
                               gpu_hours, held_out_rows, method_label, method_order, select_trials, summarize,
                               table_key)  # (tests and tools use them)
-from bench.curves import curves_path, read_epoch_curves
+from bench.curves import curves_path, read_epoch_curves, read_stage_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
@@ -306,8 +306,9 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
     """The learning curves of every row with a curves CSV (its selected runs' epochs)."""
     chosen, _ = select_trials(records, selection)
     by_row: dict[str, list] = {}
-    for r in chosen:
-        frame = read_epoch_curves(curves_path(runs_dir, r.run_id))
+    for r in chosen:  # protocol=sequential: its stages' curves one after another
+        frame = read_stage_curves(runs_dir, r.run_id, len(r.task_order)) if r.task_order else \
+            read_epoch_curves(curves_path(runs_dir, r.run_id))
         if frame is not None:
             by_row.setdefault(experiment_key(r), []).append(frame)
     multi_model = summary["model"].nunique() > 1
@@ -318,6 +319,8 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
         return None
     tasks = [c[: -len(" mean")] for c in summary.columns
              if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+    if any(r.task_order for r in chosen):  # a sequential table's columns are metrics: its panels are the domains
+        tasks = next(r.task_order for r in chosen if r.task_order)
     figures.draw(plot_curves, curves, tasks, path, title)
     return path
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -46,11 +45,6 @@ log = logging.getLogger("bench.run")
 def stage_run_id(run_id: str, stage: int) -> str:
     """The stamp of stage `stage`'s (from 0) checkpoints."""
     return f"{run_id}#stage{stage + 1}"
-
-
-def stage_curves_path(results_dir: Path | str, run_id: str, stage: int) -> Path:
-    """The learning curves of stage `stage` (from 0)."""
-    return Path(results_dir) / f"{run_id}.stage{stage + 1}.curves.csv"
 
 
 @dataclass

@@ -203,9 +203,10 @@ def test_the_report_writes_the_incremental_table_figure_and_heatmaps_apart_from_
     assert code == 0, out
     records, problems = load_records(tmp_path / "results" / "runs")
     assert len(records) == 7 and not problems
-    written = {p.name for p in write_report(records, problems, tmp_path / "out")}
+    written = {p.name for p in write_report(records, problems, tmp_path / "out",
+                                            curves_from=tmp_path / "results" / "runs")}
     assert {"toy.md", "toy-seq.md", "toy-seq.csv", "toy-seq.tex", "toy-seq_stages.png",
-            "toy-seq_matrices.png"} <= written
+            "toy-seq_matrices.png", "toy-seq_curves.png"} <= written  # the curves: every stage's, one after another
     seq = (tmp_path / "out" / "toy-seq.md").read_text()
     assert "domains in sequence" in seq and "the best validation accuracy of that stage's domain" in seq
     lines = [line for line in seq.splitlines() if line.startswith("| ")]
