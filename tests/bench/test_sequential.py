@@ -242,3 +242,27 @@ def test_seq_presets_run_every_method_and_mode_in_sequence_and_their_configs_are
     assert reverse == {f"dataset.task_order=[{','.join(ORDER)}]", f"dataset.task_order=[{','.join(ORDER[::-1])}]"}
     smoke = expand_grid(load_preset("toy_seq_smoke"))
     assert 2 <= len(smoke) <= 4
+
+
+def test_a_search_runs_in_sequence_too_and_picks_its_trial_by_the_final_validation_average(tmp_path):
+    from bench.report_sequential import sequential_rows
+    from bench.records import RunRecord
+    from bench.sweep import expand_grid, preset_from
+    preset = preset_from({"name": "seq_search", "fixed": ["dataset=toy", "protocol=sequential"],
+                          "search": {"trials": 2, "seed": 0}, "grid": {"method": ["method=coop"], "seed": [1]}},
+                         "test")
+    runs = expand_grid(preset)
+    assert len(runs) == 2 and all("runtime.trial=0" in r or "runtime.trial=1" in r for r in runs)
+    for run in runs:
+        assert check(compose_config(run)).protocol == "sequential"
+    # across trials: the best final validation average (the last stage's row), as any search
+    base = dict(run_id="a", status="complete", method="coop", mode="mt", dataset="toy", model="m", seed=1,
+                tasks=["x", "y"], params={"trainable": 1}, config={"seed": 1}, protocol="sequential",
+                task_order=["x", "y"], sweep="s")
+    trial = lambda t, final: RunRecord(**{**base, "run_id": f"t{t}", "trial": t,  # noqa: E731
+                                          "accuracy": {"val": {"x": final, "y": final, "average": final},
+                                                       "test": {"x": 1.0, "y": 1.0, "average": 1.0}},
+                                          "accuracy_matrix": {s: [[10.0, 20.0], [final, final]] for s in ("val", "test")}})
+    rows, _ = sequential_rows([trial(0, 40.0), trial(1, 60.0)])
+    assert [r.run_id for r in rows] == ["t1"]
+    assert rows[0].accuracy["test"]["Forgetting"] == 10.0 - 60.0 and rows[0].accuracy["test"]["average"] == 60.0
