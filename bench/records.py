@@ -119,7 +119,7 @@ class RunRecord:
     nonfinite_steps: int | None = None      # steps whose loss was NaN/inf: their update was skipped
     checkpoint_kept: str | None = None      # runtime.keep_checkpoint: what stayed on disk, and where
     warnings: list[str] = field(default_factory=list)  # degenerate data the run went on with
-    protocol: str = "multitask"             # multitask | leave_one_out (bench/protocols.py)
+    protocol: str = "multitask"             # multitask | leave_one_out | sequential (bench/protocols.py)
     target: str | None = None               # leave_one_out: the held-out domain (its test accuracy is the result)
     selection: str | None = None            # train.selection: val (leave_one_out: the sources') | oracle | last
     # protocol=sequential (bench/sequential.py): the domains in the order trained, each stage's summary,

@@ -192,6 +192,24 @@ def test_sigkill_in_any_stage_then_resume_gives_the_same_record(tmp_path, uninte
     assert resumed["resumes"] == 1 and uninterrupted["resumes"] == 0
 
 
+def test_st_killed_mid_stage_puts_back_the_sets_as_the_stage_found_them(tmp_path):
+    """The mid-stage checkpoint holds the other sets as weight decay left them; the resumed stage
+    still puts back the values of stages.pt (what the stage started from)."""
+    from bench.experiment import run_experiment
+    run = RESUME_RUN + ["method.mode=st", "runtime.keep_checkpoint=trainable"]
+    reference = run_experiment(compose_config(run + runtime_overrides(tmp_path / "a"))).to_dict()
+    killed = tmp_path / "b"
+    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT="kill_at_step:8", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *run, *runtime_overrides(killed)], cwd=tmp_path, env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    resumed = run_experiment(compose_config(run + runtime_overrides(killed))).to_dict()
+    assert _comparable(resumed) == _comparable(reference) and resumed["resumes"] == 1
+    kept = [torch.load(root / "checkpoints" / reference["run_id"] / "trainable.pt", weights_only=False)["trainable"]
+            for root in (tmp_path / "a", killed)]
+    assert kept[0].keys() == kept[1].keys() and all(torch.equal(kept[0][n], kept[1][n]) for n in kept[0])
+
+
 # ---- the report: the incremental table, the stages figure, the matrices; never mixed with multitask -----
 def test_the_report_writes_the_incremental_table_figure_and_heatmaps_apart_from_multitask(capsys, tmp_path):
     from bench.report import load_records, write_report
