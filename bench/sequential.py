@@ -36,6 +36,7 @@ from bench.atomic_io import atomic_write
 from bench.continual import sequential_metrics
 from bench.data import MultiTaskData
 from bench.engine import Evaluation, TrainOutcome, evaluate, fit, load_checkpoint
+from bench.errors import StorageError
 from bench.methods.base import Method
 from bench.protocols import TaskRoles, stage_roles
 
@@ -123,7 +124,7 @@ class Stages:
                           checkpoint_every_steps=self.cfg.runtime.checkpoint_every_steps,
                           observers=self.observers(stage, steps_before))
             restore_unread(self.method, unread)
-            if trains or not result.stages:
+            if trains or not result.last:
                 val, test = self._evaluate()
             else:  # nothing trained (zero-shot, or no epoch): every row is the first one, measured once
                 val, test = result.last["val"], result.last["test"]
@@ -154,7 +155,17 @@ class Stages:
         path = self.progress_path
         if not self.cfg.runtime.resume or not path.exists():
             return fresh
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=False)
+            missing = [k for k in ("run_id", "order", "stages", "matrix", "boundary_resumes", "trainable")
+                       if k not in saved]
+        except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
+            missing = [f"{type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else 'no detail'}"]
+        if missing:
+            raise StorageError(
+                f"The stages checkpoint {path} cannot be resumed from: it is truncated, empty or not one of this "
+                f"harness ({', '.join(missing)}). It is left untouched. To start this run over, relaunch with "
+                f"runtime.resume=false, or move it aside (mv {path} {path}.bad) and relaunch.")
         if saved.get("run_id") != self.plan.run_id or saved.get("order") != self.order:
             log.warning("Ignoring %s: written for run %s, not %s.", path, saved.get("run_id"), self.plan.run_id)
             return fresh

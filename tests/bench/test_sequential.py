@@ -192,6 +192,20 @@ def test_sigkill_in_any_stage_then_resume_gives_the_same_record(tmp_path, uninte
     assert resumed["resumes"] == 1 and uninterrupted["resumes"] == 0
 
 
+def test_a_damaged_stages_checkpoint_is_one_paragraph_and_left_untouched(capsys, tmp_path):
+    run = ["method=zeroshot"]
+    record = _run(run + ["runtime.keep_checkpoint=everything"], tmp_path, capsys)
+    stages = tmp_path / "checkpoints" / record["run_id"] / "stages.pt"
+    assert stages.exists()  # kept with everything
+    stages.write_bytes(b"not a checkpoint")
+    code, out = launch(SEQ + QUICK + run + ["runtime.skip_done=true"] + runtime_overrides(tmp_path), capsys)
+    assert code == 0  # the record exists: nothing to resume
+    (tmp_path / "results" / "runs" / f"{record['run_id']}.json").unlink()
+    code, out = launch(SEQ + QUICK + run + runtime_overrides(tmp_path), capsys)
+    assert code != 0 and "cannot be resumed from" in out and "runtime.resume=false" in out and "Traceback" not in out
+    assert stages.read_bytes() == b"not a checkpoint"
+
+
 def test_st_killed_mid_stage_puts_back_the_sets_as_the_stage_found_them(tmp_path):
     """The mid-stage checkpoint holds the other sets as weight decay left them; the resumed stage
     still puts back the values of stages.pt (what the stage started from)."""
