@@ -109,6 +109,8 @@ class Stages:
         result = SequentialOutcome(self.order, stages=list(done["stages"]), matrix=done["matrix"])
         trains = bool(self.method.trainable_parameters()) and self.cfg.train.epochs > 0
         boundary_resumes, n_done = done["boundary_resumes"], len(done["stages"])
+        # the wall time of earlier processes of this run: the stages they finished, and their part of this one's
+        earlier_wall = sum(s["wall_time_s"] for s in done["stages"])
         for stage in range(n_done, len(self.order)):
             started = time.perf_counter()
             domain = self.order[stage]
@@ -124,6 +126,7 @@ class Stages:
                           checkpoint_every_steps=self.cfg.runtime.checkpoint_every_steps,
                           observers=self.observers(stage, steps_before))
             restore_unread(self.method, unread)
+            earlier_wall += outcome.earlier_wall_s
             if trains or not result.last:
                 val, test = self._evaluate()
             else:  # nothing trained (zero-shot, or no epoch): every row is the first one, measured once
@@ -141,6 +144,7 @@ class Stages:
             result.last = {"val": val, "test": test}
             boundary_resumes += 1
         result.outcome = _summed(result.stages, boundary_resumes)
+        result.outcome.earlier_wall_s = earlier_wall  # the record adds this process's wall time
         return result
 
     def _evaluate(self) -> tuple[Evaluation, Evaluation]:
@@ -213,7 +217,6 @@ def _summed(stages: list[dict], boundary_resumes: int) -> TrainOutcome:
         outcome.train_seconds += s["train_time_s"]
         outcome.unreadable_images += s["unreadable_images"]
         outcome.nonfinite_steps += s["nonfinite_steps"]
-        outcome.earlier_wall_s += s["wall_time_s"]
         outcome.history += s["history"]
     outcome.resumes = boundary_resumes + sum(s["resumes"] for s in stages)
     outcome.best_epoch = stages[-1]["selected_epoch"] if stages else None
