@@ -9,6 +9,8 @@ writes them:
   `runtime.log_every_steps=k`, one every k steps (kind `step`: the mean loss since the last
   row; validation columns empty);
 * `<run id>.warmup.curves.csv` the same for a method's warm-up (MmAP's grouping), if it has one;
+* `<run id>.stage<k>.curves.csv` instead of the first, one per stage of protocol=sequential
+  (bench/sequential.py), each validating its stage's domain (`read_stage_curves` joins them);
 * with `runtime.logger=tensorboard`, the same scalars as TensorBoard event files in
   `<run id>.tb/` (torch.utils.tensorboard; the `tensorboard` extra).
 
@@ -125,19 +127,23 @@ def warmup_curves_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.warmup.curves.csv"
 
 
+def stage_curves_path(results_dir: Path | str, run_id: str, stage: int) -> Path:
+    """The curves of stage `stage` (from 0) of a protocol=sequential run."""
+    return Path(results_dir) / f"{run_id}.stage{stage + 1}.curves.csv"
+
+
 def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.tb"
 
 
 def publish_curves(live_folder: Path, results_dir: Path | str, run_id: str) -> None:
-    """Move a finished run's curves (CSV, warm-up CSV, TensorBoard folder) from beside its
-    checkpoint to beside its record; each arrives whole (a rename, or a copy renamed into place
-    across file systems).  Called after the record is written, and again by a relaunch that
-    finds the record, which finishes a move that a kill cut short."""
-    for where in (curves_path, warmup_curves_path, tensorboard_path):
-        source, target = where(live_folder, run_id), where(results_dir, run_id)
-        if not source.exists():
-            continue
+    """Move a finished run's curves (`<run id>.curves.csv`, `.warmup.curves.csv`,
+    `.stage<k>.curves.csv`, the `.tb` folder: every `<run id>.*` beside its checkpoint) to beside
+    its record; each arrives whole (a rename, or a copy renamed into place across file systems).
+    Called after the record is written, and again by a relaunch that finds the record, which
+    finishes a move that a kill cut short."""
+    for source in sorted(Path(live_folder).glob(f"{run_id}.*")):
+        target = Path(results_dir) / source.name
         try:
             _move(source, target)
         except OSError as error:
@@ -168,3 +174,17 @@ def read_epoch_curves(path: Path) -> pd.DataFrame | None:
     frame = pd.read_csv(path)
     frame = frame[frame["kind"] == "epoch"]
     return frame if len(frame) else None
+
+
+def read_stage_curves(results_dir: Path | str, run_id: str, stages: int) -> pd.DataFrame | None:
+    """The epoch rows of every stage of a protocol=sequential run, one after another: epochs
+    numbered over the whole run, a `stage` column (None when no stage trained: zero-shot)."""
+    frames, done = [], 0
+    for stage in range(stages):
+        frame = read_epoch_curves(stage_curves_path(results_dir, run_id, stage))
+        if frame is None:
+            continue
+        frame = frame.assign(epoch=frame["epoch"] + done, stage=stage + 1)
+        done = int(frame["epoch"].max())
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None

@@ -129,5 +129,8 @@ class StepFaults(TrainObserver):
     observer (after the curves have the step, before any checkpoint of it).  bench/experiment.py
     gives every rank's Trainer one; a no-op while CPB_FAULT is unset."""
 
+    def __init__(self, steps_before: int = 0):
+        self.steps_before = steps_before  # steps of the run before this loop's (protocol=sequential's stages)
+
     def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
-        at_step(step)
+        at_step(self.steps_before + step)

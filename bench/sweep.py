@@ -103,8 +103,11 @@ def preset_from(values: dict, source: str) -> SweepPreset:
 
 def every_method_and_mode(protocol: str = "multitask") -> list[str]:
     """`method: all` in a preset: every registered method in each of its modes (under
-    protocol=leave_one_out: each mode that can serve the held-out domain, bench/protocols.py)."""
-    return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
+    protocol=leave_one_out: each mode that can serve the held-out domain, bench/protocols.py;
+    under protocol=sequential with the overrides that spare a mode a warm-up on every domain,
+    `MethodConfig.without_warmup_on_every_task`: MmAP grouped's one group)."""
+    return [" ".join([f"method={name}", *([f"method.mode={mode}"] if len(cls.modes) > 1 else []),
+                      *(cls.config_class.without_warmup_on_every_task(mode) if protocol == "sequential" else ())])
             for name, cls in METHODS.items() for mode in cls.modes
             if protocol != "leave_one_out" or mode in UNSEEN_TARGET_MODES]
 

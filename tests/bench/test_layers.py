@@ -19,14 +19,14 @@ LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
                  "bench.lock", "bench.import_names", "bench.observers", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
-                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
+                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols", "bench.continual"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.input_checks", "bench.schedule", "bench.step", "bench.identity", "bench.data_warnings",
                          "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
-    ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.comparison", "bench.speed",
+    ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files", "bench.sequential"]),
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_sequential", "bench.comparison", "bench.speed",
                   "bench.check", "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
 )
 
