@@ -100,7 +100,8 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol!r} is not a protocol: it must be one of {', '.join(PROTOCOLS)} "
                           "(multitask: train and test every domain, the default | leave_one_out: hold out "
-                          "dataset.target | sequential: train the domains one after another in dataset.task_order). Fix it on the command line (protocol=...).")
+                          "dataset.target | sequential: train the domains one after another in "
+                          "dataset.task_order). Fix it on the command line (protocol=...).")
     if protocol == "sequential":
         if target is not None:
             raise ConfigError(f"dataset.target={target!r} is set, but protocol=sequential trains every domain in "
