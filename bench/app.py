@@ -155,7 +155,10 @@ def check(cfg: DictConfig) -> RunConfig:
     finally:
         OmegaConf.set_readonly(cfg, readonly)
     values = {f.name: values[f.name] for f in dataclasses.fields(RunConfig)}
-    return instantiate(RunConfig, values, {"method": method.config_class})
+    typed = instantiate(RunConfig, values, {"method": method.config_class})
+    if typed.protocol == "sequential" and (warmup := typed.method.warmup_on_every_task()):
+        raise ConfigError(f"protocol=sequential trains the domains one at a time, but {warmup}.")
+    return typed
 
 
 def speed_config(cfg: DictConfig) -> SpeedConfig:

@@ -18,6 +18,7 @@ import pandas as pd
 from bench.comparison import flat_settings, row_of, select_trials
 from bench.curves import curves_path, tensorboard_path, warmup_curves_path
 from bench.errors import UserError
+from bench.identity import identity_config
 from bench.methods import METHODS
 from bench.records import RunRecord
 from bench.report_page import Block, Cell, Column, Figure, Page, Row, Section, Table, mark_best, render, slot
@@ -30,9 +31,9 @@ SWATCHES = "swatches"
 
 @dataclasses.dataclass
 class ComparisonPage:
-    """What `bench.report` knows of one table, for its page (built there, rendered in a drawing
-    process): the numeric summary and the displayed table (bench/comparison.py, bench/report.py),
-    the table's records, and where the records' files lie (None: not looked up)."""
+    """What `bench.report` knows of one table, for its page: the numeric summary and the displayed
+    table (bench/comparison.py, bench/report.py), the table's records, and where the records'
+    files lie (None: not looked up)."""
 
     key: str
     title: str
@@ -46,21 +47,27 @@ class ComparisonPage:
     problems: list[dict]
     missing: list[dict] | None      # None: no --expected
     runs_dir: Path | None
+    #: a column another kind of table names or ranks its own way: (the summary column it sorts by,
+    #: which value is best: "max", "min", "min>0" or None); the others follow `_sorted_by`
+    sorted_by: dict[str, tuple[str, str | None]] = dataclasses.field(default_factory=dict)
 
 
 #: the table's numeric columns: the summary column each sorts by, and which value is best
-_NUMERIC = {"95 % CI": ("Average ci_low", None), "Params": ("trainable", "min"), "% CLIP": ("trainable_percent", "min"),
-            "Train s": ("train_time_s", "min"), "GPU-h": ("gpu_hours", "min"), "img/s": ("images_per_s", "max"),
+_NUMERIC = {"95 % CI": ("Average ci_low", None), "Params": ("trainable", "min>0"),
+            "% CLIP": ("trainable_percent", "min>0"), "Train s": ("train_time_s", "min>0"),
+            "GPU-h": ("gpu_hours", "min>0"), "img/s": ("images_per_s", "max"),
             "n": ("n", None)}
 
 
-def _sorted_by(name: str, summary: pd.DataFrame) -> tuple[str, str | None] | None:
+def _sorted_by(name: str, summary: pd.DataFrame, given: dict) -> tuple[str, str | None] | None:
+    if name in given:
+        return given[name]
     if f"{name} mean" in summary.columns:
         return f"{name} mean", "max"
     if name.startswith("Δ"):
         return "delta mean", "max"
     if name.startswith("Peak"):
-        return "peak_memory_mb", "min"
+        return "peak_memory_mb", "min>0"
     return _NUMERIC.get(name)
 
 
@@ -72,7 +79,7 @@ def comparison_table(spec: ComparisonPage) -> Table:
     summary, table = spec.summary, spec.table
     columns, numeric = [], []
     for name in table.columns:
-        by = _sorted_by(name, summary)
+        by = _sorted_by(name, summary, spec.sorted_by)
         columns.append(Column(name, by is not None, by[1] if by else None))
         numeric.append(by[0] if by else None)
     details = row_details(spec)
@@ -210,10 +217,11 @@ def _config_blocks(record: RunRecord, members: list[RunRecord], composed: tuple[
 
 def defaults_command(record: RunRecord) -> tuple[str, ...]:
     """The command line whose config a row's settings are compared with: the record's method, mode,
-    dataset (and protocol and held-out domain where it names them), nothing else."""
+    dataset (and protocol, held-out domain and order of domains where it names them), nothing else."""
     return (f"method={record.method}", f"method.mode={record.mode}", f"dataset={record.key}",
             *([f"protocol={record.protocol}"] if record.protocol != "multitask" else []),
-            *([f"dataset.target={record.target}"] if record.target else []))
+            *([f"dataset.target={record.target}"] if record.target else []),
+            *([f"dataset.task_order=[{','.join(record.task_order)}]"] if record.task_order else []))
 
 
 def method_defaults(records: list[RunRecord]) -> dict[tuple, tuple[dict | None, str]]:
@@ -221,8 +229,7 @@ def method_defaults(records: list[RunRecord]) -> dict[tuple, tuple[dict | None, 
     record keeps them, or None, and why not: e.g. a plug-in method this process has not
     imported)}.  Composed by Hydra through the plan cache (bench/planning.py), so a report
     composes each command once per state of the code and configs."""
-    from bench.identity import identity_config  # deferred: in the page's drawing process only
-    from bench.planning import checked_configs  # deferred: as above (Hydra's composition)
+    from bench.planning import checked_configs  # deferred: Hydra's composition, once a page is rendered
     commands = sorted({defaults_command(r) for r in records})
     try:
         configs = dict(zip(commands, checked_configs([list(c) for c in commands])))

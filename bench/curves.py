@@ -3,14 +3,20 @@
 `CurveLogger` is a `TrainObserver` (bench/observers.py) of the loop's steps and epochs, and
 writes them:
 
-* `<run id>.curves.csv` beside the run's record, one row per logged step with the columns
+* `<run id>.curves.csv`, one row per logged step with the columns
   `CURVE_COLUMNS` and then `val <task>` per task and `val average`: a row at every epoch end
   (kind `epoch`: the epoch's mean training loss and its validation accuracies) and, with
   `runtime.log_every_steps=k`, one every k steps (kind `step`: the mean loss since the last
   row; validation columns empty);
 * `<run id>.warmup.curves.csv` the same for a method's warm-up (MmAP's grouping), if it has one;
+* `<run id>.stage<k>.curves.csv` instead of the first, one per stage of protocol=sequential
+  (bench/sequential.py), each validating its stage's domain (`read_stage_curves` joins them);
 * with `runtime.logger=tensorboard`, the same scalars as TensorBoard event files in
   `<run id>.tb/` (torch.utils.tensorboard; the `tensorboard` extra).
+
+While a run trains, these files are beside its checkpoint (`<checkpoint_dir>/<run id>/`, where a
+resume continues them); once its record is written, `publish_curves` moves them beside the record,
+so the results folder holds the curves of finished runs only.
 
 A resumed run first drops the rows logged after its checkpoint, so the file holds each step
 once however often the run was interrupted.  Only the loss of a logged step is read from
@@ -19,12 +25,15 @@ the device (one synchronisation every k steps, none in between).
 from __future__ import annotations
 
 import csv
+import errno
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, StorageError
 from bench.observers import TrainObserver
 
 CURVE_COLUMNS = ("kind", "epoch", "step", "loss", "lr")
@@ -118,8 +127,44 @@ def warmup_curves_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.warmup.curves.csv"
 
 
+def stage_curves_path(results_dir: Path | str, run_id: str, stage: int) -> Path:
+    """The curves of stage `stage` (from 0) of a protocol=sequential run."""
+    return Path(results_dir) / f"{run_id}.stage{stage + 1}.curves.csv"
+
+
 def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.tb"
+
+
+def publish_curves(live_folder: Path, results_dir: Path | str, run_id: str) -> None:
+    """Move a finished run's curves (`<run id>.curves.csv`, `.warmup.curves.csv`,
+    `.stage<k>.curves.csv`, the `.tb` folder: every `<run id>.*` beside its checkpoint) to beside
+    its record; each arrives whole (a rename, or a copy renamed into place across file systems).
+    Called after the record is written, and again by a relaunch that finds the record, which
+    finishes a move that a kill cut short."""
+    for source in sorted(Path(live_folder).glob(f"{run_id}.*")):
+        target = Path(results_dir) / source.name
+        try:
+            _move(source, target)
+        except OSError as error:
+            raise StorageError(f"The run's record is written, but its learning curves could not be moved from "
+                               f"{source} to {target} ({error.strerror}). Free space or fix the permissions "
+                               "there, then relaunch the same command: it finds the record and moves them.") from None
+
+
+def _move(source: Path, target: Path) -> None:
+    if target.is_dir():  # a rerun's (runtime.skip_done=false) TensorBoard folder replaces the earlier one
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, partial)
+        os.replace(partial, target)
+        (shutil.rmtree if source.is_dir() else os.unlink)(source)
 
 
 def read_epoch_curves(path: Path) -> pd.DataFrame | None:
@@ -129,3 +174,17 @@ def read_epoch_curves(path: Path) -> pd.DataFrame | None:
     frame = pd.read_csv(path)
     frame = frame[frame["kind"] == "epoch"]
     return frame if len(frame) else None
+
+
+def read_stage_curves(results_dir: Path | str, run_id: str, stages: int) -> pd.DataFrame | None:
+    """The epoch rows of every stage of a protocol=sequential run, one after another: epochs
+    numbered over the whole run, a `stage` column (None when no stage trained: zero-shot)."""
+    frames, done = [], 0
+    for stage in range(stages):
+        frame = read_epoch_curves(stage_curves_path(results_dir, run_id, stage))
+        if frame is None:
+            continue
+        frame = frame.assign(epoch=frame["epoch"] + done, stage=stage + 1)
+        done = int(frame["epoch"].max())
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else None

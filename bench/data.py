@@ -129,14 +129,17 @@ class MultiTaskBatchSampler(Sampler):
     epoch has T times the steps and shows every task the same samples as "all" does.
     Steps per epoch: `steps_per_epoch`, or by default enough for the largest task to be
     seen once.  `start_step` skips into an epoch when resuming from a mid-epoch checkpoint.
-    Over several processes each rank yields its share of every task's sub-batch.
+    Over several processes each rank yields its share of every task's sub-batch.  `trains`
+    (default: every task) says which tasks are drawn: the others keep their place in the index
+    space (their samples' indices stay what they are in a run that trains them) and are never drawn.
     """
 
     def __init__(self, task_sizes: Sequence[int], task_names: Sequence[str], batch_size: int,
                  seed: int, epoch: int, steps_per_epoch: int | None = None, start_step: int = 0,
-                 task_sampling: str = "all"):
+                 task_sampling: str = "all", trains: Sequence[bool] | None = None):
         self.offsets = np.cumsum([0] + list(task_sizes))
-        self.sizes, self.names = list(task_sizes), list(task_names)
+        trains = [True] * len(task_sizes) if trains is None else list(trains)
+        self.sizes, self.names = [n if t else 0 for n, t in zip(task_sizes, trains)], list(task_names)
         self.batch_size, self.seed, self.epoch, self.start_step = batch_size, seed, epoch, start_step
         self.tasks_per_step = len(self.sizes) if task_sampling == "all" else 1
         self.active = [t for t, n in enumerate(self.sizes) if n]  # tasks that train (leave_one_out: the sources)
@@ -199,9 +202,9 @@ class MultiTaskData:
         if num_workers > 0 and prefetch_factor is not None:
             self.loader_args["prefetch_factor"] = prefetch_factor
         self.batch_size = cfg.batch_size
-        self.sampler = MultiTaskBatchSampler([len(s) for s in self._split_samples("train")], self.task_names,
+        self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
                                              self.batch_size, seed, 0, cfg.steps_per_epoch,
-                                             task_sampling=cfg.task_sampling)
+                                             task_sampling=cfg.task_sampling, trains=self._serves("train"))
         self.steps_per_epoch = self.sampler.steps
         self._train_loader: DataLoader | None = None
         self._eval_loaders: dict[str, DataLoader] = {}
@@ -210,17 +213,23 @@ class MultiTaskData:
         self.sampler.epoch, self.sampler.start_step = epoch, start_step
         if self._train_loader is None:
             train = self._split_samples("train")
-            if self.cfg.resized_cache_side is not None:  # made once, then reused by every run
+            if self.cfg.resized_cache_side is not None:  # made once, then reused by every run (the tasks it trains)
                 train = [resized_copy(s, self.cfg.resized_cache_side, self.cache_dir, max(1, self.num_workers))
-                         for s in train]
+                         if serves else s for s, serves in zip(train, self._serves("train"))]
             samples = SeededSamples(train, self.train_transform, lazy=self.cfg.jpeg_draft and self.cfg.augment)
             self._train_loader = DataLoader(samples, batch_sampler=self.sampler, **self.loader_args)
         return self._train_loader
 
     def _split_samples(self, split: str) -> list[tuple]:
-        """Every task's samples of `split`, empty for a task the split does not serve (task ids stay)."""
-        serves = self.roles.of(split)
-        return [getattr(t, split) if t.name in serves else () for t in self.dataset.tasks]
+        """Every task's samples of `split`, those of a task the split does not serve too: a sample's
+        index (the image-feature cache's key, bench/speedups.py) is the same whatever the roles, so
+        the loaders of several roles in one run (protocol=sequential's stages) agree on it.  Only
+        the served tasks' samples are ever drawn."""
+        return [getattr(t, split) for t in self.dataset.tasks]
+
+    def _serves(self, split: str) -> list[bool]:
+        """Whether `split` serves each task (bench/protocols.py)."""
+        return [name in self.roles.of(split) for name in self.task_names]
 
     def eval_task_names(self, split: str) -> list[str]:
         """The tasks `split` is evaluated on (leave_one_out: val the sources', or the target's for oracle)."""
@@ -232,7 +241,8 @@ class MultiTaskData:
         if split not in self._eval_loaders:
             data = SeededSamples(self._split_samples(split), self.eval_transform)
             size = self.cfg.eval_batch_size
-            batches = distributed.deal([[(i, 0) for i in range(s, min(s + size, len(data)))]
-                                        for s in range(0, len(data), size)])
+            served = [i for t, serves in enumerate(self._serves(split)) if serves
+                      for i in range(data.offsets[t], data.offsets[t + 1])]
+            batches = distributed.deal([[(i, 0) for i in served[s:s + size]] for s in range(0, len(served), size)])
             self._eval_loaders[split] = DataLoader(data, batch_sampler=batches, **self.loader_args)
         return self._eval_loaders[split]

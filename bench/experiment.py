@@ -28,7 +28,8 @@ from tabulate import tabulate
 from bench import distributed, faults
 from bench.app import build_method, check
 from bench.planning import RunPlan, plan_run
-from bench.curves import CurveLogger, curves_path, tensorboard_path, warmup_curves_path
+from bench.curves import (CurveLogger, curves_path, publish_curves, stage_curves_path, tensorboard_path,
+                          warmup_curves_path)
 from bench.data import MultiTaskData
 from bench.datasets import MultiDomainDataset
 from bench.datasets.published_counts import completeness, shortfall
@@ -41,7 +42,8 @@ from bench.methods.contract import count_parameters
 from bench.observers import TrainObserver
 from bench.models import build_clip
 from bench.data_warnings import degenerate_data_warnings
-from bench.protocols import task_roles
+from bench.protocols import resolved_task_order, task_roles
+from bench.sequential import SequentialOutcome, Stages
 from bench.input_checks import check_writable, resolve_num_workers, screen_dataset
 from bench.retention import kept_after_completion, remove_checkpoint, save_trainable
 from bench.records import Provenance, RunRecord, image_counts, load_complete_record, write_record
@@ -78,6 +80,7 @@ def run_experiment(cfg: DictConfig | RunConfig) -> RunRecord:
             log.info("Run %s is already complete (%s); pass runtime.skip_done=false to run it again.",
                      done.run_id, plan.record_path)
             if world.is_writer:
+                publish_curves(plan.run_folder, cfg.runtime.results_dir, plan.run_id)  # a move a kill cut short
                 print_summary(done)
             return done
         return _train_and_record(plan)  # (its _start_over_if_asked lines the ranks up on one checkpoint)
@@ -97,7 +100,7 @@ def _start_over_if_asked(plan: RunPlan) -> None:
     Rank 0 deletes; every rank then waits, so all of them see the same checkpoint, or none."""
     cfg = plan.cfg
     if (not cfg.runtime.skip_done or not cfg.runtime.resume) and distributed.current().is_writer:
-        for path in (plan.checkpoint_path, plan.warmup_checkpoint_path):
+        for path in plan.checkpoint_paths:
             if path.exists():
                 log.info("Starting over: removing %s", path)
                 path.unlink()
@@ -115,11 +118,13 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         log.warning("%s", short)
     warnings = degenerate_data_warnings(cfg.dataset, dataset)  # single-class tasks, short few-shot classes
     clip, method = build_model_and_method(cfg, dataset.tasks, device)
-    data = MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
-                         num_workers=resolve_num_workers(cfg.runtime.num_workers),
-                         pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
-                         prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir,
-                         roles=task_roles(cfg.protocol, dataset.task_names, cfg.dataset.target, cfg.train.selection))
+
+    def make_data(roles) -> MultiTaskData:
+        return MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
+                             num_workers=resolve_num_workers(cfg.runtime.num_workers),
+                             pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
+                             prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir, roles=roles)
+    data = make_data(task_roles(cfg.protocol, dataset.task_names, cfg.dataset.target, cfg.train.selection))
     _start_over_if_asked(plan)
     _warm_up(plan, method, data, device)  # may create parameters: first
     params = count_parameters(method)
@@ -128,19 +133,31 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
              f"{params['total']:,}", params["trainable_percent"])
     if distributed.current().distributed:  # per-step randomness (dropout): each rank its own stream
         torch.manual_seed(stable_seed(cfg.seed, "rank", distributed.current().rank))
-    outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
-                  progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
-                  observers=_observers(plan, curves_path(cfg.runtime.results_dir, plan.run_id),
-                                       data.eval_task_names("val")))
+    stages = None
+    if cfg.protocol == "sequential":  # the stages, each a Trainer on one domain (bench/sequential.py)
+        order = resolved_task_order(cfg.dataset.task_order, dataset.task_names)
+        stages = Stages(plan, method, data, order, make_data, device, lambda stage, before: _observers(
+            plan, stage_curves_path(plan.run_folder, plan.run_id, stage), [order[stage]], tensorboard=False,
+            steps_before=before)).run()
+        outcome = stages.outcome
+    else:
+        outcome = fit(method, data, cfg.train, device, plan.checkpoint_path, run_id=plan.run_id,
+                      progress=cfg.runtime.progress, checkpoint_every_steps=cfg.runtime.checkpoint_every_steps,
+                      observers=_observers(plan, curves_path(plan.run_folder, plan.run_id),
+                                           data.eval_task_names("val")))
 
     if outcome.nonfinite_steps:  # in the record too, not only on the console
         warnings = [*warnings, f"{outcome.nonfinite_steps} training step(s) had a NaN or inf loss; their updates "
                     "were skipped (an epoch with no finite loss has loss NaN in the history)."]
-    val = evaluate(method, data, "val", device, cfg.train.precision)
-    eval_start = time.perf_counter()
-    test = evaluate(method, data, "test", device, cfg.train.precision)
-    eval_seconds = time.perf_counter() - eval_start
-    record = _record(plan, dataset, method, outcome, params, device,
+    eval_seconds = 0.0  # the test split's evaluation (protocol=sequential: measured in the stages, not timed)
+    if stages is None:
+        val = evaluate(method, data, "val", device, cfg.train.precision)
+        eval_start = time.perf_counter()
+        test = evaluate(method, data, "test", device, cfg.train.precision)
+        eval_seconds = time.perf_counter() - eval_start
+    else:  # the last stage's row, measured after it
+        val, test = stages.last["val"], stages.last["test"]
+    record = _record(plan, dataset, method, outcome, params, device, stages,
                      accuracy={"val": val.accuracy, "test": test.accuracy},
                      images=image_counts(dataset, screened, {"val": val.counts, "test": test.counts}),
                      dataset_counts=[c.as_dict() for c in counts],
@@ -150,7 +167,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
     if distributed.current().is_writer:
         save_trainable(cfg.runtime.keep_checkpoint, plan.checkpoint_path, method.trainable_state(), plan.run_id)
         write_record(record, plan.record_path)
-        for path in (plan.checkpoint_path, plan.warmup_checkpoint_path):  # only once the record is safe
+        publish_curves(plan.run_folder, cfg.runtime.results_dir, plan.run_id)  # beside the record, now it is
+        for path in plan.checkpoint_paths:  # only once the record is safe
             remove_checkpoint(cfg.runtime.keep_checkpoint, path)
         print_summary(record)
         log.info("Record written to %s", plan.record_path)
@@ -163,26 +181,31 @@ def _warm_up(plan: RunPlan, method: Method, data: MultiTaskData, device: torch.d
     cfg = plan.cfg
     warm_up(method, data, cfg.train, device, plan.warmup_checkpoint_path, plan.run_id, cfg.runtime.progress,
             cfg.runtime.checkpoint_every_steps,
-            _observers(plan, warmup_curves_path(cfg.runtime.results_dir, plan.run_id), (), tensorboard=False))
+            _observers(plan, warmup_curves_path(plan.run_folder, plan.run_id), (), tensorboard=False))
     extras = method.record_extras()
     if "grouping" in extras and distributed.current().is_writer:  # a method that groups its tasks (MmAP)
         write_grouping(plan.checkpoint_path.parent / "grouping", extras["grouping"])
 
 
-def _observers(plan: RunPlan, curves: Path, val_tasks, tensorboard: bool = True) -> list[TrainObserver]:
+def _observers(plan: RunPlan, curves: Path, val_tasks, tensorboard: bool = True,
+               steps_before: int = 0) -> list[TrainObserver]:
     """A training loop's observers: its learning curves at `curves` (one writer: rank 0;
     `val_tasks` validated at each epoch end; TensorBoard with runtime.logger=tensorboard) and
-    the fault point of the reliability tests, last."""
+    the fault point of the reliability tests, last (`steps_before`: the run's steps before this
+    loop's, protocol=sequential's earlier stages)."""
     runtime = plan.cfg.runtime
-    board = tensorboard_path(runtime.results_dir, plan.run_id) if tensorboard and runtime.logger == "tensorboard" \
+    board = tensorboard_path(plan.run_folder, plan.run_id) if tensorboard and runtime.logger == "tensorboard" \
         else None
     curve_logger = [CurveLogger(curves, list(val_tasks), runtime.log_every_steps, board)]
-    return [*(curve_logger if distributed.current().is_writer else []), faults.StepFaults()]
+    return [*(curve_logger if distributed.current().is_writer else []), faults.StepFaults(steps_before)]
 
 
 def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome: TrainOutcome, params: dict,
-            device: torch.device, **measured) -> RunRecord:
+            device: torch.device, stages: SequentialOutcome | None, **measured) -> RunRecord:
     cfg = plan.cfg
+    sequential = {} if stages is None else dict(
+        task_order=stages.order, stages=[{k: v for k, v in s.items() if k != "history"} for s in stages.stages],
+        accuracy_matrix=stages.matrix, sequential_metrics=stages.metrics)
     return RunRecord(
         run_id=plan.run_id, experiment_id=plan.experiment_id, status="complete",
         method=cfg.method.name, mode=method.mode, dataset=dataset.name, model=cfg.model.arch,
@@ -197,7 +220,7 @@ def _record(plan: RunPlan, dataset: MultiDomainDataset, method: Method, outcome:
         world_size=distributed.current().size, backend=distributed.current().backend,
         trial=cfg.runtime.trial, dataset_key=cfg.dataset.name, nonfinite_steps=outcome.nonfinite_steps,
         checkpoint_kept=kept_after_completion(cfg.runtime.keep_checkpoint, plan.checkpoint_path),
-        protocol=cfg.protocol, target=cfg.dataset.target, selection=cfg.train.selection, **measured)
+        protocol=cfg.protocol, target=cfg.dataset.target, selection=cfg.train.selection, **sequential, **measured)
 
 
 def print_summary(record: RunRecord) -> None:
@@ -207,6 +230,15 @@ def print_summary(record: RunRecord) -> None:
     params = record.params
     print(f"\n{record.method} ({record.mode}) on {record.dataset}, {record.model}, seed {record.seed}")
     print(tabulate(rows, headers=["task", "val acc (%)", "test acc (%)"], tablefmt="github"))
+    if record.accuracy_matrix:  # protocol=sequential: every domain after every stage, and the metrics
+        order = record.task_order
+        rows = [[f"{k + 1}: {order[k]}", *(f"{a:.2f}" for a in row)]
+                for k, row in enumerate(record.accuracy_matrix["test"])]
+        print(f"\ntest accuracy (%) after each stage ({' -> '.join(order)}):")
+        print(tabulate(rows, headers=["after stage", *order], tablefmt="github"))
+        metrics = record.sequential_metrics["test"]
+        print(", ".join(f"{name.replace('_', ' ')} {'–' if value is None else f'{value:.2f}'}"
+                        for name, value in metrics.items()))
     print(f"trainable parameters: {params['trainable']:,} of {params['total']:,} "
           f"({params['trainable_percent']:.4f}% of CLIP)")
     for warning in record.warnings:

@@ -10,6 +10,8 @@ never races the clock:
                      (`kill`) there; its handler runs before the next step;
 - `hold_at_step:K`   write `<CPB_FAULT_STATE>/held` and wait there until a signal ends or
                      interrupts the process (a scheduler's time-out or preemption);
+- `hold_before_run:K` the same in a local sweep's worker, before it starts the K-th run of its
+                     list (between two runs: the previous one's record is written);
 - `enospc_at_write:K` the K-th atomic file write of this process leaves a partial
                      temporary file and raises OSError(ENOSPC), as a full disk does;
 - `eio_at_write:K`   the same with OSError(EIO) (any other write failure);
@@ -77,10 +79,20 @@ def at_step(step: int) -> None:
         if faults.get(f"{name}_at_step") == step and _fire_once(f"{name}_at_step:{step}"):
             os.kill(os.getpid(), number)
     if faults.get("hold_at_step") == step and _fire_once(f"hold_at_step:{step}"):
-        held = Path(os.environ.get("CPB_FAULT_STATE", ".")) / "held"
-        held.write_text(str(os.getpid()))
-        while True:  # until a signal handler exits the process (time-out, preemption, kill)
-            time.sleep(0.1)
+        _hold()
+
+
+def before_run(index: int) -> None:
+    """Called by a local sweep's worker (bench/sweep.py `drain`) before its `index`-th run (1-based)."""
+    if _faults().get("hold_before_run") == index and _fire_once(f"hold_before_run:{index}"):
+        _hold()
+
+
+def _hold() -> None:
+    held = Path(os.environ.get("CPB_FAULT_STATE", ".")) / "held"
+    held.write_text(str(os.getpid()))
+    while True:  # until a signal handler exits the process (time-out, preemption, kill)
+        time.sleep(0.1)
 
 
 def at_extract(count: int) -> None:
@@ -117,5 +129,8 @@ class StepFaults(TrainObserver):
     observer (after the curves have the step, before any checkpoint of it).  bench/experiment.py
     gives every rank's Trainer one; a no-op while CPB_FAULT is unset."""
 
+    def __init__(self, steps_before: int = 0):
+        self.steps_before = steps_before  # steps of the run before this loop's (protocol=sequential's stages)
+
     def on_step(self, step: int, epoch: int, loss, lr: float) -> None:
-        at_step(step)
+        at_step(self.steps_before + step)

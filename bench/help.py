@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, SECTIONS, compose_command_line, method_card
 from bench.config_checks import bounds_in_words, describe
+from bench.schema import RunConfig
 
 #: config groups a user picks (the others in configs/ are internal wiring)
 USER_GROUPS = ("method", "dataset", "model")
@@ -33,11 +34,14 @@ def _constraints(meta: dict) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def settings_lines(schema: type, values, prefix: str) -> list[str]:
-    """One entry per setting of `schema` (nested dataclasses expanded), defaults from `values`."""
+def settings_lines(schema: type, values, prefix: str, only: Sequence[str] | None = None) -> list[str]:
+    """One entry per setting of `schema` (nested dataclasses expanded), defaults from `values`
+    (`only`: these settings alone)."""
     hints = typing.get_type_hints(schema)
     lines = []
     for field in dataclasses.fields(schema):
+        if only is not None and field.name not in only:
+            continue
         kind, value = hints[field.name], values.get(field.name) if values is not None else None
         if dataclasses.is_dataclass(kind):
             lines += settings_lines(kind, value, f"{prefix}{field.name}.")
@@ -63,6 +67,7 @@ def help_text(overrides: Sequence[str]) -> str:
              *settings_lines(method.config_class, cfg.method, "method."), ""]
     for key, schema in SECTIONS:
         lines += [f"{key} settings:", *settings_lines(schema, cfg[key], f"{key}."), ""]
-    lines += ["  seed: an integer, default " + repr(cfg.seed) + ", allowed >= 0", "",
+    lines += ["  seed: an integer, default " + repr(cfg.seed) + ", allowed >= 0",
+              *settings_lines(RunConfig, cfg, "", only=["protocol"]), "",
               "Another method's settings: python -m bench.run --help method=<name>. Hydra's own help: --hydra-help."]
     return "\n".join(lines)

@@ -111,9 +111,12 @@ class RunLock:
         a process killed with SIGKILL never leaves a lock that blocks the next launch; the
         file's content (pid, host) is for the message and for `bench.sweep status`."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             while True:
-                fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+                except FileNotFoundError:  # the owner before us removed the emptied run folder
+                    continue
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -147,5 +150,9 @@ class RunLock:
         _HELD.discard(self)
         if self.fd is not None:
             self.path.unlink(missing_ok=True)  # while still holding it: the next owner makes a new file
+            try:  # a finished run leaves no empty folder behind (a checkpoint or grouping files keep it)
+                self.path.parent.rmdir()
+            except OSError:
+                pass
             os.close(self.fd)
             self.fd = None

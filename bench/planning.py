@@ -40,7 +40,7 @@ from bench.identity import (data_fingerprint, experiment_id_of, identity, run_id
                             with_skipped)
 from bench.input_checks import unreadable_images
 from bench.methods import METHODS
-from bench.protocols import check_target
+from bench.protocols import check_target, check_task_order
 from bench.schema import RunConfig, RuntimeConfig, defaults_of
 from bench.config_checks import instantiate
 
@@ -63,9 +63,24 @@ class RunPlan:
     checkpoint_path: Path
 
     @property
+    def run_folder(self) -> Path:
+        """`<checkpoint_dir>/<run id>/`: the run's checkpoints, lock and, while it trains, its curves."""
+        return self.checkpoint_path.parent
+
+    @property
     def warmup_checkpoint_path(self) -> Path:
         """The checkpoint of the run's warm-up (MmAP's grouping), beside the training one."""
         return self.checkpoint_path.with_name("warmup.pt")
+
+    @property
+    def stages_checkpoint_path(self) -> Path:
+        """protocol=sequential: the stages done and the parameters after them (bench/sequential.py)."""
+        return self.checkpoint_path.with_name("stages.pt")
+
+    @property
+    def checkpoint_paths(self) -> tuple[Path, ...]:
+        """Every checkpoint a run may write: removed once its record is safe, or to start over."""
+        return self.checkpoint_path, self.warmup_checkpoint_path, self.stages_checkpoint_path
 
 
 def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
@@ -83,6 +98,10 @@ def plan_run(cfg: RunConfig, _listed: dict | None = None) -> RunPlan:
     dataset, data = listed[data_key]
     if cfg.protocol == "leave_one_out":  # dataset.domains null: the listed domains are known only now
         check_target(cfg.dataset.target, dataset.task_names)
+    if cfg.protocol == "sequential" and cfg.dataset.task_order is not None:
+        check_task_order(cfg.dataset.task_order, dataset.task_names)
+        if list(cfg.dataset.task_order) == list(dataset.task_names):  # the default order: one run id for both
+            cfg = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, task_order=None))
     weights_key = json.dumps(["weights", cfg.model.pretrained, cfg.runtime.cache_dir])
     if weights_key not in listed:
         listed[weights_key] = weights_fingerprint(cfg.model.pretrained, cfg.runtime.cache_dir)

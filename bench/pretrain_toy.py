@@ -48,7 +48,7 @@ shipped file (torch 2.14.1 CPU, open_clip 3.3.0, x86-64; 7,835,427 bytes) has SH
 
     89287cc0d10d2319a1291339ffe139f4a642e011a6b48c04ed590503ceaa7eed
 
-(``TOY_CHECKPOINT_SHA256``, also in the README); ``python -m pytest -m slow`` regenerates
+(``TOY_CHECKPOINT_SHA256``, also in the README and docs/toy-world.md); ``python -m pytest -m slow`` regenerates
 it and compares.  Wall time: 2.7 minutes on one core of a 2-core machine (the slow test,
 with another job on the other core).
 """

@@ -6,7 +6,11 @@
   run (`train.selection`): `val` on the sources' validation splits (DomainBed's training-domain
   validation, the default), `oracle` on the target's validation split (an upper bound, labelled
   as such), `last` the last epoch.
-* `sequential` (domains one after another in `dataset.task_order`): reserved, not built yet.
+* `sequential` (domains one after another in `dataset.task_order`, null: the dataset's order;
+  the continual-learning setting of CMAP and ChordPrompt): stage k trains domain
+  `task_order[k]` alone, starting from stage k-1's parameters, and selects on that domain's
+  validation split (`stage_roles`); after every stage every domain's val and test accuracy is
+  measured (the accuracy matrices; metrics: bench/continual.py; the stages: bench/sequential.py).
 
 `task_roles` is the rule as data: which tasks each split serves.  The data pipeline
 (bench/data.py) draws training batches from `train` only and evaluates each split on its own
@@ -17,7 +21,7 @@ task; zero-shot trains nothing): `st` and MmAP `grouped` keep a set per task (an
 have nothing learned to apply to the held-out domain, so they are refused at start-up
 (`UNSEEN_TARGET_MODES`).  DomainBed's leave-one-domain-out *selection* is not offered: it needs
 extra runs that hold out a second (source) domain each, i.e. a run with two held-out domains
-and a selection across runs of different data: see the README's protocol section.
+and a selection across runs of different data: see docs/protocols.md.
 """
 from __future__ import annotations
 
@@ -55,6 +59,38 @@ def task_roles(protocol: str, tasks: Sequence[str], target: Optional[str] = None
     return TaskRoles(sources, (target,) if selection == "oracle" else sources, tasks)
 
 
+def stage_roles(order: Sequence[str], stage: int) -> TaskRoles:
+    """Stage `stage` (from 0) of protocol=sequential: domain `order[stage]` alone trains and is
+    validated (model selection within the stage); every domain is tested."""
+    domain = order[stage]
+    return TaskRoles((domain,), (domain,), tuple(order))
+
+
+def resolved_task_order(task_order: Optional[Sequence[str]], domains: Sequence[str]) -> tuple[str, ...]:
+    """`dataset.task_order`, or the dataset's domain order when it is null (checked)."""
+    if task_order is None:
+        return tuple(domains)
+    check_task_order(task_order, domains)
+    return tuple(task_order)
+
+
+def check_task_order(task_order: Sequence[str], domains: Sequence[str]) -> None:
+    """`task_order` names every domain of `domains` exactly once."""
+    order, domains = list(task_order), list(domains)
+    unknown = [d for d in order if d not in domains]
+    repeated = sorted({d for d in order if order.count(d) > 1})
+    missing = [d for d in domains if d not in order]
+    if unknown or repeated or missing:
+        wrong = "; ".join(part for part in (
+            f"unknown: {', '.join(map(repr, unknown))}" if unknown else "",
+            f"repeated: {', '.join(map(repr, repeated))}" if repeated else "",
+            f"missing: {', '.join(map(repr, missing))}" if missing else "") if part)
+        raise ConfigError(f"dataset.task_order={order} must name every domain of the dataset exactly once, in the "
+                          f"order they are trained ({wrong}); the domains are {', '.join(domains)}. Pass e.g. "
+                          f"dataset.task_order=[{','.join(domains)}] (quote a name with a space: "
+                          "'dataset.task_order=[\"Real World\",Art]'), or leave it out for the dataset's order.")
+
+
 def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Sequence[str]],
                    domains: Optional[Sequence[str]], selection: str, method: str, mode: str,
                    modes: Sequence[str]) -> None:
@@ -64,10 +100,21 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol={protocol!r} is not a protocol: it must be one of {', '.join(PROTOCOLS)} "
                           "(multitask: train and test every domain, the default | leave_one_out: hold out "
-                          "dataset.target). Fix it on the command line (protocol=...).")
+                          "dataset.target | sequential: train the domains one after another in "
+                          "dataset.task_order). Fix it on the command line (protocol=...).")
     if protocol == "sequential":
-        raise ConfigError("protocol=sequential (domains trained one after another in dataset.task_order) is not "
-                          "built yet in this version. Use protocol=multitask or protocol=leave_one_out.")
+        if target is not None:
+            raise ConfigError(f"dataset.target={target!r} is set, but protocol=sequential trains every domain in "
+                              "turn (dataset.task_order): there is nothing to hold out. Remove dataset.target, or "
+                              f"pass protocol=leave_one_out to hold {target!r} out.")
+        if selection == "oracle":
+            raise ConfigError("train.selection=oracle selects on the held-out domain's validation split, which "
+                              "only protocol=leave_one_out has; under protocol=sequential each stage selects on "
+                              "its own domain's validation split (train.selection=val) or takes its last epoch "
+                              "(last). Use train.selection=val or last.")
+        if task_order is not None and domains is not None:
+            check_task_order(task_order, domains)
+        return
     if task_order is not None:
         raise ConfigError(f"dataset.task_order={list(task_order)} is set, but protocol={protocol}: the order of "
                           "the domains only means something under protocol=sequential. Remove dataset.task_order.")

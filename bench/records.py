@@ -12,7 +12,9 @@ right shape; a record that says "complete" but is not is never taken for a resul
 Schema 2 adds, per split and task, the images listed, evaluated and skipped as unreadable
 (`images`), the number of resumes and the accumulated times; schema 3 (this version) the
 run's identity: `experiment_id` and the data and weights fingerprints (bench/identity.py).
-Records of earlier schemas remain readable (their run ids differ: re-run them).
+Records of earlier schemas remain readable (their run ids differ: re-run them).  A
+protocol=sequential record (still schema 3: fields older records lack are None) adds its
+`task_order`, `stages`, `accuracy_matrix` and `sequential_metrics`, checked by `problem`.
 """
 from __future__ import annotations
 
@@ -117,9 +119,16 @@ class RunRecord:
     nonfinite_steps: int | None = None      # steps whose loss was NaN/inf: their update was skipped
     checkpoint_kept: str | None = None      # runtime.keep_checkpoint: what stayed on disk, and where
     warnings: list[str] = field(default_factory=list)  # degenerate data the run went on with
-    protocol: str = "multitask"             # multitask | leave_one_out (bench/protocols.py)
+    protocol: str = "multitask"             # multitask | leave_one_out | sequential (bench/protocols.py)
     target: str | None = None               # leave_one_out: the held-out domain (its test accuracy is the result)
     selection: str | None = None            # train.selection: val (leave_one_out: the sources') | oracle | last
+    # protocol=sequential (bench/sequential.py): the domains in the order trained, each stage's summary,
+    # the accuracy matrices per split (row k: every domain after stage k, columns in task_order) and their
+    # metrics (bench/continual.py)
+    task_order: list[str] | None = None
+    stages: list[dict] | None = None
+    accuracy_matrix: dict[str, list[list[float]]] | None = None
+    sequential_metrics: dict[str, dict] | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunRecord":
@@ -166,6 +175,8 @@ def problem(record) -> str | None:
         not_numbers = [f"{t}={values[t]!r}" for t in values if not _is_number(values[t])]
         if not_numbers:
             return f"malformed accuracy: {split} has values that are not numbers: " + ", ".join(not_numbers)
+    if record.get("protocol") == "sequential" and (why := _sequential_problem(record)):
+        return why
     if not _is_number(params["trainable"]):
         return f"malformed params: trainable={params['trainable']!r} is not a number"
     if _version(record) >= 2:
@@ -174,6 +185,21 @@ def problem(record) -> str | None:
                     if c not in record["images"].get(split, {}).get(t, {})]
         if missing:
             return "missing keys: " + ", ".join(missing)
+    return None
+
+
+def _sequential_problem(record: dict) -> str | None:
+    """Why a protocol=sequential record lacks its order or its square matrices (None: it has them)."""
+    order, matrix = record.get("task_order"), record.get("accuracy_matrix")
+    if not isinstance(order, list) or sorted(order) != sorted(record["tasks"]):
+        return "malformed sequential record: task_order is not an order of its tasks"
+    for split in ("val", "test"):
+        rows = (matrix or {}).get(split) if isinstance(matrix, dict) else None
+        if not isinstance(rows, list) or len(rows) != len(order) or not all(
+                isinstance(row, list) and len(row) == len(order) and all(_is_number(v) for v in row) for row in rows):
+            return f"malformed sequential record: accuracy_matrix.{split} is not {len(order)} x {len(order)} numbers"
+    if not isinstance(record.get("sequential_metrics"), dict):
+        return "malformed sequential record: sequential_metrics missing"
     return None
 
 

@@ -57,7 +57,7 @@ from bench.comparison import (MEMORY_MEASURES, MODE_ORDER, PROTOCOL_SUFFIX, data
                               experiment_key, gpu_hours, held_out_rows, method_label, method_order, select_trials,
                               summarize, table_key)  # (tests and tools use them)
 from bench.comparison_page import SWATCHES, ComparisonPage, figures_of, render_comparison_page
-from bench.curves import curves_path, read_epoch_curves
+from bench.curves import curves_path, read_epoch_curves, read_stage_curves
 from bench.errors import UserError, guarded
 from bench.input_checks import check_writable
 from bench.records import RunRecord, read_record
@@ -65,12 +65,21 @@ from bench.report_page import finish_page, render_index
 from bench.report_plots import (Drawn, FigureDrawer, figure_processes, method_style,  # noqa: F401
                                 plot_acc_vs_params, plot_acc_vs_time, plot_curves, plot_held_out, point_label,
                                 swatches)
+from bench.report_sequential import (CAPTION as SEQUENTIAL_CAPTION, FINAL, METRIC_COLUMNS,
+                                     draw_figures as draw_sequential_figures, incremental_table, is_sequential,
+                                     sequential_rows, title_of as sequential_title)
 from bench.statistics import ONE_SEED
 
 NO_STD = "–"
 HELD_OUT_CAPTION = ("Leave-one-domain-out (protocol=leave_one_out): each domain column is a separate run per "
                     "seed that trained and validated on the other domains only and is tested on that held-out "
                     "domain; Average: the mean over the held-out domains. ")
+
+
+#: a sequential table's columns on its page (bench/comparison_page.py): the final average sorts by the
+#: rows' average, and the least forgetting is the best
+SEQUENTIAL_SORTED_BY = {FINAL: ("Average mean", "max"),
+                        METRIC_COLUMNS["forgetting"]: (f"{METRIC_COLUMNS['forgetting']} mean", "min")}
 
 
 class ReportError(UserError):
@@ -230,6 +239,9 @@ def caption(records: list[RunRecord], summary: pd.DataFrame, split: str, selecti
             "oracle": "the epoch with the best validation average of the held-out domain: ORACLE, an upper bound"}
     if any(r.protocol == "leave_one_out" for r in records):
         rule["val"] = "the epoch with the best validation average of the source domains (training-domain validation)"
+    if any(r.protocol == "sequential" for r in records):
+        rule["val"] = "in each stage, the epoch with the best validation accuracy of that stage's domain"
+        rule["last"] = "in each stage, its last epoch"
     recorded = [f"train.selection={w} ({rule[w]})" if w in rule else f"train.selection={w}"
                 for w in within if w != "not recorded"]
     parts = ["Model selection: within a run, " + (", ".join(recorded) if recorded else "not recorded") + "."]
@@ -286,7 +298,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     for dataset in chosen:  # every table first: a bad --baseline stops the report before it writes
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
         summaries[dataset] = summarize(records, dataset, "test" if held_out else split, selection, baseline,
-                                       held_out_rows if held_out else select_trials)
+                                       held_out_rows if held_out else
+                                       sequential_rows if is_sequential(dataset) else select_trials)
         if baseline_required and summaries[dataset].attrs.get("baseline_index") is None:
             rows = summaries[dataset]
             named = sorted({*rows["method"], *(rows["method"] + ":" + rows["mode"]), *rows["label"]})
@@ -296,12 +309,15 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
     for dataset in chosen:
         held_out = dataset.endswith("-" + PROTOCOL_SUFFIX["leave_one_out"])
         summary = summaries[dataset]
-        table = display_table(summary)
+        sequential = is_sequential(dataset)  # its own table, figures and caption (bench/report_sequential.py)
+        table = incremental_table(display_table(summary)) if sequential else display_table(summary)
         mine_records = [r for r in records if table_key(r, fingerprints) == dataset]
         oracle = selection == "test" or (held_out and any(r.selection == "oracle" for r in mine_records))
         title = (f"{dataset}: held-out-domain test accuracy (%), leave-one-domain-out" if held_out
+                 else sequential_title(dataset, split) if sequential
                  else f"{dataset}: {split} accuracy (%)") + (" [ORACLE selection: upper bound]" if oracle else "")
-        text = (HELD_OUT_CAPTION if held_out else "") + caption(mine_records, summary, split, selection)
+        text = (HELD_OUT_CAPTION if held_out else SEQUENTIAL_CAPTION if sequential else "") + caption(
+            mine_records, summary, split, selection)
         md = [f"# {title}", "", text, "", table.to_markdown(index=False, disable_numparse=True), ""]
         if problems:
             md += ["## Skipped records", ""] + _problem_lines(problems) + [""]
@@ -324,6 +340,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         if held_out:
             paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
             drawn["held_out"] = figures.draw(plot_held_out, summary, paths["held-out png"], title)
+        if sequential:
+            paths.update(draw_sequential_figures(summary, mine_records, out_dir, dataset, title, figures))
         if curves_from is not None:
             curves = write_curves(summary, mine_records, selection, Path(curves_from),
                                   out_dir / f"{dataset}_curves.png", f"{dataset}: learning curves (mean ± se over seeds)",
@@ -333,7 +351,8 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
         paths["html"] = out_dir / f"{dataset}.html"
         page = ComparisonPage(dataset, title, text, summary, table, mine_records, selection, held_out,
                               figures_of(drawn, "test" if held_out else split), problems, gone,
-                              None if runs_dir is None else Path(runs_dir))
+                              None if runs_dir is None else Path(runs_dir),
+                              SEQUENTIAL_SORTED_BY if sequential else {})
         drawn[SWATCHES] = figures.draw(swatches, summary)
         pages.append((paths["html"], page, drawn))
         print(f"\n{title}\n{table.to_markdown(index=False, disable_numparse=True)}")
@@ -353,8 +372,9 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
     path and its drawing (the SVG for the page)."""
     chosen, _ = select_trials(records, selection)
     by_row: dict[str, list] = {}
-    for r in chosen:
-        frame = read_epoch_curves(curves_path(runs_dir, r.run_id))
+    for r in chosen:  # protocol=sequential: its stages' curves one after another
+        frame = read_stage_curves(runs_dir, r.run_id, len(r.task_order)) if r.task_order else \
+            read_epoch_curves(curves_path(runs_dir, r.run_id))
         if frame is not None:
             by_row.setdefault(experiment_key(r), []).append(frame)
     if not any(experiment in by_row for experiment in summary["experiment"]):
@@ -362,6 +382,8 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
         return None
     tasks = [c[: -len(" mean")] for c in summary.columns
              if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+    if any(r.task_order for r in chosen):  # a sequential table's columns are metrics: its panels are the domains
+        tasks = next(r.task_order for r in chosen if r.task_order)
     return path, figures.draw(plot_curves, summary, by_row, tasks, path, title)
 
 

@@ -36,7 +36,7 @@ class Cell:
 class Column:
     name: str
     numeric: bool = False
-    best: str | None = None           # "max", "min" (among positive values) or None: no best marked
+    best: str | None = None           # "max", "min", "min>0" (the least positive) or None: no best marked
 
 
 @dataclasses.dataclass
@@ -139,10 +139,10 @@ def mark_best(columns: list[Column], rows: list[Row]) -> None:
     """Mark each column's best cell by its sort value (`Column.best`)."""
     for i, column in enumerate(columns):
         values = [row.cells[i].sort for row in rows if isinstance(row.cells[i].sort, float)]
-        if column.best == "min":  # a row that trains nothing, or took no time, is no contender
+        if column.best == "min>0":  # a row that trains nothing, or took no time, is no contender
             values = [v for v in values if v > 0]
         if not column.best or not values:
             continue
-        best = max(values) if column.best == "max" else min(values)
+        best = max(values) if column.best == "max" else min(values)  # "min", "min>0"
         for row in rows:
             row.cells[i].best = row.cells[i].sort == best

@@ -105,7 +105,8 @@ class RuntimeConfig:
     trial: Optional[int] = setting(None, "trial number of a hyper-parameter search (set by bench.sweep; "
                                    "bench/search_space.py); null: not a search trial", min=0)
     logger: Literal["csv", "tensorboard"] = setting(
-        "csv", "learning curves: csv: <run id>.curves.csv beside the record | tensorboard: also TensorBoard "
+        "csv", "learning curves: csv: <run id>.curves.csv (beside the checkpoint while training, then beside the "
+               "record) | tensorboard: also TensorBoard "
                "event files under <run id>.tb/ (pip install 'clip-prompt-bench[tensorboard]')")
     log_every_steps: int = setting(0, "also log the training loss and lr every k steps (0: epoch ends only)", min=0)
     cache_dir: str = setting("${oc.env:CPB_CACHE,'~/.cache/clip-prompt-bench'}",
@@ -167,8 +168,8 @@ class DatasetConfig:
         "counted per split and task in the record (docs/reliability.md)")
     target: Optional[str] = setting(None, "protocol=leave_one_out: the held-out domain (never trained or "
                                           "validated on, tested); null under multitask")
-    task_order: Optional[list[str]] = setting(None, "protocol=sequential: the order the domains are trained in "
-                                                    "(reserved; null: the dataset's order)")
+    task_order: Optional[list[str]] = setting(None, "protocol=sequential: the order the domains are trained in, "
+                                                    "every domain once (null: the dataset's order)", min_length=1)
     model: DatasetModelConfig = field(default_factory=DatasetModelConfig)
 
 
@@ -180,6 +181,18 @@ class MethodConfig:
     mode: str = setting("mt", "parameter sharing: mt (one set for all tasks) | st (one per task) | "
                               "the method's own modes")
     truncate_text: bool = setting(True, "run the causal text tower only up to the last EOT (exact)")
+
+    def warmup_on_every_task(self) -> Optional[str]:
+        """What this method trains on every task's training data before its own training (a
+        phrase naming it and the settings that avoid it), None when nothing: protocol=sequential
+        refuses such a warm-up, which would see later stages' domains before stage 1."""
+        return None
+
+    @classmethod
+    def without_warmup_on_every_task(cls, mode: str) -> tuple[str, ...]:
+        """Overrides under which `mode` needs no such warm-up (a sweep's `method: all` adds them
+        under protocol=sequential); () where its defaults need none."""
+        return ()
 
 
 @dataclass
@@ -272,7 +285,8 @@ class RunConfig:
     seed: int = setting(1, "the run's seed (initialisation, batches, augmentation)", min=0)
     protocol: Literal["multitask", "leave_one_out", "sequential"] = setting(
         "multitask", "multitask: every domain trains and is tested (the MmAP paper's) | leave_one_out: "
-                     "dataset.target is held out (DomainBed; bench/protocols.py) | sequential: reserved")
+                     "dataset.target is held out (DomainBed; bench/protocols.py) | sequential: the domains trained one "
+                     "after another in dataset.task_order, every domain measured after every stage (docs/protocols.md)")
     train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

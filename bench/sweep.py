@@ -30,6 +30,7 @@ from omegaconf import OmegaConf
 
 from bench.app import CONFIG_DIR, chosen_method, compose_command_line, compose_config
 from bench.atomic_io import write_json_atomic
+from bench import faults
 from bench.errors import ConfigError, RecordError, RunBusyError, UserError, guarded, raise_on_signal
 from bench.lock import holder, lock_path, process_alive
 from bench.methods import METHODS
@@ -102,8 +103,11 @@ def preset_from(values: dict, source: str) -> SweepPreset:
 
 def every_method_and_mode(protocol: str = "multitask") -> list[str]:
     """`method: all` in a preset: every registered method in each of its modes (under
-    protocol=leave_one_out: each mode that can serve the held-out domain, bench/protocols.py)."""
-    return [f"method={name} method.mode={mode}" if len(cls.modes) > 1 else f"method={name}"
+    protocol=leave_one_out: each mode that can serve the held-out domain, bench/protocols.py;
+    under protocol=sequential with the overrides that spare a mode a warm-up on every domain,
+    `MethodConfig.without_warmup_on_every_task`: MmAP grouped's one group)."""
+    return [" ".join([f"method={name}", *([f"method.mode={mode}"] if len(cls.modes) > 1 else []),
+                      *(cls.config_class.without_warmup_on_every_task(mode) if protocol == "sequential" else ())])
             for name, cls in METHODS.items() for mode in cls.modes
             if protocol != "leave_one_out" or mode in UNSEEN_TARGET_MODES]
 
@@ -164,17 +168,34 @@ class SweepDrain(submitit.helpers.Checkpointable):
     run lock), a finished one is read back (its record), so together they drain the list."""
 
     def __call__(self, runs: list[list[str]], threads: int) -> dict:
-        import torch  # deferred: a worker trains; `status`, `list` and `cancel` never import torch
-
-        logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         # submitit's job environment bypasses SIGTERM (on SLURM it precedes a requeue); a local
-        # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C
+        # job has no requeue, so `kill` and `bench.sweep PRESET cancel` stop it like Ctrl-C: from
+        # the first line, not after the seconds of importing torch
         signal.signal(signal.SIGTERM, raise_on_signal)
-        torch.set_num_threads(threads)
         try:
+            _die_with_controller()
+            import torch  # deferred: a worker trains; `status`, `list` and `cancel` never import torch
+
+            logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+            torch.set_num_threads(threads)
             return drain(runs)
         except KeyboardInterrupt as stop:  # submitit records an Exception as the job's error, not this
             raise JobInterrupted(f"Interrupted by {stop}; `bench.sweep PRESET launch` resumes it") from None
+
+
+def _die_with_controller() -> None:
+    """SIGTERM this worker when its submitit controller dies (Linux's parent-death signal): a
+    `kill -9` of the controller, whose pid is the job id `status` watches, then stops the worker
+    at its last checkpoint instead of leaving it training runs that `status` calls FAILED."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes  # deferred: Linux only
+
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:  # the controller died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class JobInterrupted(RuntimeError):
@@ -186,7 +207,8 @@ def drain(runs: list[list[str]]) -> dict[str, int]:
     from bench.experiment import run_experiment  # deferred: torch and open_clip, for the runs only
 
     counts = {"complete": 0, "busy elsewhere": 0, "failed": 0}
-    for overrides in runs:
+    for index, overrides in enumerate(runs, start=1):
+        faults.before_run(index)
         try:
             run_experiment(compose_config(overrides))
             counts["complete"] += 1
@@ -457,8 +479,8 @@ def human_duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-@guarded
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m bench.sweep` (the docs' commands are parsed by it in tests)."""
     parser = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("preset", help="a sweep preset in configs/sweep/ (e.g. toy_smoke, officehome_paper)")
     parser.add_argument("action", choices=["launch", "status", "list", "run", "cancel"], nargs="?",
@@ -475,7 +497,21 @@ def main(argv: list[str] | None = None) -> int:
                              "cores // --threads-per-run)")
     parser.add_argument("--threads-per-run", type=int, default=4,
                         help="local sweeps on CPU: the cores one run uses, for --parallel auto (default 4)")
-    args = parser.parse_intermixed_args(argv)  # overrides before or after the options
+    return parser
+
+
+def executor_params(items: list[str]) -> dict:
+    """The submitit parameters of `--param KEY=VALUE` options (digits as integers)."""
+    params = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        params[key] = int(value) if value.isdigit() else value
+    return params
+
+
+@guarded
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_intermixed_args(argv)  # overrides before or after the options
     if args.action == "list":
         runs, _ = plan(args.preset, args.overrides)
         for run in runs:
@@ -487,11 +523,8 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "cancel":
         cancel(args.preset, args.overrides)
     else:
-        params = {}
-        for item in args.param:
-            key, _, value = item.partition("=")
-            params[key] = int(value) if value.isdigit() else value
-        launch(args.preset, args.overrides, args.cluster, params, args.parallel, args.threads_per_run)
+        launch(args.preset, args.overrides, args.cluster, executor_params(args.param), args.parallel,
+               args.threads_per_run)
     return 0
 
 

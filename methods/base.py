@@ -102,6 +102,20 @@ class Method(MethodContract):
         self._token_cache: dict[tuple[str, ...], torch.Tensor] = {}
         self.image_cache = ImageFeatureCache()
 
+    def tasks_of_set(self, s: int) -> frozenset[int]:
+        """The tasks whose parameter set is `s`."""
+        return frozenset(t for t, of in enumerate(self.set_of_task) if of == s)
+
+    def task_readers(self) -> dict:
+        """With several sets (st): every trainable parameter stacked by set, (sets, ...), the layout
+        of every method here, row s read by the tasks of set s.  Methods with another layout
+        override this (CoOp's class-specific contexts, full fine-tuning's copies, MmAP's groups)."""
+        n_sets = len(self.set_names)
+        if n_sets == 1:
+            return {}
+        rows = [self.tasks_of_set(s) for s in range(n_sets)]
+        return {name: rows for name, p in self.trainable_parameters() if p.dim() and p.shape[0] == n_sets}
+
     def select_sets(self, params: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """The parameter set of each row's task from `params` (sets, ...): one shared set is
         broadcast (leading dim 1) instead of gathered per row."""

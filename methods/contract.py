@@ -15,7 +15,11 @@ A method is an `nn.Module` built as `cls(clip, tasks, cfg, seed)`:
   own parameters exist, e.g. MmAP's task grouping: a `Warmup` that the engine trains through
   its one Trainer, then hands back to `Warmup.finish`, which may create parameters),
   `extra_loss` (a term added to the multi-task loss every step) and `record_extras` (fields
-  for the run's record).
+  for the run's record);
+* `task_readers()`: which tasks read each trainable parameter where not every task does (a
+  task's own set, a group's set), so that protocol=sequential (bench/sequential.py) leaves what
+  a stage's domain never reads exactly as it was: its optimiser's weight decay would otherwise
+  shrink the other domains' sets.
 
 `methods/base.py`'s `Method` implements the contract for CLIP methods (cosine logits over
 each task's classes, prompt hooks, feature caches); a method may also implement it directly.
@@ -31,6 +35,10 @@ from torch import nn
 from bench.errors import UserError
 from bench.observers import TrainObserver
 from bench.schema import MethodConfig, TrainConfig
+
+
+#: the tasks that read a parameter (`MethodContract.task_readers`): all of it, or row by row
+Readers = "frozenset[int] | list[frozenset[int]]"
 
 
 class MethodError(UserError):
@@ -99,6 +107,13 @@ class MethodContract(nn.Module):
 
     def on_state_loaded(self) -> None:
         """Called after `load_trainable_state` (e.g. to drop cached features)."""
+
+    def task_readers(self) -> dict[str, "Readers"]:
+        """For each trainable parameter that not every task's forward reads, the task indices that
+        read it: a frozenset (the whole tensor) or a list of frozensets, one per row of its first
+        dimension (a stack of parameter sets).  A parameter left out is read by every task (the
+        default: everything shared)."""
+        return {}
 
     # ---- parameters and checkpoints ---------------------------------------------------------
     def trainable_parameters(self) -> list[tuple[str, nn.Parameter]]:

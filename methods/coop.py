@@ -58,6 +58,9 @@ class CoOp(Method):
             contexts = [seeded_normal((self.n_ctx, clip.text_width), 0.02, seed, "coop", *[p for p in key if p])
                         for key in entries]
         self.context = nn.Parameter(torch.stack(contexts))  # (entries, M, d_text)
+        self.entry_readers = [frozenset(t for t in range(len(self.tasks)) if set_names[self.set_of_task[t]] == key[0]
+                                        and (key[1] is None or key[1] in self.tasks[t].classnames))
+                              for key in entries]
         self.csc = cfg.csc
         if self.csc:  # entry of class c of task t
             rows = torch.zeros(len(self.tasks), self.max_classes, dtype=torch.long)
@@ -65,6 +68,11 @@ class CoOp(Method):
                 for c, name in enumerate(task.classnames):
                     rows[t, c] = entries[(set_names[self.set_of_task[t]], name)]
             self.register_buffer("context_entry", rows.to(self.class_mask.device), persistent=False)
+
+    def task_readers(self) -> dict:
+        """Each context entry is read by the tasks of its set (with csc: those with its class name)."""
+        every = frozenset(range(len(self.tasks)))
+        return {} if all(r == every for r in self.entry_readers) else {"context": self.entry_readers}
 
     def prompt_texts(self, task: int) -> list[str]:
         context = ["X"] * self.n_ctx

@@ -35,6 +35,13 @@ class FullFineTuning(TemplateMethod):
         """The trained CLIP of each parameter set."""
         return [self.clip] if self.copies is None else list(self.copies)
 
+    def task_readers(self) -> dict:
+        """ST: copy s's weights are read by the tasks of set s (MT: one copy, every task)."""
+        if self.copies is None:
+            return {}
+        return {name: self.tasks_of_set(int(name.split(".")[1])) for name, _ in self.trainable_parameters()
+                if name.startswith("copies.")}
+
     def _clip_of(self, task: int):
         return self.models[self.set_of_task[task]]
 

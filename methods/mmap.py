@@ -166,6 +166,18 @@ class MmAP(Method):
                                               "warmup_steps": steps_run})
         return Warmup(shared, train, self.grouping_cfg.warmup_steps, affinity, finish)
 
+    def task_readers(self) -> dict:
+        """Grouped: group g's shared MmAP is read by its members, task t's own MmAP by t alone."""
+        if self.mode != "grouped":
+            return super().task_readers()
+        groups = [frozenset(g) for g in self.groups or []]
+        readers = {f"group_prompts.{name}": groups for name, _ in self.group_prompts.named_parameters()} \
+            if self.groups is not None else {}
+        if self.task_prompts is not None:
+            readers.update({f"task_prompts.{name}": [frozenset([t]) for t in range(len(self.tasks))]
+                            for name, _ in self.task_prompts.named_parameters()})
+        return readers
+
     def record_extras(self) -> dict:
         return {"grouping": self.grouping_record} if self.mode == "grouped" else {}
 

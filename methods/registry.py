@@ -3,7 +3,7 @@
 A card is what a command needs to know of a method without building it (its typed settings,
 label, sharing modes, search space) plus where its implementation lives.  The cards of the
 methods shipped here are declared in methods/settings.py, which imports no torch; a method
-declared elsewhere (a plug-in, the README's example) registers its class and card at once
+declared elsewhere (a plug-in, the example of docs/architecture.md) registers its class and card at once
 with `@register_method`.  The registry only stores; the run wiring (bench/app.py) checks a
 method's config and builds it.
 """

@@ -153,6 +153,23 @@ class MmAPConfig(MethodConfig):
     template: str = setting("{}.", 'text after the placeholders: "X ... X {class}."')
     grouping: GroupingConfig = field(default_factory=GroupingConfig)
 
+    def warmup_on_every_task(self) -> Optional[str]:
+        """Grouped mode with a `gradient` or `lookahead` grouping and no affinity_file trains a shared
+        warm-up MmAP on every task at once to measure the affinities (methods/grouping.py)."""
+        if self.mode != "grouped" or self.grouping.affinity_file or self.grouping.strategy not in (
+                "gradient", "lookahead"):
+            return None
+        return (f"MmAP's grouping warm-up (method.grouping.strategy={self.grouping.strategy}) trains a shared MmAP on "
+                "every domain at once to measure the task affinities; choose the groups without it: "
+                "method.grouping.strategy=one_group, singletons or manual (with method.grouping.groups), or "
+                "method.grouping.affinity_file=<a multitask run's grouping/groups.json>")
+
+    @classmethod
+    def without_warmup_on_every_task(cls, mode: str) -> tuple[str, ...]:
+        """protocol=sequential's default for grouped MmAP: one group (a shared MmAP carried through the
+        stages) beside each domain's own task MmAP (docs/protocols.md)."""
+        return ("method.grouping.strategy=one_group",) if mode == "grouped" else ()
+
 
 #: the settings worth tuning (bench/search_space.py), around the reference's:
 #: MaPLe's training, lr 0.0035; our default 8 tokens

@@ -31,8 +31,9 @@ BASE = ["dataset=toy", "train.epochs=1", "train.steps_per_epoch=2", "train.batch
 
 def cases() -> dict[str, list[str]]:
     """label -> overrides: every registered method and mode, plus MmAP's look-ahead affinity,
-    LoRA with its default dropout (per-step randomness: not exact, other run id) and two
-    leave-one-domain-out runs (selection on the sources' val, and the oracle)."""
+    LoRA with its default dropout (per-step randomness: not exact, other run id), two
+    leave-one-domain-out runs (selection on the sources' val, and the oracle) and two runs of the
+    domains in sequence (one shared set carried through the stages, and one set per domain)."""
     found = {}
     for name, cls in METHODS.items():
         for mode in cls.modes:
@@ -46,6 +47,9 @@ def cases() -> dict[str, list[str]]:
                                       "train.selection=val"]
     found["maple:mt:leave_one_out:oracle"] = ["method=maple", "protocol=leave_one_out", "dataset.target=photo",
                                               "train.selection=oracle"]
+    # protocol=sequential (bench/sequential.py): a Trainer per stage, every domain measured after each
+    found["coop:mt:sequential"] = ["method=coop", "protocol=sequential", "dataset.task_order=[clipart,photo,painting,sketch]"]
+    found["vpt:st:sequential"] = ["method=vpt", "method.mode=st", "protocol=sequential"]
     return found
 
 
@@ -61,7 +65,8 @@ def main(out: Path, only: list[str]) -> None:
                           "world_size": record.world_size, "backend": record.backend,
                           "train_images": round(record.train_images_per_s * record.train_time_s)
                           if record.train_images_per_s else 0,
-                          "checkpoint": str(checkpoint) if checkpoint.exists() else None}
+                          "checkpoint": str(checkpoint) if checkpoint.exists() else None,
+                          "accuracy_matrix": record.accuracy_matrix}
     if distributed.current().is_writer:
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
     distributed.shutdown()

@@ -319,6 +319,9 @@ def test_keep_checkpoint_leaves_what_it_says(tmp_path, capsys, policy, files):
     record = json.loads(next((tmp_path / "runs").glob("*.json")).read_text())
     run_dir = tmp_path / "ckpt" / record["run_id"]
     assert sorted(p.name for p in run_dir.glob("*.pt")) == files
+    assert run_dir.exists() == bool(files)  # a finished run leaves no empty folder
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [f"{record['run_id']}{suffix}" for suffix in
+                                                                      (".curves.csv", ".json")]
     assert record["checkpoint_kept"] == (policy if policy == "nothing" else f"{policy}: {run_dir / files[0]}")
 
 
@@ -382,29 +385,63 @@ def test_local_parallelism_defaults_to_what_the_machine_can_run():
         local_parallelism("many", 4)
 
 
-@pytest.mark.long
-def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm(tmp_path):
-
-    from bench.sweep import cancel, launch, status
-    preset = tmp_path / "two.yaml"
-    preset.write_text("name: two\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: [1, 2]\n")
-    extra = SWEEP_EXTRA + sweep_dirs(tmp_path)
-    state = tmp_path / "faults"
-    os.environ.update(CPB_FAULT="hold_at_step:2", CPB_FAULT_STATE=str(state))  # the job inherits it
+def launch_local(tmp_path, seeds: list[int], fault: str) -> tuple[list[dict], list]:
+    """A local sweep of the toy's CoOp over `seeds` on one worker, under `fault` (CPB_FAULT; the
+    job inherits it); returns the jobs and the (preset, overrides) that `status`/`cancel` take."""
+    from bench.sweep import launch
+    preset = tmp_path / "sweep.yaml"
+    preset.write_text(f"name: sweep\nfixed: [dataset=toy, method=coop]\ngrid:\n  seed: {seeds}\n")
+    sweep = [str(preset), SWEEP_EXTRA + sweep_dirs(tmp_path)]
+    (tmp_path / "faults" / "held").unlink(missing_ok=True)
+    os.environ.update(CPB_FAULT=fault, CPB_FAULT_STATE=str(tmp_path / "faults"))
     try:
-        submitted = launch(str(preset), extra, "local", {}, parallel="1")
+        return launch(*sweep, "local", {}, parallel="1"), sweep
     finally:
         del os.environ["CPB_FAULT"], os.environ["CPB_FAULT_STATE"]
+
+
+@pytest.mark.long
+def test_local_sweep_runs_one_at_a_time_and_cancel_stops_it_with_sigterm_in_a_run_or_between_runs(tmp_path):
+    from bench.sweep import cancel, status
+    held = tmp_path / "faults" / "held"
+    submitted, sweep = launch_local(tmp_path, [1, 2], "hold_at_step:2")
     assert len({entry["job"].job_id for entry in submitted}) == 1  # one worker for both runs
-    wait_for((state / "held").exists, 120, "the first run to reach step 2")
-    assert sorted(status(str(preset), extra)) == ["PENDING", "RUNNING"]  # one at a time
-    assert len(cancel(str(preset), extra)) == 1
-    wait_for(lambda: "FAILED" in status(str(preset), extra), 60, "the cancelled job to end")
-    failed = status(str(preset), extra)["FAILED"]
-    assert any("SIGTERM at training step 2 of the run; the last checkpoint" in run["detail"] for run in failed)
-    again = launch(str(preset), extra, "local", {}, parallel="1")
+    wait_for(held.exists, 120, "the first run to reach step 2")
+    assert sorted(status(*sweep)) == ["PENDING", "RUNNING"]  # one at a time
+    assert len(cancel(*sweep)) == 1
+    wait_for(lambda: "FAILED" in status(*sweep), 60, "the cancelled job to end")
+    assert any("SIGTERM at training step 2 of the run; the last checkpoint" in run["detail"]
+               for run in status(*sweep)["FAILED"])
+
+    # relaunched, the worker finishes the first run, then is cancelled before it starts the second
+    [first, second], _ = launch_local(tmp_path, [1, 2], "hold_before_run:2")
+    wait_for(held.exists, 120, "the worker to finish its first run")
+    assert sorted(status(*sweep)) == ["COMPLETE", "PENDING"]
+    assert len(cancel(*sweep)) == 1
+    with pytest.raises(Exception, match="Interrupted by SIGTERM"):
+        second["job"].result()  # it stopped instead of going on to the second run
+    states = status(*sweep)
+    assert sorted(states) == ["COMPLETE", "FAILED"] and "SIGTERM" in states["FAILED"][0]["detail"]
+    again, _ = launch_local(tmp_path, [1, 2], "")
     again[0]["job"].result()
-    assert list(status(str(preset), extra)) == ["COMPLETE"]
+    assert list(status(*sweep)) == ["COMPLETE"]
+
+
+@pytest.mark.long
+def test_a_kill_9_of_a_local_jobs_controller_stops_its_worker_too(tmp_path):
+    from bench.lock import process_alive
+    from bench.sweep import status
+    held = tmp_path / "faults" / "held"
+    [submitted], sweep = launch_local(tmp_path, [1], "hold_at_step:2")
+    wait_for(held.exists, 120, "the worker to reach step 2")
+    worker = int(held.read_text())
+    os.kill(int(submitted["job"].job_id), signal.SIGKILL)  # the controller: the pid `status` watches
+    wait_for(lambda: not process_alive(worker), 60, "the worker to stop with its controller")
+    [failed] = status(*sweep)["FAILED"]  # and `status` says so: nothing trains unseen
+    assert "Interrupted by SIGTERM at training step 2" in failed["detail"], failed
+    [again], _ = launch_local(tmp_path, [1], "")
+    again["job"].result()
+    assert list(status(*sweep)) == ["COMPLETE"]
 
 
 # ---- bench.speed -----------------------------------------------------------------------------------

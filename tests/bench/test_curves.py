@@ -143,3 +143,35 @@ def test_a_fresh_start_replaces_old_curves_and_a_step_without_images_is_not_a_lo
     with path.open(newline="") as file:
         assert list(csv.DictReader(file)) == []
     assert read_epoch_curves(path) is None and read_epoch_curves(tmp_path / "absent.csv") is None
+
+
+def test_publish_curves_moves_a_finished_runs_curves_beside_its_record(tmp_path):
+    from bench.curves import publish_curves
+    live, results = tmp_path / "checkpoints" / "r1", tmp_path / "runs"
+    live.mkdir(parents=True)
+    (live / "r1.curves.csv").write_text("kind,epoch\n")
+    (live / "r1.stage2.curves.csv").write_text("kind,epoch\n")
+    (live / "checkpoint.pt").write_text("not a curve")
+    (live / "r1.tb").mkdir()
+    (live / "r1.tb" / "events").write_text("new")
+    (results / "r1.tb").mkdir(parents=True)
+    (results / "r1.tb" / "old-events").write_text("a rerun's earlier events")
+    publish_curves(live, results, "r1")
+    assert sorted(p.name for p in live.iterdir()) == ["checkpoint.pt"]
+    assert (results / "r1.stage2.curves.csv").exists()
+    assert (results / "r1.curves.csv").read_text() == "kind,epoch\n"
+    assert sorted(p.name for p in (results / "r1.tb").iterdir()) == ["events"]
+    publish_curves(live, results, "r1")  # nothing left to move: a no-op
+    assert (results / "r1.curves.csv").exists()
+
+
+def test_a_sequential_runs_stage_curves_read_as_one_run_with_epochs_over_the_stages(tmp_path):
+    from bench.curves import read_stage_curves, stage_curves_path
+    for stage, domain in enumerate(["photo", "sketch"]):
+        stage_curves_path(tmp_path, "r", stage).write_text(
+            f"kind,epoch,step,loss,lr,val {domain},val average\n"
+            f"epoch,1,2,1.0,0.1,50,50\nstep,2,3,0.9,0.1,,\nepoch,2,4,0.8,0.1,60,60\n")
+    frame = read_stage_curves(tmp_path, "r", 3)  # a third stage with no curves (nothing trained) is left out
+    assert list(frame["epoch"]) == [1, 2, 3, 4] and list(frame["stage"]) == [1, 1, 2, 2]
+    assert list(frame["val photo"].dropna()) == [50, 60] and list(frame["val sketch"].dropna()) == [50, 60]
+    assert read_stage_curves(tmp_path, "nothing", 2) is None

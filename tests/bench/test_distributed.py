@@ -83,6 +83,7 @@ def test_two_processes_match_one_for_every_method_and_mode(summaries):
         assert (a["world_size"], a["backend"], b["world_size"], b["backend"]) == (1, None, 2, "gloo"), label
         assert b["run_id"] == a["run_id"], f"{label}: the world size is not part of the run id"
         assert b["accuracy"] == a["accuracy"], label
+        assert b["accuracy_matrix"] == a["accuracy_matrix"], label  # protocol=sequential: every stage's row
         assert b["train_images"] == a["train_images"] > 0 or label == "zeroshot:mt", label  # all ranks counted
         for x, y in zip(a["history"], b["history"]):
             assert y["loss"] == pytest.approx(x["loss"], rel=LOSS_TOLERANCE), label

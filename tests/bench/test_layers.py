@@ -1,5 +1,5 @@
 """The foundation: the layers of the code, no import cycle, no import hidden in a function,
-and import names that cannot collide with another package's (README: Architecture)."""
+and import names that cannot collide with another package's (docs/architecture.md)."""
 from __future__ import annotations
 
 import ast
@@ -19,16 +19,16 @@ LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
     ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
                  "bench.lock", "bench.import_names", "bench.observers", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
-                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols"]),
+                 "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols", "bench.continual"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
                          "bench.input_checks", "bench.schedule", "bench.step", "bench.identity", "bench.data_warnings",
                          "bench.nonfinite"]),
     ("methods", ["bench.methods"]),
     ("engine", ["bench.engine"]),
-    ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files"]),
-    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_page",
-                  "bench.comparison_page", "bench.comparison", "bench.speed", "bench.check", "bench.prepare",
-                  "bench.pretrain_toy", "bench.help", "bench"]),
+    ("run wiring", ["bench.app", "bench.planning", "bench.experiment", "bench.grouping_files", "bench.sequential"]),
+    ("commands", ["bench.run", "bench.sweep", "bench.report", "bench.report_plots", "bench.report_sequential",
+                  "bench.report_page", "bench.comparison_page", "bench.comparison", "bench.speed", "bench.check",
+                  "bench.prepare", "bench.pretrain_toy", "bench.help", "bench"]),
 )
 
 
@@ -51,7 +51,7 @@ def layer_of(module: str) -> int:
             if module == member or module.startswith(member + "."):
                 if best is None or len(member) > len(best[1]):
                     best = (index, member)
-    assert best is not None, f"{module} is in no layer: add it to LAYERS and to README's Architecture"
+    assert best is not None, f"{module} is in no layer: add it to LAYERS and to docs/architecture.md's layers"
     return best[0]
 
 

@@ -29,8 +29,9 @@ def test_shipped_checkpoint_has_the_documented_hash_and_size():
     assert SHIPPED.stat().st_size <= 8_000_000
     digest = sha256(SHIPPED)
     assert digest == TOY_CHECKPOINT_SHA256
-    readme_hashes = re.findall(r"\b[0-9a-f]{64}\b", (REPO / "README.md").read_text())
-    assert digest in readme_hashes, "README.md must state the shipped checkpoint's SHA-256"
+    for page in ("README.md", "docs/toy-world.md"):
+        stated = re.findall(r"\b[0-9a-f]{64}\b", (REPO / page).read_text())
+        assert digest in stated, f"{page} must state the shipped checkpoint's SHA-256"
     assert SHIPPED.with_suffix(".csv").is_file() and SHIPPED.with_suffix(".png").is_file()
 
 

@@ -49,6 +49,9 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]  # killed exactly at that step
     assert not (killed / "results" / "runs" / f"{reference['run_id']}.json").exists()
+    # no curves without a record in the results: they wait beside the checkpoint, where the resume continues them
+    assert list((killed / "results" / "runs").glob("*")) == []
+    assert (killed / "checkpoints" / reference["run_id"] / f"{reference['run_id']}.curves.csv").exists()
     checkpoint = torch.load(killed / "checkpoints" / reference["run_id"] / "checkpoint.pt", weights_only=False)
     assert checkpoint["outcome"]["steps_run"] == kill_at_step - 1  # the last checkpoint: the step before
 
@@ -68,7 +71,8 @@ MMAP_RUN = ["dataset=toy", "method=mmap", "method.grouping.warmup_epochs=2", "me
             "runtime.progress=false", "runtime.num_workers=0", *SMALL_TOY_EVAL]
 #: that warm-up's affinities as the warm-up gave them before it ran through the engine's Trainer
 #: (its own loop in methods/grouping.py, commit 87bdcaf): the same to the last bit on the machine
-#: that made them; the tolerance is only for another CPU's float32 reductions
+#: that made them, and 87bdcaf's loop and the Trainer agree to the last bit on a second machine (an AMD
+#: EPYC, where both differ from these by up to 1.5e-6); the tolerance is for another CPU's float32 reductions
 AFFINITY_BEFORE_THE_TRAINER = [
     [1.0000000000000004, 0.07815275888621323, -0.05824578711126074, 0.21081306368339572],
     [0.07815275888621323, 1.0000000000000004, 0.03391029869297514, 0.1303729280291302],
@@ -83,7 +87,7 @@ def test_sigkill_in_mmaps_warmup_resumes_to_the_same_groups_and_record(tmp_path)
     reference = run_experiment(compose_config(MMAP_RUN + runtime_overrides(tmp_path / "a"))).to_dict()
     grouping = reference["extras"]["grouping"]
     assert grouping["groups"] == [["photo", "painting"], ["sketch", "clipart"]] and grouping["warmup_steps"] == 5
-    assert np.allclose(grouping["affinity"], AFFINITY_BEFORE_THE_TRAINER, rtol=0, atol=1e-6)
+    assert np.allclose(grouping["affinity"], AFFINITY_BEFORE_THE_TRAINER, rtol=0, atol=1e-5)
 
     killed = tmp_path / "b"
     env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT="kill_at_step:4",  # warm-up epoch 2, step 1
