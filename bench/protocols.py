@@ -108,10 +108,9 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
                               "turn (dataset.task_order): there is nothing to hold out. Remove dataset.target, or "
                               f"pass protocol=leave_one_out to hold {target!r} out.")
         if selection == "oracle":
-            raise ConfigError("train.selection=oracle selects on the held-out domain's validation split, which "
-                              "only protocol=leave_one_out has; under protocol=sequential each stage selects on "
-                              "its own domain's validation split (train.selection=val) or takes its last epoch "
-                              "(last). Use train.selection=val or last.")
+            raise _oracle_refused("under protocol=sequential each stage selects on its own domain's validation "
+                                  "split (train.selection=val) or takes its last epoch (last). Use "
+                                  "train.selection=val or last.")
         if task_order is not None and domains is not None:
             check_task_order(task_order, domains)
         return
@@ -124,9 +123,8 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
                               "domain: there is nothing to hold out. Pass protocol=leave_one_out to hold "
                               f"{target!r} out, or remove dataset.target.")
         if selection == "oracle":
-            raise ConfigError("train.selection=oracle selects on the held-out domain's validation split, which "
-                              "only protocol=leave_one_out has. Use train.selection=val or last, or pass "
-                              "protocol=leave_one_out dataset.target=<domain>.")
+            raise _oracle_refused("Use train.selection=val or last, or pass protocol=leave_one_out "
+                                  "dataset.target=<domain>.")
         return
     if target is None:
         names = f" ({', '.join(domains)})" if domains else ""
@@ -141,6 +139,11 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
                           f"method.mode={working[0] if working else 'mt'}.")
     if domains is not None:
         check_target(target, domains)
+
+
+def _oracle_refused(instead: str) -> ConfigError:
+    return ConfigError("train.selection=oracle selects on the held-out domain's validation split, which only "
+                       f"protocol=leave_one_out has; {instead}")
 
 
 def check_target(target: str, domains: Sequence[str]) -> None:

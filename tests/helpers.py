@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -247,6 +248,17 @@ def paths(samples):
 def runtime_overrides(root) -> list[str]:
     """Keep a run's record and checkpoints under `root`."""
     return [f"runtime.results_dir={root}/results/runs", f"runtime.checkpoint_dir={root}/checkpoints"]
+
+
+def run_killed_at_step(step: int, overrides: list[str], root: Path, cwd: Path) -> None:
+    """`python -m bench.run *overrides` (record and checkpoints under `root`) in a child that
+    SIGKILLs itself right after training step `step` (CPB_FAULT), with this process's torch
+    thread count, so that its float reductions are those of an in-process reference run."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT=f"kill_at_step:{step}",
+               OMP_NUM_THREADS=str(torch.get_num_threads()))
+    proc = subprocess.run([sys.executable, "-m", "bench.run", *overrides, *runtime_overrides(root)], cwd=cwd,
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]  # killed exactly at that step
 
 
 # ---- made once per session, whichever xdist worker asks first ---------------------------------------

@@ -3,15 +3,11 @@ ends with exactly the record of an uninterrupted run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import REPO, SMALL_TOY_EVAL, runtime_overrides
+from helpers import SMALL_TOY_EVAL, run_killed_at_step, runtime_overrides
 
 from bench.sweep import compose_config
 
@@ -43,11 +39,7 @@ def test_sigkill_then_resume_gives_the_same_record(tmp_path, reference, kill_at_
 
     killed = tmp_path / "b"
     # the same number of threads as the reference run in this process: same float reductions
-    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT=f"kill_at_step:{kill_at_step}",
-               OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-m", "bench.run", *RUN, *runtime_overrides(killed)],
-                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]  # killed exactly at that step
+    run_killed_at_step(kill_at_step, RUN, killed, cwd=tmp_path)
     assert not (killed / "results" / "runs" / f"{reference['run_id']}.json").exists()
     # no curves without a record in the results: they wait beside the checkpoint, where the resume continues them
     assert list((killed / "results" / "runs").glob("*")) == []
@@ -90,11 +82,7 @@ def test_sigkill_in_mmaps_warmup_resumes_to_the_same_groups_and_record(tmp_path)
     assert np.allclose(grouping["affinity"], AFFINITY_BEFORE_THE_TRAINER, rtol=0, atol=1e-5)
 
     killed = tmp_path / "b"
-    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT="kill_at_step:4",  # warm-up epoch 2, step 1
-               OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-m", "bench.run", *MMAP_RUN, *runtime_overrides(killed)],
-                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    run_killed_at_step(4, MMAP_RUN, killed, cwd=tmp_path)  # warm-up epoch 2, step 1
     folder = killed / "checkpoints" / reference["run_id"]
     assert not (folder / "checkpoint.pt").exists() and not (folder / "grouping").exists()  # still warming up
     warmup = torch.load(folder / "warmup.pt", weights_only=False)

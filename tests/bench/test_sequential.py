@@ -5,10 +5,6 @@ uninterrupted record."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,7 +14,7 @@ from bench.app import check, compose_config
 from bench.methods import METHODS
 from bench.planning import plan_run
 from bench.records import problem
-from helpers import REPO, SMALL_TOY_EVAL, launch, runtime_overrides
+from helpers import SMALL_TOY_EVAL, launch, run_killed_at_step, runtime_overrides
 
 SEQ = ["protocol=sequential"]
 ORDER = ["photo", "sketch", "clipart", "painting"]
@@ -173,11 +169,7 @@ def uninterrupted(tmp_path_factory):
 def test_sigkill_in_any_stage_then_resume_gives_the_same_record(tmp_path, uninterrupted, kill_at_step):
     from bench.experiment import run_experiment
     killed = tmp_path / "b"
-    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT=f"kill_at_step:{kill_at_step}",
-               OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-m", "bench.run", *RESUME_RUN, *runtime_overrides(killed)],
-                          cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    run_killed_at_step(kill_at_step, RESUME_RUN, killed, cwd=tmp_path)
     folder = killed / "checkpoints" / uninterrupted["run_id"]
     stages_done = torch.load(folder / "stages.pt", weights_only=False)["stages"]
     assert len(stages_done) == (kill_at_step - 1) // 3
@@ -213,10 +205,7 @@ def test_st_killed_mid_stage_puts_back_the_sets_as_the_stage_found_them(tmp_path
     run = RESUME_RUN + ["method.mode=st", "runtime.keep_checkpoint=trainable"]
     reference = run_experiment(compose_config(run + runtime_overrides(tmp_path / "a"))).to_dict()
     killed = tmp_path / "b"
-    env = dict(os.environ, PYTHONPATH=str(REPO), CPB_FAULT="kill_at_step:8", OMP_NUM_THREADS=str(torch.get_num_threads()))
-    proc = subprocess.run([sys.executable, "-m", "bench.run", *run, *runtime_overrides(killed)], cwd=tmp_path, env=env,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    run_killed_at_step(8, run, killed, cwd=tmp_path)
     resumed = run_experiment(compose_config(run + runtime_overrides(killed))).to_dict()
     assert _comparable(resumed) == _comparable(reference) and resumed["resumes"] == 1
     kept = [torch.load(root / "checkpoints" / reference["run_id"] / "trainable.pt", weights_only=False)["trainable"]
