@@ -123,7 +123,7 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
                               "domain: there is nothing to hold out. Pass protocol=leave_one_out to hold "
                               f"{target!r} out, or remove dataset.target.")
         if selection == "oracle":
-            raise _oracle_refused("Use train.selection=val or last, or pass protocol=leave_one_out "
+            raise _oracle_refused("use train.selection=val or last, or pass protocol=leave_one_out "
                                   "dataset.target=<domain>.")
         return
     if target is None:
