@@ -55,7 +55,7 @@ import pandas as pd
 
 from bench.comparison import (MEMORY_MEASURES, MODE_ORDER, PROTOCOL_SUFFIX, data_fingerprints,  # noqa: F401
                               experiment_key, gpu_hours, held_out_rows, method_label, method_order, select_trials,
-                              summarize, table_key)  # (tests and tools use them)
+                              row_of, summarize, table_key)  # (tests and tools use them)
 from bench.comparison_page import SWATCHES, ComparisonPage, figures_of, render_comparison_page
 from bench.curves import curves_path, read_epoch_curves, read_stage_curves
 from bench.errors import UserError, guarded
@@ -375,8 +375,8 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
     for r in chosen:  # protocol=sequential: its stages' curves one after another
         frame = read_stage_curves(runs_dir, r.run_id, len(r.task_order)) if r.task_order else \
             read_epoch_curves(curves_path(runs_dir, r.run_id))
-        if frame is not None:
-            by_row.setdefault(experiment_key(r), []).append(frame)
+        if frame is not None:  # a leave-one-out row holds its runs over every target
+            by_row.setdefault(row_of(r, held_out=r.target is not None), []).append(frame)
     if not any(experiment in by_row for experiment in summary["experiment"]):
         print(f"no learning curves beside the records in {runs_dir} (runs before curves were written?)")
         return None
@@ -384,6 +384,8 @@ def write_curves(summary: pd.DataFrame, records: list[RunRecord], selection: str
              if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
     if any(r.task_order for r in chosen):  # a sequential table's columns are metrics: its panels are the domains
         tasks = next(r.task_order for r in chosen if r.task_order)
+    if any(r.target for r in chosen):  # each run validates its own sources: the panel is their average
+        tasks = []
     return path, figures.draw(plot_curves, summary, by_row, tasks, path, title)
 
 

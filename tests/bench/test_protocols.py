@@ -145,8 +145,10 @@ def test_the_report_writes_the_held_out_domain_table_apart_from_the_multitask_on
     assert code == 0, out
     records, problems = load_records(tmp_path / "results" / "runs")
     assert len(records) == 5 and not problems
-    written = {p.name for p in write_report(records, problems, tmp_path / "out")}
+    written = {p.name for p in write_report(records, problems, tmp_path / "out",
+                                            curves_from=tmp_path / "results" / "runs")}
     assert {"toy.md", "toy-dg.md", "toy-dg.csv", "toy-dg.tex", "toy-dg_held_out.png", "toy-dg.html"} <= written
+    assert "toy-dg_curves.png" in written  # a row's learning curves: its runs over every held-out domain
     page = (tmp_path / "out" / "toy-dg.html").read_text()  # its page: the held-out figure, each target's runs
     assert 'id="figure-held_out"' in page and "<th scope=\"col\">held-out domain</th>" in page
     dg = (tmp_path / "out" / "toy-dg.md").read_text()
