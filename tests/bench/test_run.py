@@ -20,10 +20,12 @@ def test_default_toy_run_end_to_end(toy_default_run):
     assert set(record["accuracy"]["test"]) == {*record["tasks"], "average"}
     assert record["params"]["trainable"] == 1024 and record["train_images_per_s"] > 0
     assert record["config"]["model"]["arch"] == "cpb-tiny"
-    # the run's logs and checkpoint folder stay in outputs/, never in results/; the finished run's
-    # checkpoint itself is removed (runtime.keep_checkpoint=nothing, the default)
-    assert list((cwd / "outputs" / "checkpoints").iterdir()) and list((cwd / "outputs").rglob("*.log"))
-    assert not list((cwd / "outputs").rglob("checkpoint.pt")) and record["checkpoint_kept"] == "nothing"
+    # the run's logs and checkpoints stay in outputs/, never in results/; the finished run's checkpoint
+    # is removed (runtime.keep_checkpoint=nothing, the default), and with it its emptied folder
+    assert (cwd / "outputs" / "checkpoints").is_dir() and list((cwd / "outputs").rglob("*.log"))
+    assert not list((cwd / "outputs" / "checkpoints").iterdir()) and record["checkpoint_kept"] == "nothing"
+    assert sorted(p.name for p in (cwd / "results" / "runs").iterdir()) == [
+        f"{record['run_id']}.curves.csv", f"{record['run_id']}.json"]  # its curves beside it, nothing else
     # open_clip's INFO lines go to the log file only, not to the console
     assert "Parsing model identifier" not in proc.stdout + proc.stderr
     assert any("Parsing model identifier" in p.read_text() for p in (cwd / "outputs").rglob("*.log"))
