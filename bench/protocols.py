@@ -102,11 +102,12 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
                           "(multitask: train and test every domain, the default | leave_one_out: hold out "
                           "dataset.target | sequential: train the domains one after another in "
                           "dataset.task_order). Fix it on the command line (protocol=...).")
+    if protocol != "leave_one_out" and target is not None:
+        trains = "every domain in turn (dataset.task_order)" if protocol == "sequential" else "and tests every domain"
+        raise ConfigError(f"dataset.target={target!r} is set, but protocol={protocol} trains {trains}: there is "
+                          f"nothing to hold out. Pass protocol=leave_one_out to hold {target!r} out, or remove "
+                          "dataset.target.")
     if protocol == "sequential":
-        if target is not None:
-            raise ConfigError(f"dataset.target={target!r} is set, but protocol=sequential trains every domain in "
-                              "turn (dataset.task_order): there is nothing to hold out. Remove dataset.target, or "
-                              f"pass protocol=leave_one_out to hold {target!r} out.")
         if selection == "oracle":
             raise _oracle_refused("under protocol=sequential each stage selects on its own domain's validation "
                                   "split (train.selection=val) or takes its last epoch (last). Use "
@@ -118,10 +119,6 @@ def check_protocol(protocol: str, target: Optional[str], task_order: Optional[Se
         raise ConfigError(f"dataset.task_order={list(task_order)} is set, but protocol={protocol}: the order of "
                           "the domains only means something under protocol=sequential. Remove dataset.task_order.")
     if protocol == "multitask":
-        if target is not None:
-            raise ConfigError(f"dataset.target={target!r} is set, but protocol=multitask trains and tests every "
-                              "domain: there is nothing to hold out. Pass protocol=leave_one_out to hold "
-                              f"{target!r} out, or remove dataset.target.")
         if selection == "oracle":
             raise _oracle_refused("use train.selection=val or last, or pass protocol=leave_one_out "
                                   "dataset.target=<domain>.")
