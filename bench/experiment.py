@@ -184,7 +184,7 @@ def _warm_up(plan: RunPlan, method: Method, data: MultiTaskData, device: torch.d
             _observers(plan, warmup_curves_path(plan.run_folder, plan.run_id), (), tensorboard=False))
     extras = method.record_extras()
     if "grouping" in extras and distributed.current().is_writer:  # a method that groups its tasks (MmAP)
-        write_grouping(plan.checkpoint_path.parent / "grouping", extras["grouping"])
+        write_grouping(plan.run_folder / "grouping", extras["grouping"])
 
 
 def _observers(plan: RunPlan, curves: Path, val_tasks, tensorboard: bool = True,
