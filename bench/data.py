@@ -23,6 +23,7 @@ from bench import distributed
 from bench.datasets.decoding import ImageListDataset
 from bench.datasets.decoding import DraftRandomResizedCrop, resized_copy
 from bench.errors import ConfigError
+from bench.malloc import malloc_pinning
 from bench.protocols import TaskRoles
 from bench.schema import TrainConfig
 from bench.seeding import stable_seed
@@ -182,7 +183,7 @@ class MultiTaskData:
 
     def __init__(self, dataset, clip, cfg: TrainConfig, seed: int, num_workers: int = 0, pin_memory: bool = False,
                  unreadable: str = "skip", prefetch_factor: int | None = None, cache_dir: str | None = None,
-                 roles: TaskRoles | None = None):
+                 roles: TaskRoles | None = None, worker_malloc_trim_mib: int | None = None):
         self.dataset, self.cfg, self.seed, self.unreadable = dataset, cfg, seed, unreadable
         self.task_names = [t.name for t in dataset.tasks]
         # which tasks each split serves (bench/protocols.py): the others' images never enter its loader
@@ -201,6 +202,8 @@ class MultiTaskData:
                                 persistent_workers=num_workers > 0, collate_fn=collate_multitask)
         if num_workers > 0 and prefetch_factor is not None:
             self.loader_args["prefetch_factor"] = prefetch_factor
+        if num_workers > 0:
+            self.loader_args["worker_init_fn"] = malloc_pinning(worker_malloc_trim_mib)
         self.batch_size = cfg.batch_size
         self.sampler = MultiTaskBatchSampler([len(t.train) for t in dataset.tasks], self.task_names,
                                              self.batch_size, seed, 0, cfg.steps_per_epoch,

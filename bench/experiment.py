@@ -123,7 +123,8 @@ def _train_and_record(plan: RunPlan) -> RunRecord:
         return MultiTaskData(dataset, clip, cfg.train, seed=cfg.seed,
                              num_workers=resolve_num_workers(cfg.runtime.num_workers),
                              pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
-                             prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir, roles=roles)
+                             prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir, roles=roles,
+                             worker_malloc_trim_mib=cfg.runtime.worker_malloc_trim_mib)
     data = make_data(task_roles(cfg.protocol, dataset.task_names, cfg.dataset.target, cfg.train.selection))
     _start_over_if_asked(plan)
     _warm_up(plan, method, data, device)  # may create parameters: first

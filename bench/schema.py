@@ -91,6 +91,12 @@ class RuntimeConfig:
     progress: bool = setting(True, "progress bars")
     prefetch_factor: Optional[int] = setting(None, "batches each loader worker prepares ahead; null: PyTorch's "
                                                    "default (2)", min=1)
+    worker_malloc_trim_mib: Optional[int] = setting(
+        128, "glibc only: each loader worker pins malloc's mapping threshold at 32 MiB and its trim threshold at "
+             "this many MiB, so a large photo's decode buffers are reused, not returned to the kernel and faulted "
+             "in again (ImageFolder's workers: 61-64 -> 86 images/s per core on 300-4,000 px JPEGs; pixels "
+             "unchanged; a worker keeps up to this much freed memory; bench/malloc.py); null: glibc's moving "
+             "thresholds, as the worker inherits them from its parent's history", min=0)
     results_dir: str = setting("results/runs", "where result records go")
     checkpoint_dir: str = setting("outputs/checkpoints", "where checkpoints go")
     checkpoint_every_steps: int = setting(0, "also checkpoint inside an epoch (0: only at epoch ends)", min=0)
@@ -234,6 +240,12 @@ class DataSpeedConfig:
     rounds: int = setting(5, "timed epochs per pipeline, taken in turn with its comparison (A, B, A, B); the "
                              "table gives the median and the min-max, each ratio within a round", min=1)
     warmup_rounds: int = setting(1, "untimed epochs per pipeline first (page cache, persistent workers)", min=0)
+    min_round_seconds: float = setting(2.0, "a timed round repeats a pipeline's epoch until this long has passed "
+                                            "(the resized-copy rows' epochs last a tenth of a second)", min=0.0)
+    unpinned_rows: bool = setting(False, "also time the baseline and ours with glibc's malloc thresholds as each "
+                                         "worker inherits them (runtime.worker_malloc_trim_mib=null): what pinning "
+                                         "them buys; these two rows depend on the process's history and may move "
+                                         "between runs")
     stats_images: int = setting(24, "images whose crops are compared pixel by pixel with the reference", min=1)
     seed: int = setting(0, "seed of the generated images and of the crops", min=0)
     folder: Optional[str] = setting(None, "where the images are generated; null: <cache_dir>/speed-data")

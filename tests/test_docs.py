@@ -265,6 +265,20 @@ def bench_speed(args: list[str], context) -> str | None:
     return "speed"
 
 
+def bench_speed_startup(args: list[str], context) -> str | None:
+    from bench.speed import startup  # noqa: PLC0415 - the command's own settings
+
+    startup.config_from(args)
+    return "speed"
+
+
+def bench_speed_data_loading(args: list[str], context) -> str | None:
+    from bench.speed import data_loading  # noqa: PLC0415 - the command's own settings
+
+    data_loading.config_from(args)
+    return "speed"
+
+
 def bench_pretrain_toy(args: list[str], context) -> str | None:
     pretrain_toy.parse_args(args)
     return "pretrain"
@@ -272,7 +286,8 @@ def bench_pretrain_toy(args: list[str], context) -> str | None:
 
 BENCH = {"bench.run": bench_run, "bench.sweep": bench_sweep, "bench.report": bench_report,
          "bench.check": bench_check, "bench.prepare": bench_prepare, "bench.speed": bench_speed,
-         "bench.pretrain_toy": bench_pretrain_toy}
+         "bench.pretrain_toy": bench_pretrain_toy, "bench.speed.startup": bench_speed_startup,
+         "bench.speed.data_loading": bench_speed_data_loading}
 
 
 def python_module(argv: list[str], context) -> str | None:

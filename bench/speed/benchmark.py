@@ -45,7 +45,9 @@ def run_speed(composed: DictConfig, command: str = "python -m bench.speed") -> l
         tasks = dataset.tasks
         loaders = MultiTaskData(dataset, clip, train_cfg, seed=cfg.seed,
                                 num_workers=resolve_num_workers(cfg.runtime.num_workers),
-                                pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable)
+                                pin_memory=device.type == "cuda", unreadable=cfg.dataset.unreadable,
+                                prefetch_factor=cfg.runtime.prefetch_factor, cache_dir=cfg.runtime.cache_dir,
+                                worker_malloc_trim_mib=cfg.runtime.worker_malloc_trim_mib)
         data = RealData(loaders)
         ips = loader_throughput(loaders, scfg.loader_batches)
         notes.append(f"data loading alone (decode + augment + collate, {loaders.loader_args['num_workers']} workers, "

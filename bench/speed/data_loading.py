@@ -6,19 +6,25 @@ settings: `DataSpeedConfig` in bench/schema.py), then measures, in this one proc
 images/s (CoOp's transforms at `image_size`: random resized crop, flip, normalise) of:
 
 * the baseline: a plain `torchvision.datasets.ImageFolder` + the same transforms + `DataLoader`
-  (shuffled, `batch_size`), per worker count and for `runtime.num_workers=auto`;
+  (`batch_size`, persistent workers), per worker count and for `runtime.num_workers=auto`;
 * our default train loader (`bench.data.MultiTaskData`: seeded per-sample augmentation,
-  persistent workers), the same worker counts: the reference pipeline, bit-identical to PIL +
-  torchvision;
+  persistent workers, glibc's malloc thresholds pinned in its workers by
+  `runtime.worker_malloc_trim_mib`), the same worker counts: the reference pipeline,
+  bit-identical to PIL + torchvision;
 * the named opt-ins, at `auto` workers: `runtime.prefetch_factor=4`, `train.jpeg_draft=true`
   (reduced-scale JPEG decoding), `train.resized_cache_side=<cache_side>` (a one-time resized
   copy; its one-time cost is printed), both together, and, on CUDA only, nvJPEG decoding
   (`datasets.decoding.decode_jpegs_on_gpu`) with the crop on the GPU.
 
-Each row is timed over `rounds` full epochs after `warmup_rounds` untimed ones (the page cache
+Each row is timed over `rounds` rounds after `warmup_rounds` untimed epochs (the page cache
 warm, persistent workers started), the pipelines of a comparison taken in turn within each
-round; a row gives the median images/s and its min-max, and the median of its per-round ratios
-to the baseline timed in the same rounds and their min-max.  A ratio whose rounds spread by
+round, a round being whole epochs until `min_round_seconds` have passed; a row gives the median
+images/s and its min-max, and the median of its per-round ratios to the baseline timed in the
+same rounds and their min-max.  What made two runs disagree by up to 2x is held fixed: the
+baseline reads the same batches as ours (our sampler's, by file), its crops come from seeded
+generators, and every loader worker, the baseline's too, runs with glibc's malloc thresholds
+pinned (`runtime.worker_malloc_trim_mib`, bench/malloc.py), not as the history of the process
+it was forked from left them.  A ratio whose rounds spread by
 more than 15 % of its median is flagged with a warning: that figure decides nothing.  The approximate opt-ins also get their pixel statistics against the
 reference on `stats_images` images under the same seeds: per-channel mean and standard
 deviation of the crops (0-255 scale) and the mean absolute difference per pixel.

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import itertools
 import math
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -25,16 +26,20 @@ from torchvision import transforms as T
 from torchvision.io import read_file
 
 from bench.app import dataset_config, train_config
-from bench.data import ImageSpec, MultiTaskData, build_transforms
+from bench.data import ImageSpec, MultiTaskBatchSampler, MultiTaskData, build_transforms
 from bench.datasets import build_dataset
 from bench.datasets.base import load_rgb
 from bench.datasets.decoding import decode_jpegs_on_gpu, resized_copy
 from bench.input_checks import resolve_num_workers
-from bench.schema import DataSpeedConfig
+from bench.malloc import MMAP_THRESHOLD_MIB, is_glibc, malloc_pinning
+from bench.schema import DataSpeedConfig, RuntimeConfig
 
 OPENAI_PREPROCESS = {"mean": (0.48145466, 0.4578275, 0.40821073), "std": (0.26862954, 0.26130258, 0.27577711),
                      "interpolation": "bicubic"}
 DOMAIN = "photo"
+BASELINE = "ImageFolder + DataLoader (baseline)"
+UNPINNED_BASELINE = "ImageFolder + DataLoader, malloc as inherited"
+UNPINNED_OURS = "ours + runtime.worker_malloc_trim_mib=null (malloc as inherited)"
 #: a ratio whose rounds spread more than this (max - min over the median) is flagged
 RATIO_SPREAD_WARNING = 0.15
 
@@ -68,27 +73,34 @@ def _count(batch) -> int:
     return int(batch[0].shape[0])
 
 
-def timed_epoch(epoch: Iterable) -> float:
-    """Images/s of one pass over `epoch`."""
+def timed_round(pipeline: Callable[[int], Iterable], epochs: Iterator[int], min_seconds: float) -> float:
+    """Images/s of whole epochs of `pipeline` (numbered from `epochs`), as many as it takes to
+    last `min_seconds`: a fast pipeline's 128-image epoch lasts a tenth of a second, too short
+    to time alone."""
     start, seen = time.perf_counter(), 0
-    for batch in epoch:
-        seen += _count(batch)
-    return seen / (time.perf_counter() - start)
+    while True:
+        for batch in pipeline(next(epochs)):
+            seen += _count(batch)
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return seen / elapsed
 
 
 def interleaved_rates(pipelines: Sequence[Callable[[int], Iterable]], rounds: int,
-                      warmup_rounds: int = 1) -> list[list[float]]:
+                      warmup_rounds: int = 1, min_round_seconds: float = 0.0) -> list[list[float]]:
     """Images/s of each pipeline (`epoch -> iterable of batches`) in each of `rounds` rounds:
-    `warmup_rounds` untimed epochs each first, then the timed epochs taken in turn (A, B, A, B:
-    a busy neighbour slows the pipelines of one round alike, so a ratio within a round holds)."""
+    `warmup_rounds` untimed epochs each first, then the timed rounds taken in turn (A, B, A, B:
+    a busy neighbour slows the pipelines of one round alike, so a ratio within a round holds),
+    each at least `min_round_seconds` of whole epochs."""
     for _ in range(warmup_rounds):
         for pipeline in pipelines:
             for _ in pipeline(0):
                 pass
+    epochs = [itertools.count(1) for _ in pipelines]
     rates: list[list[float]] = [[] for _ in pipelines]
-    for r in range(rounds):
+    for _ in range(rounds):
         for i, pipeline in enumerate(pipelines):
-            rates[i].append(timed_epoch(pipeline(r + 1)))
+            rates[i].append(timed_round(pipeline, epochs[i], min_round_seconds))
     return rates
 
 
@@ -121,20 +133,53 @@ def rows_against(baseline: list[float], named: dict[str, list[float]], workers: 
             for name, rates in named.items()]
 
 
-def baseline_pipeline(root: Path, transform, cfg: DataSpeedConfig, workers: int) -> Callable[[int], Iterable]:
-    """The usual pipeline: ImageFolder + the same transforms + a shuffled DataLoader."""
+class _SameBatches:
+    """Our sampler's batches of an epoch, as indices of another dataset of the same files: the
+    baseline reads the same images in the same batches as ours, so a round's two epochs do the
+    same decoding (with 4 batches an epoch, which batch the largest photos fall in moves an
+    epoch's time by 10-20 %)."""
+
+    def __init__(self, sampler, our_paths: Sequence[str], their_paths: Sequence[str]):
+        index_of = {path: i for i, path in enumerate(their_paths)}
+        self.sampler, self.translate = sampler, [index_of[p] for p in our_paths]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self):
+        for batch in self.sampler:
+            yield [self.translate[index] for index, _ in batch]
+
+
+def baseline_pipeline(root: Path, transform, cfg: DataSpeedConfig, workers: int, our_paths: Sequence[str],
+                      malloc_trim_mib: int | None = RuntimeConfig.worker_malloc_trim_mib) -> Callable[[int], Iterable]:
+    """The usual pipeline: ImageFolder + the same transforms + a DataLoader, its batches our
+    sampler's.  Its workers are persistent, as ours are: an epoch of a real dataset is thousands
+    of images, so a worker's start (a fork, a heap grown from nothing) weighs nothing there,
+    while here it would be a tenth of each 128-image epoch.  They pin glibc's malloc thresholds
+    as ours do (bench/malloc.py): left as this process's history happens to set them, the same
+    workers ran at 61-64 images/s in one run and 77 in the next, which was most of what made two
+    runs of this benchmark disagree."""
     data = tv_datasets.ImageFolder(str(root / DOMAIN), transform=transform)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                        pin_memory=torch.cuda.is_available())
-    return lambda epoch: loader
+    order = MultiTaskBatchSampler([len(our_paths)], [DOMAIN], cfg.batch_size, cfg.seed, 0)
+    loader = DataLoader(data, batch_sampler=_SameBatches(order, our_paths, [p for p, _ in data.samples]),
+                        num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                        worker_init_fn=malloc_pinning(malloc_trim_mib) if workers else None)
+
+    def epoch(number: int) -> DataLoader:
+        order.epoch = number
+        return loader
+
+    return epoch
 
 
 def ours_pipeline(dataset, spec: ImageSpec, cfg: DataSpeedConfig, workers: int, prefetch: int | None = None,
-                  **train) -> Callable[[int], Iterable]:
-    """Our train loader (MultiTaskData) with the given train.* opt-ins."""
+                  malloc_trim_mib: int | None = RuntimeConfig.worker_malloc_trim_mib, **train) -> Callable[[int], Iterable]:
+    """Our train loader (MultiTaskData) with the given runtime settings and train.* opt-ins."""
     tcfg = train_config(OmegaConf.create({"batch_size": cfg.batch_size, **train}))
     data = MultiTaskData(dataset, spec, tcfg, seed=cfg.seed, num_workers=workers,
-                         pin_memory=torch.cuda.is_available(), prefetch_factor=prefetch, cache_dir=cfg.cache_dir)
+                         pin_memory=torch.cuda.is_available(), prefetch_factor=prefetch, cache_dir=cfg.cache_dir,
+                         worker_malloc_trim_mib=malloc_trim_mib)
     return data.train_loader
 
 
@@ -204,6 +249,7 @@ def _triple(values: torch.Tensor) -> str:
 def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
     """Measure every row; returns {"rows": [...], "default_vs_baseline": min ratio, "best": (name, ratio)}."""
     started = time.perf_counter()
+    torch.manual_seed(cfg.seed)  # the baseline's workers draw their crops from seeds of this generator
     root = generate_images(cfg)
     dataset = build_dataset(dataset_config(OmegaConf.create({
         "name": "speed-data", "builder": "imagefolder", "root": str(root), "domains": [DOMAIN],
@@ -219,9 +265,10 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
     label = lambda w: f"{w} (auto)" if w == auto else str(w)  # noqa: E731
     rows: list[Row] = []
     for w in counts:  # the baseline and our default, in turn
-        base, ours = interleaved_rates([baseline_pipeline(root, transform, cfg, w),
-                                        ours_pipeline(dataset, spec, cfg, w)], cfg.rounds, cfg.warmup_rounds)
-        rows += rows_against(base, {"ImageFolder + DataLoader (baseline)": base,
+        base, ours = interleaved_rates([baseline_pipeline(root, transform, cfg, w, paths),
+                                        ours_pipeline(dataset, spec, cfg, w)], cfg.rounds, cfg.warmup_rounds,
+                                        cfg.min_round_seconds)
+        rows += rows_against(base, {BASELINE: base,
                                     "ours, default (reference pixels)": ours}, label(w))
         gc.collect()  # ends the persistent workers before the next row starts its own
     t0 = time.perf_counter()
@@ -232,22 +279,30 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
                f"ours + train.resized_cache_side={cfg.cache_side}": dict(resized_cache_side=cfg.cache_side),
                f"ours + jpeg_draft + resized_cache_side={cfg.cache_side}":
                    dict(jpeg_draft=True, resized_cache_side=cfg.cache_side)}
-    pipelines = {"ImageFolder + DataLoader (baseline)": baseline_pipeline(root, transform, cfg, auto)}
+    pipelines = {BASELINE: baseline_pipeline(root, transform, cfg, auto, paths)}
     pipelines.update({name: ours_pipeline(dataset, spec, cfg, auto, **options) for name, options in opt_ins.items()})
+    if cfg.unpinned_rows:  # what the pinning buys: rows that depend on this process's history
+        pipelines[UNPINNED_BASELINE] = baseline_pipeline(root, transform, cfg, auto, paths, malloc_trim_mib=None)
+        pipelines[UNPINNED_OURS] = ours_pipeline(dataset, spec, cfg, auto, malloc_trim_mib=None)
     if torch.cuda.is_available():
         pipelines["GPU decode (nvJPEG) + GPU crop"] = gpu_decode_pipeline(paths, spec, cfg, auto)
-    rates = dict(zip(pipelines, interleaved_rates(list(pipelines.values()), cfg.rounds, cfg.warmup_rounds)))
-    baseline = rates.pop("ImageFolder + DataLoader (baseline)")  # the opt-ins' own rounds' baseline
+    rates = dict(zip(pipelines, interleaved_rates(list(pipelines.values()), cfg.rounds, cfg.warmup_rounds,
+                                                           cfg.min_round_seconds)))
+    baseline = rates.pop(BASELINE)  # the opt-ins' own rounds' baseline
     opt_in_rows = rows_against(baseline, rates, label(auto))
     rows += opt_in_rows
-    best = max(opt_in_rows, key=lambda row: row.ratio)
+    best = max((row for row in opt_in_rows if row.name in opt_ins), key=lambda row: row.ratio)
     del pipelines
     gc.collect()
     table = tabulate([[row.name, row.workers, f"{row.rate:.1f}", f"{min(row.rates):.1f}-{max(row.rates):.1f}",
                        f"{row.ratio:.2f}x", f"{min(row.ratios):.2f}-{max(row.ratios):.2f}x"] for row in rows],
                      headers=["pipeline", "workers", "images/s (median)", "min-max", "vs baseline (median)",
                               "min-max"], tablefmt="github", disable_numparse=True)
-    unsteady = [row for row in rows if "baseline" not in row.name and row.ratio_spread > RATIO_SPREAD_WARNING]
+    unsteady = [row for row in rows if row.name != BASELINE and row.ratio_spread > RATIO_SPREAD_WARNING]
+    unpinned = ("" if not cfg.unpinned_rows else
+                "\nThe two 'as inherited' rows leave glibc's malloc thresholds as each worker inherits them "
+                "(runtime.worker_malloc_trim_mib=null): they depend on this process's allocation history and may "
+                "move between runs, unlike the others.\n")
     warning = "".join(f"\nWARNING: {row.name} at {row.workers} workers: its ratio moved by "
                       f"{100 * row.ratio_spread:.0f}% between rounds (more than {100 * RATIO_SPREAD_WARNING:.0f}%): "
                       "the machine was not quiet, or the epoch is too short; do not read this ratio."
@@ -260,8 +315,12 @@ def run(cfg: DataSpeedConfig, log: Callable[[str], None] = print) -> dict:
                f"workers: {min(r.ratio for r in defaults):.2f}x at worst "
                f"({', '.join(f'{r.ratio:.2f}x' for r in defaults)}); best opt-in: {best.name} {best.ratio:.2f}x the "
                f"baseline at {auto} workers; resized copy ready in {one_time:.1f} s (made once: an earlier run's copy "
-               "is reused)")
-    text = (f"{table}\n{warning}{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
+               "is reused)\n" + (
+                   f"malloc in every loader worker, the baseline's too: mapping threshold {MMAP_THRESHOLD_MIB} MiB, "
+                   f"trim threshold runtime.worker_malloc_trim_mib={RuntimeConfig.worker_malloc_trim_mib} MiB, pinned "
+                   "(bench/malloc.py)" if is_glibc() else
+                   "malloc: not glibc, its thresholds are not pinned; the ratios may move between runs"))
+    text = (f"{table}\n{warning}{unpinned}{gpu}\npixel statistics of {min(cfg.stats_images, len(paths))} crops (0-255), same seeds:\n\n"
             f"{stats}\n\n{summary}\n(command: python -m bench.speed.data_loading {' '.join(sys.argv[1:])}; "
             f"{time.perf_counter() - started:.0f} s)")
     log(text)

@@ -17,7 +17,7 @@ FOLDERS = {"bench": REPO / "bench", "bench.methods": REPO / "methods", "bench.da
 #: From the foundation up; a module may import its own layer's modules and those below, never above.
 LAYERS = (
     ("schema", ["bench.schema", "bench.errors"]),
-    ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.speedups",
+    ("helpers", ["bench.config_checks", "bench.world", "bench.seeding", "bench.atomic_io", "bench.faults", "bench.malloc", "bench.speedups",
                  "bench.lock", "bench.import_names", "bench.observers", "bench.shipped_weights", "bench.device", "bench.records", "bench.distributed",
                  "bench.search_space", "bench.statistics", "bench.curves", "bench.retention", "bench.protocols", "bench.continual"]),
     ("models and data", ["bench.blocks", "bench.clip", "bench.models", "bench.datasets", "bench.data",
