@@ -94,9 +94,10 @@ class RuntimeConfig:
     worker_malloc_trim_mib: Optional[int] = setting(
         128, "glibc only: each loader worker pins malloc's mapping threshold at 32 MiB and its trim threshold at "
              "this many MiB, so a large photo's decode buffers are reused, not returned to the kernel and faulted "
-             "in again (ImageFolder's workers: 61-64 -> 86 images/s per core on 300-4,000 px JPEGs; pixels "
-             "unchanged; a worker keeps up to this much freed memory; bench/malloc.py); null: glibc's moving "
-             "thresholds, as the worker inherits them from its parent's history", min=0)
+             "in again (ImageFolder's loader at 2 workers on 300-4,000 px JPEGs: 115 -> 152 images/s, `python -m "
+             "bench.speed.data_loading unpinned_rows=true`; pixels unchanged; a worker keeps up to this much freed "
+             "memory; bench/malloc.py); null: glibc's moving thresholds, as the worker inherits them from its "
+             "parent's history", min=0)
     results_dir: str = setting("results/runs", "where result records go")
     checkpoint_dir: str = setting("outputs/checkpoints", "where checkpoints go")
     checkpoint_every_steps: int = setting(0, "also checkpoint inside an epoch (0: only at epoch ends)", min=0)
