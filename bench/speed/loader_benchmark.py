@@ -202,7 +202,8 @@ def gpu_decode_pipeline(paths: Sequence[str], spec: ImageSpec, cfg: DataSpeedCon
     mean = torch.tensor(spec.preprocess_cfg["mean"], device="cuda").view(1, 3, 1, 1)
     std = torch.tensor(spec.preprocess_cfg["std"], device="cuda").view(1, 3, 1, 1)
     loader = DataLoader(_EncodedFiles(paths), batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                        collate_fn=list)
+                        collate_fn=list, persistent_workers=workers > 0,
+                        worker_init_fn=malloc_pinning(RuntimeConfig.worker_malloc_trim_mib) if workers else None)
 
     def epoch(_):
         for encoded in loader:
