@@ -273,12 +273,18 @@ ENCODING = ("Colour and marker: the method; filled: MT, hollow: ST, black edge: 
 FIGURE_TITLES = {"acc_vs_params": "Average accuracy against trainable parameters (log scale).",
                  "acc_vs_time": "Average accuracy against training time per run (log scale).",
                  "curves": "Learning curves (mean ± standard error over seeds).",
-                 "held_out": "Test accuracy on each held-out domain."}
+                 "held_out": "Test accuracy on each held-out domain.",
+                 "stages": "Average accuracy over every domain after each stage of the sequence.",
+                 "matrices": "Each row's accuracy matrix R[stage][domain], the mean over seeds, domains in the "
+                             "row's order."}
+#: the figures whose rows are drawn as markers and lines (the others, heatmaps, are titled per row)
+MARKED = {"acc_vs_params", "acc_vs_time", "curves", "held_out", "stages"}
 
 
 def figures_of(names, split: str) -> list[Figure]:
     """The page's figures drawn under `names` (bench/report.py), titled and described."""
-    return [Figure(name, f"{FIGURE_TITLES[name]} {ENCODING}", figure_alt(name, split)) for name in names]
+    return [Figure(name, f"{FIGURE_TITLES[name]} {ENCODING}" if name in MARKED else FIGURE_TITLES[name],
+                   figure_alt(name, split)) for name in names]
 
 
 def figure_alt(kind: str, split: str) -> str:
@@ -289,4 +295,8 @@ def figure_alt(kind: str, split: str) -> str:
                            "row without a training time is a horizontal line.",
             "curves": "Learning curves: the training loss and each task's validation accuracy against the epoch, "
                       "the mean over the seeds of each row with a band of one standard error.",
-            "held_out": "Test accuracy on each held-out domain, a line per row with standard errors."}[kind]
+            "held_out": "Test accuracy on each held-out domain, a line per row with standard errors.",
+            "stages": f"Average {split} accuracy over every domain after each stage (x: the stage and the domain it "
+                      "trained), a line per row with standard errors; zero-shot a dashed grey line.",
+            "matrices": f"A heatmap per row: {split} accuracy on each domain (columns) after each stage (rows), "
+                        "annotated with its value, one colour scale for all."}[kind]

@@ -341,7 +341,10 @@ def write_report(records, problems, out_dir, datasets=None, split="test", expect
             paths["held-out png"] = out_dir / f"{dataset}_held_out.png"
             drawn["held_out"] = figures.draw(plot_held_out, summary, paths["held-out png"], title)
         if sequential:
-            paths.update(draw_sequential_figures(summary, mine_records, out_dir, dataset, title, figures))
+            sequential_paths, sequential_drawn = draw_sequential_figures(summary, mine_records, out_dir, dataset,
+                                                                         title, figures)
+            paths.update(sequential_paths)
+            drawn.update(sequential_drawn)
         if curves_from is not None:
             curves = write_curves(summary, mine_records, selection, Path(curves_from),
                                   out_dir / f"{dataset}_curves.png", f"{dataset}: learning curves (mean ± se over seeds)",

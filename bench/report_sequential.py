@@ -26,7 +26,7 @@ import pandas as pd
 from bench.comparison import PROTOCOL_SUFFIX, experiment_key, select_trials, summarize
 from bench.continual import average_after_each_stage, sequential_metrics
 from bench.records import RunRecord
-from bench.report_plots import FigureDrawer, method_style, new_figure, point_label, MODE_FACE
+from bench.report_plots import Drawn, FigureDrawer, MODE_FACE, method_style, new_figure, point_label, save
 
 #: the metric columns of the table (row-record "tasks"), after the final average ("average")
 METRIC_COLUMNS = {"average_incremental": "Avg incremental", "forgetting": "Forgetting",
@@ -103,13 +103,14 @@ def title_of(dataset: str, split: str) -> str:
 
 
 def draw_figures(summary: pd.DataFrame, records: list[RunRecord], out_dir: Path, dataset: str, title: str,
-                 figures: FigureDrawer) -> dict[str, Path]:
-    """The stages figure and the matrices' heatmaps of one sequential table; their paths."""
+                 figures: FigureDrawer) -> tuple[dict[str, Path], dict[str, Drawn]]:
+    """The stages figure and the matrices' heatmaps of one sequential table: their PNG paths, and
+    their drawings (the SVG for the results page) by figure name."""
     orders = {experiment_key(r): list(r.task_order) for r in records if r.task_order}
     paths = {"stages png": out_dir / f"{dataset}_stages.png", "matrices png": out_dir / f"{dataset}_matrices.png"}
-    figures.draw(plot_stages, summary, paths["stages png"], title)
-    figures.draw(plot_matrices, summary, orders, paths["matrices png"], title)
-    return paths
+    drawn = {"stages": figures.draw(plot_stages, summary, paths["stages png"], title),
+             "matrices": figures.draw(plot_matrices, summary, orders, paths["matrices png"], title)}
+    return paths, drawn
 
 
 def stage_columns(summary: pd.DataFrame) -> list[str]:
@@ -120,7 +121,7 @@ def matrix_size(summary: pd.DataFrame) -> int:
     return len(stage_columns(summary))
 
 
-def plot_stages(summary: pd.DataFrame, path, title: str) -> None:
+def plot_stages(summary: pd.DataFrame, path, title: str) -> str:
     """The average accuracy over every domain after each stage (x: the stage and the domain it
     trained), per row (error bars: standard error over seeds); zero-shot a dashed grey line."""
     stages = stage_columns(summary)
@@ -144,10 +145,10 @@ def plot_stages(summary: pd.DataFrame, path, title: str) -> None:
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
+    return save(fig, path, "stages", dpi=150)
 
 
-def plot_matrices(summary: pd.DataFrame, orders: dict[str, list[str]], path, title: str) -> None:
+def plot_matrices(summary: pd.DataFrame, orders: dict[str, list[str]], path, title: str) -> str:
     """Each row's accuracy matrix (mean over seeds) as an annotated heatmap, rows the stages and
     columns the domains in the row's order (`orders`: by experiment), one colour scale for all."""
     K = matrix_size(summary)
@@ -179,4 +180,4 @@ def plot_matrices(summary: pd.DataFrame, orders: dict[str, list[str]], path, tit
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="accuracy (%)")
     fig.suptitle(f"{title}: R[stage][domain], mean over seeds", fontsize=9)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
+    return save(fig, path, "matrices", dpi=130, bbox_inches="tight")

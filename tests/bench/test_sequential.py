@@ -230,6 +230,9 @@ def test_the_report_writes_the_incremental_table_figure_and_heatmaps_apart_from_
             "toy-seq_matrices.png", "toy-seq_curves.png", "toy-seq.html"} <= written  # the curves: every stage's
     page = (tmp_path / "out" / "toy-seq.html").read_text()  # its results page: sorted by the metrics' means
     assert '<th scope="col" data-type="number"><button type="button">Forgetting</button></th>' in page
+    for figure in ("stages", "matrices"):  # both drawn into the page, as SVG
+        inside = page.split(f'id="figure-{figure}"', 1)[1].split("</figure>", 1)[0]
+        assert "<svg" in inside and "R[stage][domain]" in page, figure
     seq = (tmp_path / "out" / "toy-seq.md").read_text()
     assert "domains in sequence" in seq and "the best validation accuracy of that stage's domain" in seq
     lines = [line for line in seq.splitlines() if line.startswith("| ")]
