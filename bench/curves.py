@@ -127,9 +127,9 @@ def warmup_curves_path(results_dir: Path | str, run_id: str) -> Path:
     return Path(results_dir) / f"{run_id}.warmup.curves.csv"
 
 
-def stage_curves_path(results_dir: Path | str, run_id: str, stage: int) -> Path:
+def stage_curves_path(folder: Path | str, run_id: str, stage: int) -> Path:
     """The curves of stage `stage` (from 0) of a protocol=sequential run."""
-    return Path(results_dir) / f"{run_id}.stage{stage + 1}.curves.csv"
+    return Path(folder) / f"{run_id}.stage{stage + 1}.curves.csv"
 
 
 def tensorboard_path(results_dir: Path | str, run_id: str) -> Path:

@@ -318,24 +318,25 @@ def on_terminal() -> bool:
     return sys.stdout.isatty() and sys.stderr.isatty()
 
 
-def load_checkpoint(path: Path) -> dict:
-    """The training state saved at `path`; a file that cannot be read (truncated, zero bytes,
-    not a checkpoint) is a StorageError naming it and the way to start over."""
+def load_checkpoint(path: Path, keys: Sequence[str] = CHECKPOINT_KEYS, what: str = "checkpoint") -> dict:
+    """The state saved at `path` (the Trainer's: `keys` = CHECKPOINT_KEYS; protocol=sequential's
+    stages checkpoint names its own); a file that cannot be read or lacks one of `keys`
+    (truncated, zero bytes, not a checkpoint) is a StorageError naming it and the way to start over."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        missing = [k for k in CHECKPOINT_KEYS if k not in state]
+        missing = [k for k in keys if k not in state]
     except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
         reason = f"{type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else 'no detail'}"
     else:
         if not missing:
             return state
         reason = "it lacks " + ", ".join(missing)
-        if set(missing) <= {"partial", "run_id", "observers"}:
+        if keys == CHECKPOINT_KEYS and set(missing) <= {"partial", "run_id", "observers"}:
             reason += ": it was written by an older version of this harness"
     size = path.stat().st_size if path.exists() else 0
     raise StorageError(
-        f"The checkpoint {path} ({size} bytes) cannot be resumed from: it is truncated, empty or not a "
-        f"checkpoint of this harness ({reason}). It is left untouched. To start this run over, relaunch "
+        f"The {what} {path} ({size} bytes) cannot be resumed from: it is truncated, empty or not a "
+        f"{what} of this harness ({reason}). It is left untouched. To start this run over, relaunch "
         f"with runtime.resume=false (the bad file is then replaced), or move it aside "
         f"(mv {path} {path}.bad) and relaunch.")
 

@@ -36,11 +36,14 @@ from bench.atomic_io import atomic_write
 from bench.continual import sequential_metrics
 from bench.data import MultiTaskData
 from bench.engine import Evaluation, TrainOutcome, evaluate, fit, load_checkpoint
-from bench.errors import StorageError
 from bench.methods.base import Method
 from bench.protocols import TaskRoles, stage_roles
 
 log = logging.getLogger("bench.run")
+
+
+#: what `stages.pt` holds (`load_checkpoint` refuses a file that lacks one)
+STAGES_KEYS = ("run_id", "order", "stages", "matrix", "boundary_resumes", "trainable")
 
 
 def stage_run_id(run_id: str, stage: int) -> str:
@@ -159,19 +162,9 @@ class Stages:
         path = self.progress_path
         if not self.cfg.runtime.resume or not path.exists():
             return fresh
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=False)
-            missing = [k for k in ("run_id", "order", "stages", "matrix", "boundary_resumes", "trainable")
-                       if k not in saved]
-        except Exception as error:  # noqa: BLE001 - torch raises many types for a damaged file
-            missing = [f"{type(error).__name__}: {str(error).splitlines()[0][:100] if str(error) else 'no detail'}"]
-        if missing:
-            raise StorageError(
-                f"The stages checkpoint {path} cannot be resumed from: it is truncated, empty or not one of this "
-                f"harness ({', '.join(missing)}). It is left untouched. To start this run over, relaunch with "
-                f"runtime.resume=false, or move it aside (mv {path} {path}.bad) and relaunch.")
-        if saved.get("run_id") != self.plan.run_id or saved.get("order") != self.order:
-            log.warning("Ignoring %s: written for run %s, not %s.", path, saved.get("run_id"), self.plan.run_id)
+        saved = load_checkpoint(path, STAGES_KEYS, "stages checkpoint")
+        if saved["run_id"] != self.plan.run_id or saved["order"] != self.order:
+            log.warning("Ignoring %s: written for run %s, not %s.", path, saved["run_id"], self.plan.run_id)
             return fresh
         self.method.load_trainable_state(saved["trainable"])
         log.info("Resumed after stage %d of %d (%s)", len(saved["stages"]), len(self.order), path)
@@ -180,8 +173,8 @@ class Stages:
     def _save(self, result: SequentialOutcome, boundary_resumes: int) -> None:
         if not distributed.current().is_writer:
             return
-        saved = {"run_id": self.plan.run_id, "order": self.order, "stages": result.stages, "matrix": result.matrix,
-                 "boundary_resumes": boundary_resumes, "trainable": self.method.trainable_state()}
+        saved = dict(zip(STAGES_KEYS, (self.plan.run_id, self.order, result.stages, result.matrix, boundary_resumes,
+                                       self.method.trainable_state())))
         atomic_write(self.progress_path, lambda tmp: torch.save(saved, tmp))
 
     def _drop_stale_checkpoint(self, stage: int) -> None:
