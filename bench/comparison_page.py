@@ -297,6 +297,6 @@ def figure_alt(kind: str, split: str) -> str:
                       "the mean over the seeds of each row with a band of one standard error.",
             "held_out": "Test accuracy on each held-out domain, a line per row with standard errors.",
             "stages": f"Average {split} accuracy over every domain after each stage (x: the stage and the domain it "
-                      "trained), a line per row with standard errors; zero-shot a dashed grey line.",
+                      "trained), a line per row with standard errors.",
             "matrices": f"A heatmap per row: {split} accuracy on each domain (columns) after each stage (rows), "
                         "annotated with its value, one colour scale for all."}[kind]

@@ -285,32 +285,39 @@ def plot_curves(summary: pd.DataFrame, curves: dict[str, list[pd.DataFrame]], ta
     return save(figure_curves(summary, curves, tasks, title), path, "curves", dpi=120, bbox_inches="tight")
 
 
-def figure_held_out(summary: pd.DataFrame, title: str):
-    """Leave-one-domain-out: test accuracy on each held-out domain (x) per row (error bars:
-    standard error over seeds), each row shifted a little along x; zero-shot (nothing trained)
-    is drawn as any row."""
-    domains = [c[: -len(" mean")] for c in summary.columns
-               if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+def figure_rows_along(summary: pd.DataFrame, columns: list[str], ticks: list[str], xlabel: str, ylabel: str,
+                      title: str):
+    """A line per row of `summary` through its `<column> mean` values at x = 0, 1, ... (error
+    bars: `<column> se`, the standard error over seeds), each row shifted a little along x and
+    drawn in its row style (the page's key); zero-shot is drawn as any row."""
     fig = new_figure(figsize=(8.4, 4.4))
     ax = fig.subplots()
     multi_model = summary["model"].nunique() > 1
     handles, labels = [], []
     width = min(0.06, 0.4 / max(1, len(summary)))  # the shift between neighbouring rows
     for i, ((_, r), style) in enumerate(zip(summary.iterrows(), row_styles(summary))):
-        x = [d + (i - (len(summary) - 1) / 2) * width for d in range(len(domains))]
-        means = [r[f"{d} mean"] for d in domains]
-        errors = [0 if pd.isna(r[f"{d} se"]) else r[f"{d} se"] for d in domains]
+        x = [d + (i - (len(summary) - 1) / 2) * width for d in range(len(columns))]
+        means = [r[f"{c} mean"] for c in columns]
+        errors = [0 if pd.isna(r[f"{c} se"]) else r[f"{c} se"] for c in columns]
         labels.append(point_label(r, multi_model))
         ax.errorbar(x, means, yerr=errors, fmt="none", ecolor=style.color, capsize=3)
         handles.append(_mark(ax, x, means, style, 7, ls=style.linestyle, lw=0.8))
-    ax.set_xticks(range(len(domains)), domains)
-    ax.set_xlabel("held-out domain")
-    ax.set_ylabel("Test accuracy on the held-out domain (%)")
+    ax.set_xticks(range(len(columns)), ticks)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax, handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     _lay_out(fig)
     return fig
+
+
+def figure_held_out(summary: pd.DataFrame, title: str):
+    """Leave-one-domain-out: test accuracy on each held-out domain (x) per row."""
+    domains = [c[: -len(" mean")] for c in summary.columns
+               if c.endswith(" mean") and not c.startswith(("delta", "Average"))]
+    return figure_rows_along(summary, domains, domains, "held-out domain",
+                             "Test accuracy on the held-out domain (%)", title)
 
 
 def plot_held_out(summary: pd.DataFrame, path, title: str) -> str:

@@ -26,7 +26,7 @@ import pandas as pd
 from bench.comparison import PROTOCOL_SUFFIX, experiment_key, select_trials, summarize
 from bench.continual import average_after_each_stage, sequential_metrics
 from bench.records import RunRecord
-from bench.report_plots import Drawn, FigureDrawer, MODE_FACE, method_style, new_figure, point_label, save
+from bench.report_plots import Drawn, FigureDrawer, figure_rows_along, new_figure, point_label, save
 
 #: the metric columns of the table (row-record "tasks"), after the final average ("average")
 METRIC_COLUMNS = {"average_incremental": "Avg incremental", "forgetting": "Forgetting",
@@ -123,29 +123,11 @@ def matrix_size(summary: pd.DataFrame) -> int:
 
 def plot_stages(summary: pd.DataFrame, path, title: str) -> str:
     """The average accuracy over every domain after each stage (x: the stage and the domain it
-    trained), per row (error bars: standard error over seeds); zero-shot a dashed grey line."""
+    trained), a line per row in its row style (error bars: standard error over seeds)."""
     stages = stage_columns(summary)
-    fig = new_figure(figsize=(8.4, 4.4))
-    ax = fig.subplots()
-    multi_model = summary["model"].nunique() > 1
-    x = list(range(1, len(stages) + 1))
-    for _, r in summary.iterrows():
-        means = [r[f"{s} mean"] for s in stages]
-        errors = [0 if pd.isna(r[f"{s} se"]) else r[f"{s} se"] for s in stages]
-        if r["method"] == "zeroshot":
-            ax.plot(x, means, ls="--", lw=1.5, color="gray", label=point_label(r, multi_model))
-            continue
-        color, marker = method_style(r["method"])
-        ax.errorbar(x, means, yerr=errors, fmt=marker + "-", lw=0.8, color=color, ms=6, capsize=3,
-                    label=point_label(r, multi_model), **MODE_FACE.get(r["mode"], {}))
-    ax.set_xticks(x, [s.split(" ", 1)[1] for s in stages])
-    ax.set_xlabel("after stage: the domain it trained")
-    ax.set_ylabel("Average accuracy over every domain (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0)
-    fig.tight_layout()
-    return save(fig, path, "stages", dpi=150)
+    return save(figure_rows_along(summary, stages, [s.split(" ", 1)[1] for s in stages],
+                                  "after stage: the domain it trained", "Average accuracy over every domain (%)",
+                                  title), path, "stages", dpi=150)
 
 
 def plot_matrices(summary: pd.DataFrame, orders: dict[str, list[str]], path, title: str) -> str:
